@@ -1,0 +1,64 @@
+//! Docker Engine API JSON shapes (API 1.50), with Go's exact field names.
+//!
+//! Rules from `shared/reference/docker-api.md` §2: PascalCase names with per-field fixes, durations as integer
+//! nanoseconds, times as RFC 3339 strings, `Labels` always present (never omitted), and lenient decoding: the CLI
+//! sends `null`, `{}` or omits optional parts, and all of those mean "default". Every struct therefore has
+//! `#[serde(default)]`, and maps/lists decode `null` as empty.
+
+mod node;
+mod swarm;
+mod system;
+
+pub use node::*;
+pub use swarm::*;
+pub use system::*;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+
+/// `Annotations.Labels` and friends: sorted for stable output.
+pub type Labels = BTreeMap<String, String>;
+
+/// `Version.Index`: increases on every write to the object (the store's global index).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ObjectVersion {
+    /// Store index of the last write to this object.
+    #[serde(rename = "Index")]
+    pub index: u64,
+}
+
+/// The body of every error response: `{"message": "..."}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ErrorResponse {
+    /// What went wrong, shown by the CLI after "Error response from daemon: ".
+    pub message: String,
+}
+
+/// Decode `null` as the type's default (Go marshals nil maps and slices as `null`).
+pub fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// For `skip_serializing_if`: Go's `omitempty` on strings.
+pub fn is_empty_str(s: &str) -> bool {
+    s.is_empty()
+}
+
+/// For `skip_serializing_if`: Go's `omitempty` on booleans.
+pub fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// For `skip_serializing_if`: Go's `omitempty` on integers.
+pub fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// One second in the API's duration unit (nanoseconds).
+pub const SECOND_NS: i64 = 1_000_000_000;
