@@ -1,1 +1,8 @@
-//! placeholder
+//! The skep manager: the replicated cluster store and what runs on top of it.
+//!
+//! # Layout
+//! - [`store`]: cluster state and commands; `apply` is pure and deterministic.
+#![forbid(unsafe_code)]
+
+pub mod raft;
+pub mod store;

@@ -1,0 +1,316 @@
+//! The Raft log, vote and committed index in redb.
+//!
+//! Every append is one redb write transaction, committed with `Durability::Immediate` (fsync) before openraft is told
+//! the entries are flushed, so an acknowledged write is on disk on a quorum. Each stored entry and each metadata record
+//! is `[crc32 LE][bincode]`; a checksum mismatch on read is a storage error, never silently used data.
+
+use super::{decode, encode, TypeConfig};
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{AnyError, Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
+use redb::{Database, ReadableTable, TableDefinition};
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::sync::Arc;
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const KEY_VOTE: &str = "vote";
+const KEY_COMMITTED: &str = "committed";
+const KEY_PURGED: &str = "last_purged";
+
+type NodeId = u64;
+type SErr = StorageError<NodeId>;
+
+/// Errors of the log store's own making.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogStoreError {
+    /// The stored bytes do not match their checksum.
+    #[error("checksum mismatch in {what}")]
+    Checksum {
+        /// Which record.
+        what: String,
+    },
+    /// Shorter than a checksum.
+    #[error("truncated record in {what}")]
+    Truncated {
+        /// Which record.
+        what: String,
+    },
+    /// Decoding failed.
+    #[error("cannot decode {what}: {source}")]
+    Decode {
+        /// Which record.
+        what: String,
+        /// Why.
+        source: bincode::error::DecodeError,
+    },
+    /// Encoding failed.
+    #[error("cannot encode: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+    /// redb failed.
+    #[error("redb: {0}")]
+    Db(String),
+}
+
+fn db_err(e: impl std::fmt::Display) -> LogStoreError {
+    LogStoreError::Db(e.to_string())
+}
+
+/// Seal bytes with a CRC32.
+fn seal(payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(payload.len() + 4);
+    v.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+/// Check and strip a CRC32.
+fn unseal<'a>(what: &str, b: &'a [u8]) -> Result<&'a [u8], LogStoreError> {
+    if b.len() < 4 {
+        return Err(LogStoreError::Truncated { what: what.into() });
+    }
+    let (crc, payload) = b.split_at(4);
+    if crc32fast::hash(payload).to_le_bytes() != crc {
+        return Err(LogStoreError::Checksum { what: what.into() });
+    }
+    Ok(payload)
+}
+
+fn decode_sealed<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T, LogStoreError> {
+    decode(unseal(what, b)?).map_err(|source| LogStoreError::Decode { what: what.into(), source })
+}
+
+/// The log store. Cheap to clone; clones share the database.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl LogStore {
+    /// Open (or create) the log at `path`.
+    pub fn open(path: &Path) -> Result<LogStore, LogStoreError> {
+        let db = Database::create(path).map_err(db_err)?;
+        let tx = db.begin_write().map_err(db_err)?;
+        {
+            tx.open_table(LOG).map_err(db_err)?;
+            tx.open_table(META).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(LogStore { db: Arc::new(db) })
+    }
+
+    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, LogStoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(META).map_err(db_err)?;
+        match t.get(key).map_err(db_err)? {
+            Some(v) => Ok(Some(decode_sealed(key, v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn write_meta<T: serde::Serialize>(&self, key: &'static str, v: &T) -> Result<(), LogStoreError> {
+        let bytes = seal(&encode(v)?);
+        let db = self.db.clone();
+        blocking(move || {
+            let tx = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = tx.open_table(META).map_err(db_err)?;
+                t.insert(key, bytes.as_slice()).map_err(db_err)?;
+            }
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    fn read_range(&self, start: u64, end: Option<u64>) -> Result<Vec<Entry<TypeConfig>>, LogStoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(LOG).map_err(db_err)?;
+        let iter = match end {
+            Some(e) => t.range(start..e),
+            None => t.range(start..),
+        }
+        .map_err(db_err)?;
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item.map_err(db_err)?;
+            out.push(decode_sealed(&format!("log entry {}", k.value()), v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn last_entry_id(&self) -> Result<Option<LogId<NodeId>>, LogStoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(LOG).map_err(db_err)?;
+        let last = t.last().map_err(db_err)?;
+        match last {
+            Some((k, v)) => {
+                let e: Entry<TypeConfig> = decode_sealed(&format!("log entry {}", k.value()), v.value())?;
+                Ok(Some(e.log_id))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Delete entries with index in `range` (inclusive start, exclusive end; `None` = to the end).
+    async fn delete(&self, start: u64, end: Option<u64>) -> Result<(), LogStoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let tx = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = tx.open_table(LOG).map_err(db_err)?;
+                match end {
+                    Some(e) => t.retain_in(start..e, |_, _| false),
+                    None => t.retain_in(start.., |_, _| false),
+                }
+                .map_err(db_err)?;
+            }
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+}
+
+/// Run blocking redb work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, LogStoreError> + Send + 'static,
+) -> Result<T, LogStoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| LogStoreError::Db(format!("storage task failed: {e}")))?
+}
+
+fn range_start_end<RB: RangeBounds<u64>>(range: &RB) -> (u64, Option<u64>) {
+    use std::ops::Bound::*;
+    let start = match range.start_bound() {
+        Included(s) => *s,
+        Excluded(s) => s + 1,
+        Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Included(e) => Some(e + 1),
+        Excluded(e) => Some(*e),
+        Unbounded => None,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, SErr> {
+        let (s, e) = range_start_end(&range);
+        self.read_range(s, e).map_err(|e| StorageIOError::read_logs(AnyError::new(&e)).into())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SErr> {
+        let purged: Option<LogId<NodeId>> =
+            self.read_meta(KEY_PURGED).map_err(|e| StorageIOError::read_logs(AnyError::new(&e)))?;
+        let last = self.last_entry_id().map_err(|e| StorageIOError::read_logs(AnyError::new(&e)))?;
+        Ok(LogState { last_purged_log_id: purged, last_log_id: last.or(purged) })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), SErr> {
+        self.write_meta(KEY_VOTE, vote).await.map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, SErr> {
+        self.read_meta(KEY_VOTE).map_err(|e| StorageIOError::read_vote(AnyError::new(&e)).into())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SErr> {
+        self.write_meta(KEY_COMMITTED, &committed).await.map_err(|e| StorageIOError::write(AnyError::new(&e)).into())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, SErr> {
+        let c: Option<Option<LogId<NodeId>>> =
+            self.read_meta(KEY_COMMITTED).map_err(|e| StorageIOError::read(AnyError::new(&e)))?;
+        Ok(c.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), SErr>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut rows = Vec::new();
+        for e in entries {
+            let b = encode(&e).map_err(|err| StorageIOError::write_log_entry(e.log_id, AnyError::new(&err)))?;
+            rows.push((e.log_id.index, seal(&b)));
+        }
+        let db = self.db.clone();
+        let res = blocking(move || {
+            let tx = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = tx.open_table(LOG).map_err(db_err)?;
+                for (i, b) in &rows {
+                    t.insert(*i, b.as_slice()).map_err(db_err)?;
+                }
+            }
+            tx.commit().map_err(db_err)
+        })
+        .await;
+        match res {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(StorageIOError::write_logs(AnyError::new(&e)).into())
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
+        self.delete(log_id.index, None).await.map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
+        self.write_meta(KEY_PURGED, &log_id)
+            .await
+            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
+        self.delete(0, Some(log_id.index + 1)).await.map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_detects_a_flipped_bit_and_truncation() {
+        let s = seal(b"hello");
+        assert_eq!(unseal("x", &s).unwrap(), b"hello");
+        let mut bad = s.clone();
+        bad[6] ^= 1;
+        assert!(matches!(unseal("x", &bad), Err(LogStoreError::Checksum { .. })));
+        assert!(matches!(unseal("x", &s[..3]), Err(LogStoreError::Truncated { .. })));
+    }
+
+    #[test]
+    fn a_corrupted_entry_on_disk_is_a_storage_error_not_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        let store = LogStore::open(&path).unwrap();
+        let tx = store.db.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(LOG).unwrap();
+            let mut b = seal(&encode(&Entry::<TypeConfig>::default()).unwrap());
+            let last = b.len() - 1;
+            b[last] ^= 0xff;
+            t.insert(1u64, b.as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
+        let err = store.read_range(0, None).unwrap_err();
+        assert!(matches!(err, LogStoreError::Checksum { .. }), "{err}");
+    }
+}

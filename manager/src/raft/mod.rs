@@ -1,0 +1,230 @@
+//! Raft for the cluster store, on openraft 0.9 (storage v2).
+//!
+//! Raft node IDs are `u64`s handed out by the store, separate from node IDs; a member's [`Member`] info carries the
+//! node ID and the QUIC address. The log lives in redb ([`log_store`]), fsynced before an append is acknowledged and
+//! checksummed per entry; the state machine is in memory and snapshotted to a checksummed file ([`state_machine`]).
+//! Messages to other managers go over the QUIC transport ([`network`]).
+//!
+//! Store commands travel as JSON inside the bincode frames, because the Docker shapes hold free-form JSON values that
+//! bincode cannot decode (see [`Proposal`]).
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+
+use crate::store::{ApplyResult, Command};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::io::Cursor;
+use std::time::Duration;
+
+/// A Raft member: which node it is and where its QUIC endpoint listens.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Node ID.
+    pub node_id: String,
+    /// `IP:port`.
+    pub addr: String,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.node_id, self.addr)
+    }
+}
+
+/// A store command as Raft carries it: serialised as JSON bytes (see the module docs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Proposal(pub Command);
+
+impl Serialize for Proposal {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let json = serde_json::to_vec(&self.0).map_err(serde::ser::Error::custom)?;
+        s.serialize_bytes(&json)
+    }
+}
+
+impl<'de> Deserialize<'de> for Proposal {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes: Vec<u8> = serde_bytes_compat::deserialize(d)?;
+        serde_json::from_slice(&bytes).map(Proposal).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Proposal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", std::mem::discriminant(&self.0.op))
+    }
+}
+
+mod serde_bytes_compat {
+    use serde::{de, Deserializer};
+    use std::fmt;
+
+    struct V;
+    impl<'de> de::Visitor<'de> for V {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(V)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// skep's Raft types.
+    pub TypeConfig:
+        D = Proposal,
+        R = ApplyResult,
+        NodeId = u64,
+        Node = Member,
+);
+
+/// The openraft handle.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Timing derived from the swarm spec's Raft settings.
+#[derive(Clone, Copy, Debug)]
+pub struct RaftTiming {
+    /// Leader heartbeat.
+    pub heartbeat: Duration,
+    /// Lower bound of the randomised election timeout.
+    pub election_min: Duration,
+    /// Upper bound.
+    pub election_max: Duration,
+    /// Log entries between snapshots.
+    pub snapshot_interval: u64,
+    /// Entries kept after a snapshot for slow followers.
+    pub keep_for_followers: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        use skep_api::docker::defaults::*;
+        RaftTiming::from_ticks(HEARTBEAT_TICK, ELECTION_TICK, SNAPSHOT_INTERVAL, LOG_ENTRIES_FOR_SLOW_FOLLOWERS)
+    }
+}
+
+impl RaftTiming {
+    /// skep ticks are 100 ms. The election timeout is randomised in [ElectionTick/2, ElectionTick) ticks, so the
+    /// default ElectionTick 10 elects a new leader 0.5–1 s after the old one stops heartbeating.
+    pub fn from_ticks(heartbeat_tick: i64, election_tick: i64, snapshot_interval: u64, keep: u64) -> RaftTiming {
+        let tick = skep_api::docker::defaults::RAFT_TICK_MS;
+        let hb = heartbeat_tick.clamp(1, 100) as u64 * tick;
+        let el = (election_tick.clamp(2, 1000) as u64 * tick).max(hb * 3);
+        RaftTiming {
+            heartbeat: Duration::from_millis(hb),
+            election_min: Duration::from_millis(el / 2),
+            election_max: Duration::from_millis(el),
+            snapshot_interval: snapshot_interval.max(100),
+            keep_for_followers: keep,
+        }
+    }
+
+    /// The openraft configuration.
+    pub fn config(&self, cluster_name: &str) -> openraft::Config {
+        openraft::Config {
+            cluster_name: cluster_name.to_string(),
+            heartbeat_interval: self.heartbeat.as_millis() as u64,
+            election_timeout_min: self.election_min.as_millis() as u64,
+            election_timeout_max: self.election_max.as_millis() as u64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_interval),
+            max_in_snapshot_log_to_keep: self.keep_for_followers,
+            install_snapshot_timeout: 10_000,
+            max_payload_entries: 1000,
+            // a leader that hears from no quorum for this long stops acting as leader
+            enable_heartbeat: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// Encode a value for the wire (bincode, standard config).
+pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, bincode::error::EncodeError> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard())
+}
+
+/// Decode a value from the wire with a byte limit.
+pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, bincode::error::DecodeError> {
+    let cfg = bincode::config::standard().with_limit::<{ skep_api::wire::MAX_FRAME }>();
+    let (v, used) = bincode::serde::decode_from_slice(b, cfg)?;
+    if used != b.len() {
+        return Err(bincode::error::DecodeError::OtherString(format!("{} trailing bytes", b.len() - used)));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Op;
+
+    #[test]
+    fn proposals_round_trip_through_bincode_even_with_free_form_json() {
+        let mut spec = skep_api::docker::SwarmSpec::default().with_defaults();
+        spec.task_defaults = serde_json::json!({"LogDriver": {"Name": "json-file"}});
+        let p = Proposal(Command {
+            at: "t".into(),
+            op: Op::UpdateCluster { version: 3, spec: Box::new(spec), tokens: Default::default() },
+        });
+        let b = encode(&p).unwrap();
+        let back: Proposal = decode(&b).unwrap();
+        assert_eq!(back, p);
+        assert!(decode::<Proposal>(&b[..b.len() - 1]).is_err());
+        let mut extra = b.clone();
+        extra.push(0);
+        assert!(decode::<Proposal>(&extra).is_err());
+    }
+
+    #[test]
+    fn default_timing_fails_over_within_a_second() {
+        let t = RaftTiming::default();
+        assert_eq!(t.heartbeat, Duration::from_millis(100));
+        assert_eq!(t.election_min, Duration::from_millis(500));
+        assert_eq!(t.election_max, Duration::from_millis(1000));
+        let c = t.config("x");
+        assert!(c.validate().is_ok());
+    }
+}
+
+#[cfg(test)]
+mod suite {
+    //! openraft's storage conformance suite, run against our redb log store and snapshotting state machine.
+    use super::log_store::LogStore;
+    use super::state_machine::StateMachine;
+    use super::TypeConfig;
+    use openraft::testing::{StoreBuilder, Suite};
+    use openraft::{AnyError, StorageError, StorageIOError};
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
+            let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
+            let log = LogStore::open(&dir.path().join("raft.redb")).map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
+            let sm = StateMachine::open(&dir.path().join("snapshot")).map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    #[test]
+    fn log_store_and_state_machine_pass_the_openraft_suite() -> Result<(), StorageError<u64>> {
+        Suite::test_all(Builder)
+    }
+}

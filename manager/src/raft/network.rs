@@ -1,0 +1,1 @@
+//! Raft messages over the QUIC transport. (wired in once the transport lands)

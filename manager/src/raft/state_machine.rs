@@ -1,0 +1,275 @@
+//! The state machine: [`ClusterState`] in memory, published to readers through a `watch` channel, and snapshotted to
+//! a checksummed file.
+//!
+//! On restart the last snapshot is loaded and openraft re-applies the committed log after it, so the state survives a
+//! full-cluster restart. A snapshot file whose checksum does not match is refused (the manager then fails to start
+//! rather than serve corrupted state).
+
+use super::{Member, TypeConfig};
+use crate::store::{Applied, ApplyResult, ClusterState};
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+type NodeId = u64;
+type SErr = StorageError<NodeId>;
+
+const MAGIC: &[u8; 8] = b"SKEPSNP1";
+
+/// What a snapshot file holds.
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta<NodeId, Member>,
+    state: ClusterState,
+}
+
+struct Inner {
+    last_applied: Option<LogId<NodeId>>,
+    last_membership: StoredMembership<NodeId, Member>,
+    snapshot: Option<(SnapshotMeta<NodeId, Member>, Vec<u8>)>,
+    snapshot_seq: u64,
+}
+
+/// The state machine. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct StateMachine {
+    inner: Arc<Mutex<Inner>>,
+    state: Arc<watch::Sender<Arc<ClusterState>>>,
+    path: PathBuf,
+}
+
+/// Snapshot file errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// Wrong magic, short file or checksum mismatch.
+    #[error("snapshot {path} is corrupt: {why}")]
+    Corrupt {
+        /// File.
+        path: String,
+        /// Why.
+        why: String,
+    },
+    /// I/O.
+    #[error("snapshot I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// JSON.
+    #[error("snapshot encoding: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl StateMachine {
+    /// Open the state machine whose snapshot lives at `path` (loaded if present).
+    pub fn open(path: &Path) -> Result<StateMachine, SnapshotError> {
+        let mut inner = Inner {
+            last_applied: None,
+            last_membership: StoredMembership::default(),
+            snapshot: None,
+            snapshot_seq: 0,
+        };
+        let mut state = ClusterState::default();
+        if path.exists() {
+            let f = read_snapshot_file(path)?;
+            inner.last_applied = f.meta.last_log_id;
+            inner.last_membership = f.meta.last_membership.clone();
+            state = f.state.clone();
+            inner.snapshot = Some((f.meta, serde_json::to_vec(&f.state)?));
+        }
+        let (tx, _) = watch::channel(Arc::new(state));
+        Ok(StateMachine { inner: Arc::new(Mutex::new(inner)), state: Arc::new(tx), path: path.to_path_buf() })
+    }
+
+    /// The current state (cheap: a pointer clone).
+    pub fn state(&self) -> Arc<ClusterState> {
+        self.state.borrow().clone()
+    }
+
+    /// Subscribe to state changes.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterState>> {
+        self.state.subscribe()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // a poisoned lock means a panic while applying: the state is suspect, but refusing to continue is worse
+        // for a reader than seeing the last consistent value, which is what the watch channel holds.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_snapshot(&self, meta: &SnapshotMeta<NodeId, Member>, state: &ClusterState) -> Result<Vec<u8>, SnapshotError> {
+        let file = SnapshotFile { meta: meta.clone(), state: state.clone() };
+        let body = serde_json::to_vec(&file)?;
+        write_atomically(&self.path, &body)?;
+        Ok(serde_json::to_vec(state)?)
+    }
+}
+
+fn write_atomically(path: &Path, body: &[u8]) -> Result<(), SnapshotError> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(MAGIC)?;
+        f.write_all(&crc32fast::hash(body).to_le_bytes())?;
+        f.write_all(&(body.len() as u64).to_le_bytes())?;
+        f.write_all(body)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn read_snapshot_file(path: &Path) -> Result<SnapshotFile, SnapshotError> {
+    let b = std::fs::read(path)?;
+    let corrupt = |why: &str| SnapshotError::Corrupt { path: path.display().to_string(), why: why.into() };
+    if b.len() < 20 || &b[..8] != MAGIC {
+        return Err(corrupt("bad header"));
+    }
+    let crc = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
+    let len = u64::from_le_bytes(b[12..20].try_into().expect("8 bytes")) as usize;
+    let body = &b[20..];
+    if body.len() != len {
+        return Err(corrupt("length mismatch"));
+    }
+    if crc32fast::hash(body) != crc {
+        return Err(corrupt("checksum mismatch"));
+    }
+    Ok(serde_json::from_slice(body)?)
+}
+
+fn sm_err(e: impl std::error::Error + 'static) -> SErr {
+    StorageIOError::write_state_machine(AnyError::new(&e)).into()
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SErr> {
+        let state = self.state();
+        let meta = {
+            let mut i = self.lock();
+            i.snapshot_seq += 1;
+            let id = match i.last_applied {
+                Some(l) => format!("{}-{}-{}", l.leader_id, l.index, i.snapshot_seq),
+                None => format!("none-{}", i.snapshot_seq),
+            };
+            SnapshotMeta { last_log_id: i.last_applied, last_membership: i.last_membership.clone(), snapshot_id: id }
+        };
+        let this = self.clone();
+        let meta2 = meta.clone();
+        let data = tokio::task::spawn_blocking(move || this.write_snapshot(&meta2, &state))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, AnyError::error(e.to_string())))?
+            .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)))?;
+        self.lock().snapshot = Some((meta.clone(), data.clone()));
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), SErr> {
+        let i = self.lock();
+        Ok((i.last_applied, i.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ApplyResult>, SErr>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut results = Vec::new();
+        let mut state = self.state();
+        let mut changed = false;
+        {
+            let mut i = self.lock();
+            for e in entries {
+                i.last_applied = Some(e.log_id);
+                match e.payload {
+                    EntryPayload::Blank => results.push(Ok(Applied { index: e.log_id.index, raft_id: None })),
+                    EntryPayload::Normal(p) => {
+                        results.push(Arc::make_mut(&mut state).apply(e.log_id.index, &p.0));
+                        changed = true;
+                    }
+                    EntryPayload::Membership(m) => {
+                        i.last_membership = StoredMembership::new(Some(e.log_id), m);
+                        results.push(Ok(Applied { index: e.log_id.index, raft_id: None }));
+                    }
+                }
+            }
+        }
+        if changed {
+            self.state.send_replace(state);
+        }
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, SErr> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Member>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), SErr> {
+        let data = snapshot.into_inner();
+        let state: ClusterState = serde_json::from_slice(&data).map_err(sm_err)?;
+        let this = self.clone();
+        let (meta2, state2) = (meta.clone(), state.clone());
+        tokio::task::spawn_blocking(move || this.write_snapshot(&meta2, &state2))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, AnyError::error(e.to_string())))?
+            .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)))?;
+        {
+            let mut i = self.lock();
+            i.last_applied = meta.last_log_id;
+            i.last_membership = meta.last_membership.clone();
+            i.snapshot = Some((meta.clone(), data));
+        }
+        self.state.send_replace(Arc::new(state));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SErr> {
+        let i = self.lock();
+        Ok(i.snapshot.as_ref().map(|(meta, data)| Snapshot { meta: meta.clone(), snapshot: Box::new(Cursor::new(data.clone())) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_file_round_trips_and_a_flipped_byte_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("snap");
+        let mut st = ClusterState::default();
+        st.index = 42;
+        let meta = SnapshotMeta { last_log_id: None, last_membership: StoredMembership::default(), snapshot_id: "s".into() };
+        write_atomically(&p, &serde_json::to_vec(&SnapshotFile { meta, state: st.clone() }).unwrap()).unwrap();
+        let sm = StateMachine::open(&p).unwrap();
+        assert_eq!(sm.state().index, 42);
+        let mut b = std::fs::read(&p).unwrap();
+        let n = b.len();
+        b[n - 2] ^= 1;
+        std::fs::write(&p, &b).unwrap();
+        assert!(matches!(StateMachine::open(&p), Err(SnapshotError::Corrupt { .. })));
+        std::fs::write(&p, b"short").unwrap();
+        assert!(matches!(StateMachine::open(&p), Err(SnapshotError::Corrupt { .. })));
+    }
+}

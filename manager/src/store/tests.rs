@@ -1,0 +1,117 @@
+use super::*;
+use skep_api::docker::{availability, role};
+
+fn node(id: &str, host: &str, r: &str) -> Node {
+    let mut n = Node::default();
+    n.id = id.into();
+    n.description.hostname = host.into();
+    n.spec.role = r.into();
+    n.spec.availability = availability::ACTIVE.into();
+    n
+}
+
+fn cmd(op: Op) -> Command {
+    Command { at: "2026-11-22T00:00:00Z".into(), op }
+}
+
+fn initialised() -> ClusterState {
+    let mut s = ClusterState::default();
+    let c = ClusterRecord { info: ClusterInfo { id: "c1".into(), ..Default::default() }, ..Default::default() };
+    s.apply(1, &cmd(Op::Init { cluster: Box::new(c), node: Box::new(node("m1", "host-1", role::MANAGER)), cluster_addr: "10.0.0.1:2377".into() }))
+        .unwrap();
+    s
+}
+
+#[test]
+fn init_creates_the_cluster_and_a_manager_with_raft_id_1() {
+    let s = initialised();
+    assert_eq!(s.index, 1);
+    assert_eq!(s.nodes["m1"].raft_id, Some(1));
+    assert_eq!(s.nodes["m1"].node.version.index, 1);
+    assert_eq!(s.cluster.as_ref().unwrap().info.version.index, 1);
+    let mut again = s.clone();
+    assert!(matches!(
+        again.apply(2, &cmd(Op::Init { cluster: Box::default(), node: Box::new(node("x", "x", role::MANAGER)), cluster_addr: String::new() })),
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+#[test]
+fn managers_get_distinct_raft_ids_and_workers_none() {
+    let mut s = initialised();
+    let a = s.apply(2, &cmd(Op::AddNode { node: Box::new(node("m2", "host-2", role::MANAGER)), cluster_addr: "a".into() })).unwrap();
+    let b = s.apply(3, &cmd(Op::AddNode { node: Box::new(node("w1", "host-3", role::WORKER)), cluster_addr: "b".into() })).unwrap();
+    assert_eq!(a.raft_id, Some(2));
+    assert_eq!(b.raft_id, None);
+    // promotion hands out the next ID, once
+    let spec = NodeSpec { role: role::MANAGER.into(), ..s.nodes["w1"].node.spec.clone() };
+    let p = s.apply(4, &cmd(Op::UpdateNodeSpec { id: "w1".into(), version: 3, spec: spec.clone() })).unwrap();
+    assert_eq!(p.raft_id, Some(3));
+    let again = s.apply(5, &cmd(Op::UpdateNodeSpec { id: "w1".into(), version: 4, spec })).unwrap();
+    assert_eq!(again.raft_id, None);
+    assert_eq!(s.nodes["w1"].raft_id, Some(3));
+}
+
+#[test]
+fn stale_version_is_out_of_sequence_and_changes_nothing() {
+    let mut s = initialised();
+    let before = s.nodes["m1"].clone();
+    let r = s.apply(2, &cmd(Op::UpdateNodeSpec { id: "m1".into(), version: 99, spec: NodeSpec::default() }));
+    assert_eq!(r, Err(StoreError::OutOfSequence));
+    assert_eq!(s.nodes["m1"], before);
+    assert_eq!(StoreError::OutOfSequence.to_string(), "update out of sequence");
+}
+
+#[test]
+fn removed_nodes_are_remembered_and_cannot_rejoin_with_the_same_id() {
+    let mut s = initialised();
+    s.apply(2, &cmd(Op::AddNode { node: Box::new(node("w1", "h", role::WORKER)), cluster_addr: "b".into() })).unwrap();
+    s.apply(3, &cmd(Op::RemoveNode { id: "w1".into() })).unwrap();
+    assert!(s.removed.contains("w1"));
+    assert!(s.apply(4, &cmd(Op::AddNode { node: Box::new(node("w1", "h", role::WORKER)), cluster_addr: "b".into() })).is_err());
+    assert!(matches!(s.apply(5, &cmd(Op::RemoveNode { id: "w1".into() })), Err(StoreError::NotFound(_))));
+}
+
+#[test]
+fn references_resolve_by_id_then_name_then_unique_prefix() {
+    let mut s = initialised();
+    s.apply(2, &cmd(Op::AddNode { node: Box::new(node("m2abc", "host-2", role::WORKER)), cluster_addr: String::new() })).unwrap();
+    s.apply(3, &cmd(Op::AddNode { node: Box::new(node("m2abd", "host-3", role::WORKER)), cluster_addr: String::new() })).unwrap();
+    assert_eq!(s.resolve_node("m1").unwrap().node.id, "m1");
+    assert_eq!(s.resolve_node("host-2").unwrap().node.id, "m2abc");
+    assert_eq!(s.resolve_node("m2abd").unwrap().node.id, "m2abd");
+    assert!(matches!(s.resolve_node("m2ab"), Err(ResolveError::Ambiguous(_))));
+    assert_eq!(s.resolve_node("zz").unwrap_err().to_string(), "node zz not found");
+}
+
+#[test]
+fn manager_status_is_derived_from_leadership_and_heartbeats() {
+    let mut s = initialised();
+    s.apply(2, &cmd(Op::SetNodeStatus { id: "m1".into(), state: node_state::READY.into(), message: String::new(), addr: "10.0.0.1".into() }))
+        .unwrap();
+    let v = s.node_view(&s.nodes["m1"], Some(1));
+    let ms = v.manager_status.unwrap();
+    assert!(ms.leader);
+    assert_eq!(ms.reachability, "reachable");
+    assert_eq!(ms.addr, "10.0.0.1:2377");
+    s.apply(3, &cmd(Op::SetNodeStatus { id: "m1".into(), state: node_state::DOWN.into(), message: String::new(), addr: String::new() }))
+        .unwrap();
+    assert_eq!(s.node_view(&s.nodes["m1"], Some(7)).manager_status.unwrap().reachability, "unreachable");
+    assert_eq!(s.nodes["m1"].node.status.addr, "10.0.0.1", "an empty addr keeps the old one");
+}
+
+#[test]
+fn apply_is_deterministic() {
+    let ops = vec![
+        Op::AddNode { node: Box::new(node("w1", "h1", role::WORKER)), cluster_addr: "x".into() },
+        Op::KvPut { key: "k".into(), value: vec![1, 2, 3] },
+        Op::SetNodeStatus { id: "w1".into(), state: "ready".into(), message: String::new(), addr: "1.2.3.4".into() },
+    ];
+    let mut a = initialised();
+    let mut b = initialised();
+    for (i, op) in ops.into_iter().enumerate() {
+        let c = cmd(op);
+        assert_eq!(a.apply(i as u64 + 2, &c), b.apply(i as u64 + 2, &c));
+    }
+    assert_eq!(a, b);
+}
