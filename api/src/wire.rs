@@ -103,6 +103,7 @@ pub struct JoinRequest {
     /// CSR for the node certificate.
     pub csr_pem: String,
     /// What the node reports about itself.
+    #[serde(with = "as_json")]
     pub description: NodeDescription,
     /// Cluster address other nodes reach the joiner at (`IP:port`); empty: the address the request came from.
     pub advertise_addr: String,
@@ -135,6 +136,7 @@ pub struct JoinReply {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Heartbeat {
     /// Sent on the first heartbeat of a session and whenever it changes.
+    #[serde(with = "as_json")]
     pub description: Option<NodeDescription>,
     /// The node's cluster address (`IP:port`).
     pub addr: String,
@@ -192,3 +194,81 @@ impl WireError {
 
 /// Longest message accepted on the wire (Raft snapshots are sent whole for now; 64 MiB bounds them).
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// Docker-shaped values inside wire messages travel as JSON bytes: their serde attributes (`null` as default,
+/// omitted empty fields, free-form JSON) only make sense for a self-describing format, not for bincode.
+pub mod as_json {
+    use serde::de::{self, DeserializeOwned, Deserializer};
+    use serde::{Serialize, Serializer};
+    use std::fmt;
+
+    /// Serialize `v` as the bytes of its JSON.
+    pub fn serialize<T: Serialize, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        let json = serde_json::to_vec(v).map_err(serde::ser::Error::custom)?;
+        s.serialize_bytes(&json)
+    }
+
+    /// Read JSON bytes back.
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        let bytes = d.deserialize_byte_buf(Bytes)?;
+        serde_json::from_slice(&bytes).map_err(de::Error::custom)
+    }
+
+    struct Bytes;
+    impl<'de> de::Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(r: &Request) -> Request {
+        let b = bincode::serde::encode_to_vec(r, bincode::config::standard()).unwrap();
+        let (back, used): (Request, usize) =
+            bincode::serde::decode_from_slice(&b, bincode::config::standard().with_limit::<{ MAX_FRAME }>()).unwrap();
+        assert_eq!(used, b.len());
+        back
+    }
+
+    #[test]
+    fn messages_with_docker_shapes_survive_bincode() {
+        let mut d = NodeDescription::default();
+        d.hostname = "h".into();
+        d.engine.labels.insert("a".into(), "b".into());
+        let r = round_trip(&Request::Heartbeat(Heartbeat { description: Some(d.clone()), addr: "x".into() }));
+        match r {
+            Request::Heartbeat(h) => assert_eq!(h.description, Some(d.clone())),
+            other => panic!("{other:?}"),
+        }
+        let j = Request::Join(JoinRequest {
+            token: "t".into(),
+            csr_pem: "c".into(),
+            description: d.clone(),
+            advertise_addr: String::new(),
+            availability: String::new(),
+        });
+        match round_trip(&j) {
+            Request::Join(j) => assert_eq!(j.description, d),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(round_trip(&Request::Heartbeat(Heartbeat { description: None, addr: String::new() })), Request::Heartbeat(h) if h.description.is_none()));
+    }
+}

@@ -4,5 +4,8 @@
 //! - [`store`]: cluster state and commands; `apply` is pure and deterministic.
 #![forbid(unsafe_code)]
 
+pub mod control;
+pub mod dispatcher;
 pub mod raft;
+pub mod runtime;
 pub mod store;

@@ -24,7 +24,8 @@ pub(crate) fn encode_padded(bytes: &[u8], width: usize) -> String {
 
 /// Whether every character of `s` is a lowercase base36 digit.
 pub(crate) fn is_base36(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
 }
 
 #[cfg(test)]

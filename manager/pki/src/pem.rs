@@ -10,7 +10,10 @@ pub(crate) const MAX_PEM_LEN: usize = 64 * 1024;
 
 fn check_len(what: &'static str, text: &str) -> Result<(), PkiError> {
     if text.len() > MAX_PEM_LEN {
-        return Err(PkiError::Pem { what, source: pem::Error::SectionTooLarge });
+        return Err(PkiError::Pem {
+            what,
+            source: pem::Error::SectionTooLarge,
+        });
     }
     Ok(())
 }
@@ -23,7 +26,10 @@ pub(crate) fn certs(text: &str) -> Result<Vec<CertificateDer<'static>>, PkiError
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| PkiError::Pem { what: WHAT, source })?;
     if certs.is_empty() {
-        return Err(PkiError::Pem { what: WHAT, source: pem::Error::NoItemsFound });
+        return Err(PkiError::Pem {
+            what: WHAT,
+            source: pem::Error::NoItemsFound,
+        });
     }
     Ok(certs)
 }
@@ -33,14 +39,17 @@ pub(crate) fn single_cert(text: &str) -> Result<CertificateDer<'static>, PkiErro
     let mut certs = certs(text)?;
     match certs.len() {
         1 => Ok(certs.remove(0)),
-        n => Err(PkiError::InvalidCertificate(format!("expected one certificate, found {n}"))),
+        n => Err(PkiError::InvalidCertificate(format!(
+            "expected one certificate, found {n}"
+        ))),
     }
 }
 
 pub(crate) fn private_key(text: &str) -> Result<PrivateKeyDer<'static>, PkiError> {
     const WHAT: &str = "private key";
     check_len(WHAT, text)?;
-    PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|source| PkiError::Pem { what: WHAT, source })
+    PrivateKeyDer::from_pem_slice(text.as_bytes())
+        .map_err(|source| PkiError::Pem { what: WHAT, source })
 }
 
 pub(crate) fn csr(text: &str) -> Result<CertificateSigningRequestDer<'static>, PkiError> {
@@ -55,7 +64,10 @@ pub(crate) fn encode(label: &str, der: &[u8]) -> String {
     const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut b64 = Vec::with_capacity(der.len().div_ceil(3) * 4);
     for chunk in der.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
         for i in 0..4 {
             if i <= chunk.len() {
                 b64.push(B64[(n >> (18 - 6 * i) & 0x3f) as usize]);
@@ -89,9 +101,18 @@ mod tests {
             assert_eq!(back.as_ref(), &der[..]);
             assert!(text.lines().all(|l| l.len() <= 64));
         }
-        assert_eq!(encode("X", b"Man"), "-----BEGIN X-----\nTWFu\n-----END X-----\n");
-        assert_eq!(encode("X", b"Ma"), "-----BEGIN X-----\nTWE=\n-----END X-----\n");
-        assert_eq!(encode("X", b"M"), "-----BEGIN X-----\nTQ==\n-----END X-----\n");
+        assert_eq!(
+            encode("X", b"Man"),
+            "-----BEGIN X-----\nTWFu\n-----END X-----\n"
+        );
+        assert_eq!(
+            encode("X", b"Ma"),
+            "-----BEGIN X-----\nTWE=\n-----END X-----\n"
+        );
+        assert_eq!(
+            encode("X", b"M"),
+            "-----BEGIN X-----\nTQ==\n-----END X-----\n"
+        );
     }
 
     #[test]
