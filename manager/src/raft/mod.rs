@@ -122,16 +122,18 @@ impl Default for RaftTiming {
 }
 
 impl RaftTiming {
-    /// skep ticks are 100 ms. The election timeout is randomised in [ElectionTick/2, ElectionTick) ticks, so the
-    /// default ElectionTick 10 elects a new leader 0.5–1 s after the old one stops heartbeating.
+    /// skep ticks are 100 ms. openraft makes a follower wait for the leader's lease (`election_timeout_max`) plus its
+    /// own election timeout (random in [min, max], drawn once per node) after the last heartbeat before it campaigns,
+    /// so the whole window is `2 × max` at worst. With max = 40% and min = 20% of ElectionTick, the default
+    /// ElectionTick 10 (1 s) starts an election 0.6–0.8 s after the leader stops, with a lease of four heartbeats.
     pub fn from_ticks(heartbeat_tick: i64, election_tick: i64, snapshot_interval: u64, keep: u64) -> RaftTiming {
         let tick = skep_api::docker::defaults::RAFT_TICK_MS;
         let hb = heartbeat_tick.clamp(1, 100) as u64 * tick;
         let el = (election_tick.clamp(2, 1000) as u64 * tick).max(hb * 3);
         RaftTiming {
             heartbeat: Duration::from_millis(hb),
-            election_min: Duration::from_millis(el / 2),
-            election_max: Duration::from_millis(el),
+            election_min: Duration::from_millis((el / 5).max(hb + 1)),
+            election_max: Duration::from_millis((el * 2 / 5).max(hb * 2 + 1)),
             snapshot_interval: snapshot_interval.max(100),
             keep_for_followers: keep,
         }
@@ -196,8 +198,8 @@ mod tests {
     fn default_timing_fails_over_within_a_second() {
         let t = RaftTiming::default();
         assert_eq!(t.heartbeat, Duration::from_millis(100));
-        assert_eq!(t.election_min, Duration::from_millis(500));
-        assert_eq!(t.election_max, Duration::from_millis(1000));
+        assert_eq!(t.election_min, Duration::from_millis(200));
+        assert_eq!(t.election_max, Duration::from_millis(400));
         let c = t.config("x");
         assert!(c.validate().is_ok());
     }
