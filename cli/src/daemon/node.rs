@@ -70,6 +70,8 @@ struct NodeInner {
     error: std::sync::Mutex<String>,
     /// The manager, for the transport handler (swapped on promotion/demotion).
     manager: Arc<RwLock<Option<Manager>>>,
+    /// A promotion or demotion is under way (the agent reports the desired role on every heartbeat).
+    changing_role: std::sync::atomic::AtomicBool,
 }
 
 /// An API error with its HTTP status.
@@ -184,6 +186,7 @@ impl NodeHandle {
                 running: RwLock::new(None),
                 error: std::sync::Mutex::new(String::new()),
                 manager: Arc::new(RwLock::new(None)),
+                changing_role: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -633,17 +636,16 @@ impl NodeHandle {
                     let promote = desired == role::MANAGER && current_role == role::WORKER && raft_id.is_some();
                     let demote = desired == role::WORKER && current_role == role::MANAGER && raft_id.is_none();
                     let _ = current_raft;
-                    if promote || demote {
+                    if (promote || demote) && !self.inner.changing_role.swap(true, std::sync::atomic::Ordering::SeqCst) {
                         let this = self.clone();
-                        // lifecycle changes stop this very loop; run them on their own task
                         tokio::spawn(async move {
                             let r = if promote { this.promote(raft_id.unwrap_or_default()).await } else { this.demote().await };
                             if let Err(e) = r {
-                                tracing::warn!("role change failed: {e:#}");
+                                tracing::warn!("role change failed (will retry): {e:#}");
                                 this.set_error(format!("{e:#}"));
                             }
+                            this.inner.changing_role.store(false, std::sync::atomic::Ordering::SeqCst);
                         });
-                        return;
                     }
                 }
                 AgentEvent::Removed => {
@@ -697,53 +699,68 @@ impl NodeHandle {
         Ok(())
     }
 
+    /// Become a manager: a manager certificate, then Raft (a fresh log: the leader sends a snapshot), then ask the
+    /// leader to make us a voter. The endpoint and the agent keep running; only their TLS identity changes.
     async fn promote(&self, raft_id: u64) -> anyhow::Result<()> {
         let _g = self.inner.lifecycle.lock().await;
-        let (state, endpoint) = {
-            let r = self.inner.running.read().await;
-            let r = r.as_ref().ok_or_else(|| anyhow::anyhow!("not in a swarm"))?;
-            (r.state.clone(), r.endpoint.clone())
-        };
+        let (state, endpoint) = self.running_parts().await?;
+        if state.role == role::MANAGER {
+            return Ok(());
+        }
         let tls = self.renew(&state, &endpoint).await?;
         let id = skep_pki::identity_from_cert_pem(&tls.cert_pem)?;
         anyhow::ensure!(id.role == Role::Manager, "the managers issued a {:?} certificate for a promotion", id.role);
+        self.install_tls(&tls).await?;
         let _ = std::fs::remove_dir_all(self.inner.paths.raft());
         let mut new_state = state.clone();
         new_state.role = role::MANAGER.into();
         new_state.raft_id = Some(raft_id);
-        // restart the components under the new identity: endpoint, manager, agent
-        self.stop_components().await;
-        self.inner.paths.save_tls(&tls.key_pem, &tls.cert_pem, &tls.ca_pem)?;
-        self.inner.paths.save(&new_state)?;
-        let running = self.start_components(new_state.clone(), &tls, false).await?;
-        let m = running.manager.clone();
-        *self.inner.running.write().await = Some(running);
-        if let Some(m) = m {
-            let seeds: Vec<SocketAddr> = new_state.managers.iter().filter_map(|p| p.addr.parse().ok()).collect();
-            m.join_raft(&seeds).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        }
+        let m = self.start_manager(&new_state, raft_id, &endpoint).await?;
+        *self.inner.manager.write().await = Some(m.clone());
+        self.set_running(new_state.clone(), Some(m.clone())).await?;
+        let seeds: Vec<SocketAddr> = new_state.managers.iter().filter_map(|p| p.addr.parse().ok()).collect();
+        m.join_raft(&seeds).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.set_error("");
         tracing::info!(node = %state.node_id, "promoted to manager");
         Ok(())
     }
 
+    /// Become a worker once the leader has taken us out of the Raft membership: a worker certificate, stop Raft,
+    /// delete the log.
     async fn demote(&self) -> anyhow::Result<()> {
         let _g = self.inner.lifecycle.lock().await;
-        let (state, endpoint) = {
-            let r = self.inner.running.read().await;
-            let r = r.as_ref().ok_or_else(|| anyhow::anyhow!("not in a swarm"))?;
-            (r.state.clone(), r.endpoint.clone())
-        };
+        let (state, endpoint) = self.running_parts().await?;
+        if state.role == role::WORKER {
+            return Ok(());
+        }
         let tls = self.renew(&state, &endpoint).await?;
+        let old = self.inner.manager.write().await.take();
+        if let Some(m) = old {
+            m.shutdown().await;
+        }
+        self.install_tls(&tls).await?;
+        let _ = std::fs::remove_dir_all(self.inner.paths.raft());
         let mut new_state = state.clone();
         new_state.role = role::WORKER.into();
         new_state.raft_id = None;
-        self.stop_components().await;
-        let _ = std::fs::remove_dir_all(self.inner.paths.raft());
-        self.inner.paths.save_tls(&tls.key_pem, &tls.cert_pem, &tls.ca_pem)?;
-        self.inner.paths.save(&new_state)?;
-        let running = self.start_components(new_state, &tls, false).await?;
-        *self.inner.running.write().await = Some(running);
+        self.set_running(new_state, None).await?;
+        self.set_error("");
         tracing::info!(node = %state.node_id, "demoted to worker");
+        Ok(())
+    }
+
+    async fn running_parts(&self) -> anyhow::Result<(NodeState, Endpoint)> {
+        let r = self.inner.running.read().await;
+        let r = r.as_ref().ok_or_else(|| anyhow::anyhow!("not in a swarm"))?;
+        Ok((r.state.clone(), r.endpoint.clone()))
+    }
+
+    async fn set_running(&self, state: NodeState, manager: Option<Manager>) -> anyhow::Result<()> {
+        self.inner.paths.save(&state)?;
+        if let Some(r) = self.inner.running.write().await.as_mut() {
+            r.state = state;
+            r.manager = manager;
+        }
         Ok(())
     }
 
