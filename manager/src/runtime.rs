@@ -480,7 +480,9 @@ impl Manager {
         }
         let state = self.local_state();
         let Some(rec) = state.nodes.get(&id.node_id) else {
-            return werr(ErrorKind::Removed, "this node is not part of the swarm");
+            // Not (yet) in this replica: a node that was removed is caught by the `removed` check in `handle`;
+            // anything else is a race with its own join or init being applied. Retryable.
+            return werr(ErrorKind::Unavailable, "this node is not known to the managers yet");
         };
         self.lock_live().heartbeat(&id.node_id, Instant::now());
         let addr = hb.addr.parse::<SocketAddr>().map(|a| a.ip().to_string()).unwrap_or_else(|_| from.ip().to_string());
@@ -522,7 +524,7 @@ impl Manager {
     fn handle_renew(&self, id: PeerIdentity, csr_pem: &str) -> Response {
         let state = self.local_state();
         let (Some(cluster), Some(rec)) = (state.cluster.as_ref(), state.nodes.get(&id.node_id)) else {
-            return werr(ErrorKind::Removed, "this node is not part of the swarm");
+            return werr(ErrorKind::Unavailable, "this node is not known to the managers yet");
         };
         // A demoted manager keeps its manager certificate until it has left the Raft membership.
         let r = if rec.node.spec.role == role::MANAGER || rec.raft_id.is_some() { Role::Manager } else { Role::Worker };
@@ -543,7 +545,7 @@ impl Manager {
         }
         let state = self.local_state();
         let Some(rec) = state.nodes.get(&id.node_id) else {
-            return werr(ErrorKind::Removed, "this node is not part of the swarm");
+            return werr(ErrorKind::Unavailable, "this node is not known to the managers yet");
         };
         if rec.node.spec.role != role::MANAGER || rec.raft_id != Some(raft_id) {
             return werr(ErrorKind::InvalidArgument, "this node is not a manager with that raft id");

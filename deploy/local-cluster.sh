@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# A 5-node skep swarm on this machine, each node in its own network namespace.
+#
+#   deploy/local-cluster.sh [up]   build skep, create the hosts, start daemons, form the swarm (runs `down` first)
+#   deploy/local-cluster.sh down   stop the daemons, remove namespaces, links and data
+#   deploy/local-cluster.sh status what runs, and `node ls` from n1
+#
+# Layout: switch namespace skep-sw holds bridge br0; hosts skep-n1..skep-n5 have eth0 = 10.213.250.1-5/24 and
+# no default route (they reach each other only). Data, sockets and logs live in /tmp/skep-local/nX.
+# n1 inits the swarm, n2 and n3 join as managers, n4 and n5 as workers.
+#
+# Environment: SKEP_BIN (use this binary, skip the build), SKEP_LOCAL_DIR (default /tmp/skep-local),
+# RUST_LOG (daemon log filter, default info). Needs root and iproute2.
+set -Eeuo pipefail
+
+ROOT_DIR=${SKEP_LOCAL_DIR:-/tmp/skep-local}
+NET=10.213.250
+SWITCH=skep-sw
+NODES=(1 2 3 4 5)
+MANAGERS=(2 3)
+WORKERS=(4 5)
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+START_TRIES=60   # × 0.5 s for a daemon's API to answer
+STOP_TRIES=20    # × 0.5 s between SIGTERM and SIGKILL
+BIN=""
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+ns_of() { echo "skep-n$1"; }
+dir_of() { echo "$ROOT_DIR/n$1"; }
+sock_of() { echo "unix://$ROOT_DIR/n$1/skep.sock"; }
+ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
+
+require_root() {
+    [[ $(id -u) -eq 0 ]] || die "run as root (network namespaces need it)"
+    command -v ip >/dev/null || die "iproute2 (ip) is not installed"
+}
+
+find_bin() {
+    if [[ -n ${SKEP_BIN:-} ]]; then
+        [[ -x $SKEP_BIN ]] || die "SKEP_BIN=$SKEP_BIN is not an executable"
+        BIN=$SKEP_BIN
+        return
+    fi
+    BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/skep
+}
+
+build() {
+    find_bin
+    if [[ -z ${SKEP_BIN:-} ]]; then
+        command -v cargo >/dev/null || die "cargo not found; install Rust or set SKEP_BIN"
+        say "building skep (cargo build --release -p skep-cli)"
+        (cd "$REPO" && cargo build --release -p skep-cli)
+    fi
+    [[ -x $BIN ]] || die "no skep binary at $BIN"
+    say "using $BIN"
+}
+
+skep() { # skep <node> <args...>
+    local n=$1; shift
+    "$BIN" -H "$(sock_of "$n")" "$@"
+}
+
+stop_daemon() {
+    local n=$1 pidfile pid i
+    pidfile="$(dir_of "$n")/daemon.pid"
+    [[ -f $pidfile ]] || return 0
+    pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+        say "stopping n$n (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < STOP_TRIES; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.5
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            say "n$n ignored SIGTERM; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    rm -f "$pidfile"
+}
+
+down() {
+    require_root
+    local n ns pid
+    for n in "${NODES[@]}"; do
+        stop_daemon "$n"
+        ns=$(ns_of "$n")
+        if ns_exists "$ns"; then
+            for pid in $(ip netns pids "$ns" 2>/dev/null); do
+                kill -KILL "$pid" 2>/dev/null || true
+            done
+            ip netns delete "$ns"
+            say "removed namespace $ns"
+        fi
+    done
+    if ns_exists "$SWITCH"; then
+        ip netns delete "$SWITCH"
+        say "removed namespace $SWITCH (bridge and veths went with it)"
+    fi
+    if [[ -d $ROOT_DIR ]]; then
+        rm -rf "$ROOT_DIR"
+        say "removed $ROOT_DIR"
+    fi
+}
+
+make_network() {
+    local n ns
+    say "creating switch namespace $SWITCH with bridge br0"
+    ip netns add "$SWITCH"
+    ip -n "$SWITCH" link set lo up
+    ip -n "$SWITCH" link add br0 type bridge
+    ip -n "$SWITCH" link set br0 up
+    for n in "${NODES[@]}"; do
+        ns=$(ns_of "$n")
+        say "creating host $ns at $NET.$n"
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+        ip -n "$SWITCH" link add "n$n" type veth peer name eth0 netns "$ns"
+        ip -n "$SWITCH" link set "n$n" master br0
+        ip -n "$SWITCH" link set "n$n" up
+        ip -n "$ns" addr add "$NET.$n/24" dev eth0
+        ip -n "$ns" link set eth0 up
+    done
+}
+
+start_daemon() {
+    local n=$1 dir i
+    dir=$(dir_of "$n")
+    mkdir -p "$dir"
+    RUST_LOG=${RUST_LOG:-info} setsid ip netns exec "$(ns_of "$n")" "$BIN" daemon \
+        --data-root "$dir" -H "$(sock_of "$n")" </dev/null >>"$dir/daemon.log" 2>&1 &
+    echo $! >"$dir/daemon.pid"
+    for ((i = 0; i < START_TRIES; i++)); do
+        if skep "$n" info >/dev/null 2>&1; then
+            say "n$n is up (pid $(cat "$dir/daemon.pid"), log $dir/daemon.log)"
+            return 0
+        fi
+        kill -0 "$(cat "$dir/daemon.pid")" 2>/dev/null || break
+        sleep 0.5
+    done
+    tail -n 30 "$dir/daemon.log" >&2 || true
+    die "daemon n$n did not come up; its log is above"
+}
+
+up() {
+    require_root
+    down
+    trap 'printf "error: up failed (line %s); left as is for inspection: logs in %s/nX/daemon.log; remove with: %s down\n" "$LINENO" "$ROOT_DIR" "$0" >&2' ERR
+    build
+    make_network
+    mkdir -p "$ROOT_DIR"
+    local n
+    for n in "${NODES[@]}"; do
+        start_daemon "$n"
+    done
+    say "initialising the swarm on n1"
+    skep 1 swarm init --advertise-addr "$NET.1" --listen-addr "$NET.1:2377"
+    local mtoken wtoken
+    mtoken=$(skep 1 swarm join-token -q manager)
+    wtoken=$(skep 1 swarm join-token -q worker)
+    for n in "${MANAGERS[@]}"; do
+        say "n$n joins as a manager"
+        skep "$n" swarm join --token "$mtoken" --advertise-addr "$NET.$n" --listen-addr "$NET.$n:2377" "$NET.1:2377"
+    done
+    for n in "${WORKERS[@]}"; do
+        say "n$n joins as a worker"
+        skep "$n" swarm join --token "$wtoken" --advertise-addr "$NET.$n" --listen-addr "$NET.$n:2377" "$NET.1:2377"
+    done
+    sleep 1
+    say "skep node ls (from n1)"
+    skep 1 node ls
+    cat <<USAGE
+
+The cluster is up. To use it:
+  export SKEP_HOST=unix://$ROOT_DIR/n1/skep.sock
+  $BIN node ls
+  DOCKER_CONFIG=\$(mktemp -d) docker -H \$SKEP_HOST node ls      # the stock docker CLI works too
+Other nodes: unix://$ROOT_DIR/nX/skep.sock (X = 1..5); logs: $ROOT_DIR/nX/daemon.log
+Shell on a host: ip netns exec skep-n2 bash      Stop everything: $0 down
+USAGE
+    trap - ERR
+}
+
+status() {
+    require_root
+    find_bin
+    local n ns pid state
+    for n in "${NODES[@]}"; do
+        ns=$(ns_of "$n")
+        pid=$(cat "$(dir_of "$n")/daemon.pid" 2>/dev/null || true)
+        if ! ns_exists "$ns"; then
+            state="no namespace"
+        elif [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+            state="running (pid $pid)"
+        else
+            state="daemon not running"
+        fi
+        printf 'n%s  %-14s %s\n' "$n" "$NET.$n" "$state"
+    done
+    if [[ -x $BIN ]] && skep 1 info >/dev/null 2>&1; then
+        echo
+        skep 1 node ls || true
+    fi
+}
+
+case ${1:-up} in
+    up) up ;;
+    down) down; say "local cluster removed" ;;
+    status) status ;;
+    -h | --help | help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *) die "unknown command '$1' (use up, down or status)" ;;
+esac
