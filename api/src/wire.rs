@@ -250,8 +250,7 @@ mod tests {
 
     #[test]
     fn messages_with_docker_shapes_survive_bincode() {
-        let mut d = NodeDescription::default();
-        d.hostname = "h".into();
+        let mut d = NodeDescription { hostname: "h".into(), ..Default::default() };
         d.engine.labels.insert("a".into(), "b".into());
         let r = round_trip(&Request::Heartbeat(Heartbeat { description: Some(d.clone()), addr: "x".into() }));
         match r {

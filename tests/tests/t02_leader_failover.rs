@@ -42,6 +42,16 @@ fn a_killed_leader_is_replaced_and_writes_resume() -> Result<()> {
     let dead = find_by(&nodes, "ID", &old_leader).context("old leader vanished from node ls")?;
     assert_ne!(str_at(dead, "ManagerStatus"), Some("Leader"), "{dead}");
 
+    // The workers' sessions moved to the new leader: a full down-TTL (3 heartbeat periods) after the failover they
+    // are still Ready, never marked Down.
+    let workers = [c.node_id(3)?, c.node_id(4)?];
+    std::thread::sleep(Duration::from_secs(4));
+    let nodes = c.node_ls(survivor)?;
+    for w in &workers {
+        let n = find_by(&nodes, "ID", w).context("worker vanished")?;
+        assert_eq!(str_at(n, "Status"), Some("Ready"), "worker {w} after the failover: {n}");
+    }
+
     c.start(old_host)?;
     assert_eq!(c.node_id(old_host)?, old_leader, "restart must keep the node ID");
     c.wait_nodes(survivor, Duration::from_secs(30), "the restarted manager Reachable and Ready", |n| {

@@ -65,7 +65,7 @@ pub async fn run(endpoint: Endpoint, cfg: AgentConfig, events: mpsc::Sender<Agen
         let mut answered = false;
         let mut redirected = false;
         // try every candidate once per round, starting with the one that answered last
-        for attempt in 0..candidates.len().max(1).min(8) {
+        for attempt in 0..candidates.len().clamp(1, 8) {
             let Some(&target) = candidates.get((next + attempt) % candidates.len().max(1)) else { break };
             let req = Request::Heartbeat(Heartbeat {
                 description: send_description.then(|| cfg.description.clone()),

@@ -96,6 +96,7 @@ pub fn router(node: NodeHandle) -> Router {
 }
 
 /// Strip `/v1.50` from the path (before routing), refusing versions out of range.
+#[allow(clippy::result_large_err)] // the error is the response itself
 pub fn rewrite_version(mut req: Request) -> Result<Request, Response> {
     let path = req.uri().path();
     if let Some(rest) = path.strip_prefix("/v") {

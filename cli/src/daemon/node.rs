@@ -673,7 +673,7 @@ impl NodeHandle {
         let req = Request::RenewCert { csr_pem: csr };
         let mut last = String::new();
         for _ in 0..2 {
-            for t in targets.drain(..).collect::<Vec<_>>() {
+            for t in std::mem::take(&mut targets) {
                 match tokio::time::timeout(Duration::from_secs(5), endpoint.call::<Request, Response>(t, skep_pki::NODE_SAN, &req)).await {
                     Ok(Ok(Response::Cert { cert_pem, ca_pem })) => {
                         return Ok(NodeTls { cert_pem, key_pem: key.to_pem(), ca_pem });

@@ -226,6 +226,7 @@ mod suite {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // the suite's own error type
     fn log_store_and_state_machine_pass_the_openraft_suite() -> Result<(), StorageError<u64>> {
         Suite::test_all(Builder)
     }

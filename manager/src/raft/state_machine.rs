@@ -258,8 +258,7 @@ mod tests {
     fn a_snapshot_file_round_trips_and_a_flipped_byte_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("snap");
-        let mut st = ClusterState::default();
-        st.index = 42;
+        let st = ClusterState { index: 42, ..Default::default() };
         let meta = SnapshotMeta { last_log_id: None, last_membership: StoredMembership::default(), snapshot_id: "s".into() };
         write_atomically(&p, &serde_json::to_vec(&SnapshotFile { meta, state: st.clone() }).unwrap()).unwrap();
         let sm = StateMachine::open(&p).unwrap();

@@ -2,8 +2,7 @@ use super::*;
 use skep_api::docker::{availability, role};
 
 fn node(id: &str, host: &str, r: &str) -> Node {
-    let mut n = Node::default();
-    n.id = id.into();
+    let mut n = Node { id: id.into(), ..Default::default() };
     n.description.hostname = host.into();
     n.spec.role = r.into();
     n.spec.availability = availability::ACTIVE.into();
