@@ -8,4 +8,5 @@ pub mod control;
 pub mod dispatcher;
 pub mod raft;
 pub mod runtime;
+pub mod scheduler;
 pub mod store;

@@ -6,10 +6,14 @@
 //! `#[serde(default)]`, and maps/lists decode `null` as empty.
 
 mod node;
+mod service;
+mod task;
 mod swarm;
 mod system;
 
 pub use node::*;
+pub use service::*;
+pub use task::*;
 pub use swarm::*;
 pub use system::*;
 

@@ -14,7 +14,7 @@ mod tests;
 use serde::{Deserialize, Serialize};
 use skep_api::docker::{
     node_state, reachability, ClusterInfo, JoinTokens, ManagerStatus, Node, NodeDescription, NodeSpec, ObjectVersion,
-    SwarmSpec,
+    Service, ServiceSpec, SwarmSpec, Task, TaskState, TaskStatus, UpdateStatus,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,6 +33,16 @@ pub struct ClusterState {
     pub next_raft_id: u64,
     /// Internal key-value records (benchmarks and bookkeeping); never shown by the Docker API.
     pub kv: BTreeMap<String, Vec<u8>>,
+    /// Services by ID.
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+    /// Tasks by ID (current and history).
+    #[serde(default)]
+    pub tasks: BTreeMap<String, Task>,
+    /// Restart history per slot (`<service>/<slot>` or `<service>/node/<node>`): times of the restarts, kept here so
+    /// that a leader change does not reset the restart policy's attempt count.
+    #[serde(default)]
+    pub restarts: BTreeMap<String, Vec<String>>,
 }
 
 /// The swarm object plus what only managers may see.
@@ -132,6 +142,56 @@ pub enum Op {
         spec: Box<SwarmSpec>,
         /// New tokens (the proposer rotates them).
         tokens: JoinTokens,
+    },
+    /// `service create`: name uniqueness is checked again at apply time.
+    CreateService {
+        /// The service (ID, spec; version and times are set at apply).
+        service: Box<Service>,
+    },
+    /// `service update` / scale: replace the spec if `version` still matches. `previous` becomes `PreviousSpec`.
+    UpdateService {
+        /// Service ID.
+        id: String,
+        /// The `Version.Index` the client read.
+        version: u64,
+        /// New spec.
+        spec: Box<ServiceSpec>,
+        /// Keep the old spec as `PreviousSpec` and reset `UpdateStatus` (a spec change, not a scale).
+        spec_changed: bool,
+    },
+    /// Set a service's `UpdateStatus` (the updater's progress).
+    SetUpdateStatus {
+        /// Service ID.
+        id: String,
+        /// New status (`None` clears it).
+        status: Option<UpdateStatus>,
+    },
+    /// `service rm`.
+    RemoveService {
+        /// Service ID.
+        id: String,
+    },
+    /// Create or replace tasks (orchestrators, scheduler). A replacement may not move `Status.State` backwards.
+    PutTasks {
+        /// Whole task objects.
+        tasks: Vec<Task>,
+    },
+    /// Workers' status reports: applied only where they move the observed state forward (or keep it and add detail).
+    ReportTaskStatus {
+        /// `(task ID, status)`.
+        updates: Vec<(String, TaskStatus)>,
+    },
+    /// The reaper deletes old tasks.
+    DeleteTasks {
+        /// Task IDs.
+        ids: Vec<String>,
+    },
+    /// Remember a restart of a slot (restart policy bookkeeping); history longer than `keep` is trimmed.
+    RecordRestart {
+        /// `<service>/<slot>`.
+        key: String,
+        /// How many entries to keep.
+        keep: usize,
     },
     /// Internal record.
     KvPut {
@@ -258,6 +318,91 @@ impl ClusterState {
             Op::KvPut { key, value } => {
                 self.kv.insert(key.clone(), value.clone());
             }
+            Op::CreateService { service } => {
+                if self.services.contains_key(&service.id) {
+                    return Err(StoreError::Conflict(format!("service {} already exists", service.id)));
+                }
+                if self.services.values().any(|s| s.spec.name == service.spec.name) {
+                    return Err(StoreError::Conflict(format!(
+                        "rpc error: code = AlreadyExists desc = name conflicts with an existing object: service {} already exists",
+                        service.spec.name
+                    )));
+                }
+                let mut svc = (**service).clone();
+                svc.version = v;
+                svc.created_at = at.clone();
+                svc.updated_at = at.clone();
+                self.services.insert(svc.id.clone(), svc);
+            }
+            Op::UpdateService { id, version, spec, spec_changed } => {
+                let svc = self.services.get_mut(id).ok_or_else(|| StoreError::NotFound(format!("service {id} not found")))?;
+                if svc.version.index != *version {
+                    return Err(StoreError::OutOfSequence);
+                }
+                if *spec_changed {
+                    svc.previous_spec = Some(std::mem::replace(&mut svc.spec, (**spec).clone()));
+                    svc.update_status = None;
+                } else {
+                    svc.spec = (**spec).clone();
+                }
+                svc.version = v;
+                svc.updated_at = at.clone();
+            }
+            Op::SetUpdateStatus { id, status } => {
+                let svc = self.services.get_mut(id).ok_or_else(|| StoreError::NotFound(format!("service {id} not found")))?;
+                svc.update_status = status.clone();
+                svc.version = v;
+                svc.updated_at = at.clone();
+            }
+            Op::RemoveService { id } => {
+                if self.services.remove(id).is_none() {
+                    return Err(StoreError::NotFound(format!("service {id} not found")));
+                }
+                self.restarts.retain(|k, _| !k.starts_with(&format!("{id}/")));
+            }
+            Op::PutTasks { tasks } => {
+                for t in tasks {
+                    let mut t = t.clone();
+                    if let Some(old) = self.tasks.get(&t.id) {
+                        // observed state never moves backwards; keep the newer status
+                        if t.status.state < old.status.state {
+                            t.status = old.status.clone();
+                        }
+                        // desired state only moves forward too (running → shutdown → remove)
+                        if t.desired_state < old.desired_state {
+                            t.desired_state = old.desired_state;
+                        }
+                        t.created_at = old.created_at.clone();
+                    } else {
+                        t.created_at = at.clone();
+                    }
+                    t.version = v;
+                    t.updated_at = at.clone();
+                    self.tasks.insert(t.id.clone(), t);
+                }
+            }
+            Op::ReportTaskStatus { updates } => {
+                for (id, st) in updates {
+                    if let Some(t) = self.tasks.get_mut(id) {
+                        if st.state >= t.status.state {
+                            t.status = st.clone();
+                            t.version = v;
+                            t.updated_at = at.clone();
+                        }
+                    }
+                }
+            }
+            Op::DeleteTasks { ids } => {
+                for id in ids {
+                    self.tasks.remove(id);
+                }
+            }
+            Op::RecordRestart { key, keep } => {
+                let h = self.restarts.entry(key.clone()).or_default();
+                h.push(at.clone());
+                let excess = h.len().saturating_sub((*keep).max(1));
+                h.drain(..excess);
+            }
         }
         Ok(Applied { index, raft_id })
     }
@@ -307,6 +452,36 @@ impl ClusterState {
     /// Managers by spec (including those whose promotion is still going on).
     pub fn managers(&self) -> impl Iterator<Item = &NodeRecord> {
         self.nodes.values().filter(|r| r.node.is_manager())
+    }
+
+    /// Resolve a service reference: exact ID, exact name, unique ID prefix.
+    pub fn resolve_service(&self, reference: &str) -> Result<&Service, ResolveError> {
+        if let Some(s) = self.services.get(reference) {
+            return Ok(s);
+        }
+        if let Some(s) = self.services.values().find(|s| s.spec.name == reference) {
+            return Ok(s);
+        }
+        let by_prefix: Vec<_> = if reference.is_empty() {
+            vec![]
+        } else {
+            self.services.values().filter(|s| s.id.starts_with(reference)).collect()
+        };
+        match by_prefix.len() {
+            1 => Ok(by_prefix[0]),
+            0 => Err(ResolveError::NotFound(format!("service {reference} not found"))),
+            n => Err(ResolveError::Ambiguous(format!("service {reference} is ambiguous ({n} matches found)"))),
+        }
+    }
+
+    /// Tasks of a service.
+    pub fn service_tasks<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
+        self.tasks.values().filter(move |t| t.service_id == service_id)
+    }
+
+    /// Tasks that hold a place on a node: assigned and not yet terminal, with desired state running.
+    pub fn is_task_active(t: &Task) -> bool {
+        !t.status.state.is_terminal() && t.desired_state <= TaskState::Running
     }
 
     /// The node whose Raft ID is `raft_id`.

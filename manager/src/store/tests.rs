@@ -1,5 +1,5 @@
 use super::*;
-use skep_api::docker::{availability, role};
+use skep_api::docker::{availability, role, Service, Task, TaskState, TaskStatus};
 
 fn node(id: &str, host: &str, r: &str) -> Node {
     let mut n = Node { id: id.into(), ..Default::default() };
@@ -113,4 +113,53 @@ fn apply_is_deterministic() {
         assert_eq!(a.apply(i as u64 + 2, &c), b.apply(i as u64 + 2, &c));
     }
     assert_eq!(a, b);
+}
+
+fn task(id: &str, state: TaskState, desired: TaskState) -> Task {
+    Task { id: id.into(), service_id: "s1".into(), slot: 1, desired_state: desired, status: TaskStatus { state, ..Default::default() }, ..Default::default() }
+}
+
+#[test]
+fn task_state_never_moves_backwards_through_any_op() {
+    let mut s = initialised();
+    s.apply(2, &cmd(Op::PutTasks { tasks: vec![task("t1", TaskState::Running, TaskState::Running)] })).unwrap();
+    // an orchestrator's stale copy cannot rewind the observed state
+    s.apply(3, &cmd(Op::PutTasks { tasks: vec![task("t1", TaskState::Assigned, TaskState::Shutdown)] })).unwrap();
+    assert_eq!(s.tasks["t1"].status.state, TaskState::Running);
+    assert_eq!(s.tasks["t1"].desired_state, TaskState::Shutdown);
+    // nor can it bring the desired state back
+    s.apply(4, &cmd(Op::PutTasks { tasks: vec![task("t1", TaskState::Running, TaskState::Running)] })).unwrap();
+    assert_eq!(s.tasks["t1"].desired_state, TaskState::Shutdown);
+    // a worker's late report of an earlier state is ignored; a later one lands
+    let st = |state| TaskStatus { state, ..Default::default() };
+    s.apply(5, &cmd(Op::ReportTaskStatus { updates: vec![("t1".into(), st(TaskState::Starting))] })).unwrap();
+    assert_eq!(s.tasks["t1"].status.state, TaskState::Running);
+    s.apply(6, &cmd(Op::ReportTaskStatus { updates: vec![("t1".into(), st(TaskState::Shutdown)), ("nope".into(), st(TaskState::Failed))] })).unwrap();
+    assert_eq!(s.tasks["t1"].status.state, TaskState::Shutdown);
+}
+
+#[test]
+fn service_names_are_unique_and_updates_keep_the_previous_spec() {
+    let mut s = initialised();
+    let mk = |id: &str, name: &str| {
+        let mut svc = Service { id: id.into(), ..Default::default() };
+        svc.spec.name = name.into();
+        Box::new(svc)
+    };
+    s.apply(2, &cmd(Op::CreateService { service: mk("a", "web") })).unwrap();
+    let e = s.apply(3, &cmd(Op::CreateService { service: mk("b", "web") })).unwrap_err();
+    assert!(e.to_string().contains("name conflicts with an existing object: service web already exists"), "{e}");
+    let mut spec = s.services["a"].spec.clone();
+    spec.labels.insert("x".into(), "1".into());
+    assert_eq!(s.apply(4, &cmd(Op::UpdateService { id: "a".into(), version: 1, spec: Box::new(spec.clone()), spec_changed: true })), Err(StoreError::OutOfSequence));
+    s.apply(5, &cmd(Op::UpdateService { id: "a".into(), version: 2, spec: Box::new(spec), spec_changed: true })).unwrap();
+    assert_eq!(s.services["a"].previous_spec.as_ref().unwrap().labels.len(), 0);
+    assert_eq!(s.services["a"].version.index, 5);
+    assert_eq!(s.resolve_service("web").unwrap().id, "a");
+    s.apply(6, &cmd(Op::RecordRestart { key: "a/1".into(), keep: 2 })).unwrap();
+    s.apply(7, &cmd(Op::RecordRestart { key: "a/1".into(), keep: 2 })).unwrap();
+    s.apply(8, &cmd(Op::RecordRestart { key: "a/1".into(), keep: 2 })).unwrap();
+    assert_eq!(s.restarts["a/1"].len(), 2);
+    s.apply(9, &cmd(Op::RemoveService { id: "a".into() })).unwrap();
+    assert!(s.restarts.is_empty());
 }
