@@ -6,6 +6,7 @@
 
 pub mod control;
 pub mod dispatcher;
+pub mod orchestrator;
 pub mod raft;
 pub mod runtime;
 pub mod scheduler;
