@@ -3,7 +3,7 @@
 //! Payloads that only managers understand (Raft messages, store commands) travel as opaque bytes, so that this crate
 //! does not depend on the Raft library; the manager encodes and decodes them with the same bounded codec.
 
-use crate::docker::{NodeDescription, Peer};
+use crate::docker::{NodeDescription, Peer, Task, TaskStatus};
 use serde::{Deserialize, Serialize};
 
 /// Version of this message set; a peer with another version is refused with [`ErrorKind::Version`].
@@ -42,6 +42,18 @@ pub enum Request {
     },
     /// Node → leader: I am leaving the swarm.
     Leave,
+    /// Node → leader: my task assignments. Long poll: answered when the set differs from `known` (its digest), or
+    /// after about 10 s with the same set.
+    Assignments {
+        /// Digest of the set the node has (0: none yet).
+        known: u64,
+    },
+    /// Node → leader: observed task states (batched by the node).
+    TaskStatus {
+        /// `(task ID, status)`.
+        #[serde(with = "as_json")]
+        updates: Vec<(String, TaskStatus)>,
+    },
 }
 
 /// Which Raft RPC a [`Request::Raft`] carries.
@@ -83,6 +95,14 @@ pub enum Response {
     ReadIndex {
         /// Wait until this log index is applied.
         index: u64,
+    },
+    /// The node's assignment set: every task it should run or stop.
+    Assignments {
+        /// Digest of the set (send it back as `known`).
+        digest: u64,
+        /// The tasks (whole objects: spec, desired state).
+        #[serde(with = "as_json")]
+        tasks: Vec<Task>,
     },
     /// Done, nothing to return.
     Ok,

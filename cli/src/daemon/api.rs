@@ -88,6 +88,13 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/nodes", get(node_list))
         .route("/nodes/{id}", get(node_inspect).delete(node_remove))
         .route("/nodes/{id}/update", post(node_update))
+        .route("/services", get(service_list))
+        .route("/services/create", post(service_create))
+        .route("/services/{id}", get(service_inspect).delete(service_remove))
+        .route("/services/{id}/update", post(service_update))
+        .route("/tasks", get(task_list))
+        .route("/tasks/{id}", get(task_inspect))
+        .route("/distribution/{*name}", get(distribution))
         .route("/skep/kv/{key}", post(kv_put))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -277,6 +284,52 @@ async fn node_update(State(node): State<NodeHandle>, Path(id): Path<String>, Que
 async fn node_remove(State(node): State<NodeHandle>, Path(id): Path<String>, Query(q): Q) -> Result<Response, ApiError> {
     node.remove_node(&id, qbool(&q, "force")).await?;
     Ok(empty_ok())
+}
+
+async fn service_create(State(node): State<NodeHandle>, body: Bytes) -> Result<Response, ApiError> {
+    let spec: docker::ServiceSpec = parse_body(&body)?;
+    let id = node.create_service(spec).await?;
+    Ok(json_response(StatusCode::CREATED, &docker::ServiceCreateResponse { id, warnings: None }))
+}
+
+async fn service_list(State(node): State<NodeHandle>, Query(q): Q) -> Result<Response, ApiError> {
+    let f = filters(&q, skep_manager::control::services::SERVICE_FILTERS)?;
+    Ok(ok_json(&node.services(&f, qbool(&q, "status")).await?))
+}
+
+async fn service_inspect(State(node): State<NodeHandle>, Path(id): Path<String>, Query(q): Q) -> Result<Response, ApiError> {
+    Ok(ok_json(&node.service(&id, qbool(&q, "insertDefaults")).await?))
+}
+
+async fn service_update(State(node): State<NodeHandle>, Path(id): Path<String>, Query(q): Q, body: Bytes) -> Result<Response, ApiError> {
+    let version = qversion(&q, "service")?;
+    let spec: docker::ServiceSpec = parse_body(&body)?;
+    let rollback = q.get("rollback").is_some_and(|r| r == "previous");
+    node.update_service(&id, version, spec, rollback).await?;
+    Ok(ok_json(&docker::ServiceCreateResponse { id: String::new(), warnings: None }))
+}
+
+async fn service_remove(State(node): State<NodeHandle>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    node.remove_service(&id).await?;
+    Ok(empty_ok())
+}
+
+async fn task_list(State(node): State<NodeHandle>, Query(q): Q) -> Result<Response, ApiError> {
+    let f = filters(&q, skep_manager::control::services::TASK_FILTERS)?;
+    Ok(ok_json(&node.tasks(&f).await?))
+}
+
+async fn task_inspect(State(node): State<NodeHandle>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(ok_json(&node.task(&id).await?))
+}
+
+/// `GET /distribution/{name}/json`: skep does not contact registries; an empty digest makes the CLI keep the image
+/// reference as written, with no warning (docker-api.md §5.1, case 3).
+async fn distribution(Path(name): Path<String>) -> Result<Response, ApiError> {
+    if !name.ends_with("/json") {
+        return Err(ApiError::new(404, "page not found"));
+    }
+    Ok(ok_json(&serde_json::json!({"Descriptor": {"mediaType": "", "digest": "", "size": 0}, "Platforms": null})))
 }
 
 #[derive(Deserialize, serde::Serialize)]

@@ -855,6 +855,72 @@ impl NodeHandle {
         Ok(())
     }
 
+    /// `POST /services/create`: returns the new ID.
+    pub async fn create_service(&self, spec: docker::ServiceSpec) -> ApiResult<String> {
+        let m = self.require_manager().await?;
+        let st = m.read().await?;
+        let id = skep_api::id::new_id(&mut rand::thread_rng());
+        let op = control::services::create(&st, spec, id.clone())?;
+        m.propose(op).await?;
+        Ok(id)
+    }
+
+    /// `POST /services/{id}/update`.
+    pub async fn update_service(&self, reference: &str, version: u64, spec: docker::ServiceSpec, rollback: bool) -> ApiResult<()> {
+        let m = self.require_manager().await?;
+        let st = m.read().await?;
+        let op = control::services::update(&st, reference, version, spec, rollback)?;
+        m.propose(op).await?;
+        Ok(())
+    }
+
+    /// `DELETE /services/{id}`.
+    pub async fn remove_service(&self, reference: &str) -> ApiResult<()> {
+        let m = self.require_manager().await?;
+        let st = m.read().await?;
+        let op = control::services::remove(&st, reference)?;
+        m.propose(op).await?;
+        Ok(())
+    }
+
+    /// `GET /services`.
+    pub async fn services(&self, f: &skep_api::filters::Filters, status: bool) -> ApiResult<Vec<docker::Service>> {
+        let m = self.require_manager().await?;
+        let st = m.read().await?;
+        let list = control::services::filter_services(&st, f)?;
+        Ok(list.into_iter().map(|s| control::services::view(&st, s, status, false)).collect())
+    }
+
+    /// `GET /services/{id}`.
+    pub async fn service(&self, reference: &str, insert_defaults: bool) -> ApiResult<docker::Service> {
+        let m = self.require_manager().await?;
+        let st = m.read().await?;
+        let s = st.resolve_service(reference).map_err(ControlError::from)?;
+        Ok(control::services::view(&st, s, false, insert_defaults))
+    }
+
+    /// `GET /tasks`.
+    pub async fn tasks(&self, f: &skep_api::filters::Filters) -> ApiResult<Vec<docker::Task>> {
+        let m = self.require_manager().await?;
+        let st = m.read().await?;
+        Ok(control::services::filter_tasks(&st, f)?.into_iter().cloned().collect())
+    }
+
+    /// `GET /tasks/{id}`.
+    pub async fn task(&self, reference: &str) -> ApiResult<docker::Task> {
+        let m = self.require_manager().await?;
+        let st = m.read().await?;
+        if let Some(t) = st.tasks.get(reference) {
+            return Ok(t.clone());
+        }
+        let matches: Vec<_> = st.tasks.values().filter(|t| !reference.is_empty() && t.id.starts_with(reference)).collect();
+        match matches.as_slice() {
+            [t] => Ok((*t).clone()),
+            [] => Err(ApiError::new(404, format!("task {reference} not found"))),
+            _ => Err(ApiError::new(400, format!("task {reference} is ambiguous ({} matches found)", matches.len()))),
+        }
+    }
+
     /// Internal KV write through Raft (benchmarks).
     pub async fn kv_put(&self, key: String, value: Vec<u8>) -> ApiResult<u64> {
         let m = self.require_manager().await?;

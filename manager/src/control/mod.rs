@@ -289,3 +289,4 @@ mod tests {
         let _ = Command { at: String::new(), op: Op::KvPut { key: String::new(), value: vec![] } };
     }
 }
+pub mod services;

@@ -408,28 +408,6 @@ pub fn reap(state: &ClusterState, retention: usize) -> Vec<String> {
 /// Whether a node satisfies a task's placement constraints (global services place by node, not through the
 /// scheduler's spread). Constraints were validated at service creation; one that does not parse matches nothing.
 fn node_satisfies(state: &ClusterState, node_id: &str, spec: &skep_api::docker::TaskSpec) -> bool {
-    let Some(rec) = state.nodes.get(node_id) else { return false };
-    let n = &rec.node;
     let constraints = spec.placement.as_ref().map(|p| p.constraints.as_slice()).unwrap_or(&[]);
-    constraints.iter().all(|c| {
-        let (key, want, eq) = match (c.split_once("!="), c.split_once("==")) {
-            (Some((k, v)), _) => (k.trim(), v.trim(), false),
-            (None, Some((k, v))) => (k.trim(), v.trim(), true),
-            _ => return false,
-        };
-        let have: Option<String> = match key {
-            "node.id" => Some(n.id.clone()),
-            "node.hostname" => Some(n.description.hostname.clone()),
-            "node.role" => Some(n.spec.role.clone()),
-            "node.platform.os" => Some(n.description.platform.os.clone()),
-            "node.platform.arch" => Some(n.description.platform.architecture.clone()),
-            k => k
-                .strip_prefix("node.labels.")
-                .map(|l| n.spec.labels.get(l).cloned())
-                .or_else(|| k.strip_prefix("engine.labels.").map(|l| n.description.engine.labels.get(l).cloned()))
-                .flatten(),
-        };
-        let matches = have.is_some_and(|h| h.eq_ignore_ascii_case(want));
-        matches == eq
-    })
+    state.nodes.get(node_id).is_some_and(|r| crate::scheduler::node_matches(&r.node, constraints))
 }

@@ -25,6 +25,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+mod tasks;
+pub use tasks::{assignments_for, digest, schedule};
+
 /// How long a proposal or read may wait for a leader before giving up with 503.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
@@ -76,6 +79,8 @@ struct Inner {
     live: Mutex<Liveness>,
     /// Stops the background loops.
     stop: watch::Sender<bool>,
+    /// Status reports waiting to be proposed together.
+    status_tx: tokio::sync::mpsc::Sender<tasks::StatusBatch>,
 }
 
 fn now_string() -> String {
@@ -100,10 +105,13 @@ impl Manager {
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let ttl = Duration::from_millis(3 * skep_api::docker::defaults::HEARTBEAT_PERIOD_NS as u64 / 1_000_000);
         let (stop, _) = watch::channel(false);
+        let (status_tx, status_rx) = tokio::sync::mpsc::channel(4096);
         let m = Manager {
-            inner: Arc::new(Inner { cfg, raft, sm, endpoint, live: Mutex::new(Liveness::new(ttl)), stop }),
+            inner: Arc::new(Inner { cfg, raft, sm, endpoint, live: Mutex::new(Liveness::new(ttl)), stop, status_tx }),
         };
         tokio::spawn(m.clone().leader_loop());
+        tokio::spawn(m.clone().task_loop());
+        tokio::spawn(m.clone().status_loop(status_rx));
         Ok(m)
     }
 
@@ -397,6 +405,8 @@ impl Manager {
             }
             Request::RaftJoin { raft_id } => self.handle_raft_join(identity.expect("checked"), raft_id).await,
             Request::Leave => self.handle_leave(identity.expect("checked")).await,
+            Request::Assignments { known } => self.handle_assignments(identity.expect("checked"), known).await,
+            Request::TaskStatus { updates } => self.handle_task_status(identity.expect("checked"), updates).await,
         }
     }
 
@@ -599,6 +609,34 @@ impl Manager {
 
     // ---------------------------------------------------------------------------------------------------------
     // Leader loops
+
+    /// Orchestrate, schedule and reap whenever the store changes (and every 100 ms, for restart delays), while leader.
+    async fn task_loop(self) {
+        let mut stop = self.inner.stop.subscribe();
+        let mut changes = self.subscribe();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_reap = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                r = changes.changed() => { if r.is_err() { return; } }
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+            if !self.is_leader() {
+                continue;
+            }
+            let reap = last_reap.elapsed() >= Duration::from_secs(1);
+            if reap {
+                last_reap = Instant::now();
+            }
+            self.reconcile_tasks(reap).await;
+            changes.borrow_and_update();
+        }
+    }
 
     async fn leader_loop(self) {
         let mut stop = self.inner.stop.subscribe();

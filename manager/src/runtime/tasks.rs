@@ -1,0 +1,223 @@
+//! The leader's task machinery: assignments to nodes (long poll), status reports (batched into one proposal), and the
+//! reconcile loop that runs the orchestrators, the scheduler and the reaper.
+
+use super::{werr, Manager};
+use crate::orchestrator::{self, Env};
+use crate::store::{ClusterState, Op};
+use skep_api::docker::{Task, TaskState, TaskStatus};
+use skep_api::wire::{ErrorKind, Response};
+use skep_pki::PeerIdentity;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+
+/// How long an assignments long poll waits for a change before answering with the same set.
+const LONG_POLL: Duration = Duration::from_secs(10);
+/// Tasks per proposal: keeps Raft entries a few MB at most.
+const CHUNK: usize = 500;
+/// Status reports are gathered this long before one proposal carries them all.
+const STATUS_BATCH: Duration = Duration::from_millis(20);
+
+/// The tasks a node must know about: those it should run, and those it should stop that have not stopped yet.
+pub fn assignments_for(state: &ClusterState, node_id: &str) -> Vec<Task> {
+    state
+        .tasks
+        .values()
+        .filter(|t| t.node_id == node_id)
+        .filter(|t| t.status.state >= TaskState::Assigned)
+        .filter(|t| t.desired_state <= TaskState::Running || !t.status.state.is_terminal())
+        .cloned()
+        .collect()
+}
+
+/// Digest of an assignment set: what the node must act on (IDs and desired states), not status details.
+pub fn digest(tasks: &[Task]) -> u64 {
+    let mut h = DefaultHasher::new();
+    let mut keys: Vec<(&str, TaskState)> = tasks.iter().map(|t| (t.id.as_str(), t.desired_state)).collect();
+    keys.sort();
+    keys.hash(&mut h);
+    h.finish() | 1
+}
+
+/// Pending status reports and who waits for them.
+pub(super) type StatusBatch = (Vec<(String, TaskStatus)>, oneshot::Sender<bool>);
+
+impl Manager {
+    pub(super) async fn handle_assignments(&self, id: PeerIdentity, known: u64) -> Response {
+        if !self.is_leader() {
+            return self.not_leader();
+        }
+        let mut rx = self.subscribe();
+        let deadline = tokio::time::Instant::now() + LONG_POLL;
+        loop {
+            let state = rx.borrow_and_update().clone();
+            if !state.nodes.contains_key(&id.node_id) {
+                return werr(ErrorKind::Unavailable, "this node is not known to the managers yet");
+            }
+            let tasks = assignments_for(&state, &id.node_id);
+            let d = digest(&tasks);
+            if d != known {
+                return Response::Assignments { digest: d, tasks };
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) if self.is_leader() => continue,
+                Ok(Ok(())) => return self.not_leader(),
+                _ => return Response::Assignments { digest: d, tasks },
+            }
+        }
+    }
+
+    pub(super) async fn handle_task_status(&self, id: PeerIdentity, updates: Vec<(String, TaskStatus)>) -> Response {
+        if !self.is_leader() {
+            return self.not_leader();
+        }
+        // a node may only report on its own tasks
+        let state = self.local_state();
+        let mine: Vec<(String, TaskStatus)> = updates
+            .into_iter()
+            .filter(|(t, _)| state.tasks.get(t).is_some_and(|t| t.node_id == id.node_id))
+            .collect();
+        if mine.is_empty() {
+            return Response::Ok;
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.inner.status_tx.send((mine, tx)).await.is_err() {
+            return werr(ErrorKind::Unavailable, "shutting down");
+        }
+        match rx.await {
+            Ok(true) => Response::Ok,
+            _ => werr(ErrorKind::Unavailable, "status not recorded; retry"),
+        }
+    }
+
+    /// Gather status reports for `STATUS_BATCH` and propose them as one command.
+    pub(super) async fn status_loop(self, mut rx: mpsc::Receiver<StatusBatch>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            let until = tokio::time::Instant::now() + STATUS_BATCH;
+            while let Ok(Some(more)) = tokio::time::timeout_at(until, rx.recv()).await {
+                batch.push(more);
+                if batch.len() >= 1000 {
+                    break;
+                }
+            }
+            let mut updates = Vec::new();
+            let mut waiters = Vec::new();
+            for (u, w) in batch {
+                updates.extend(u);
+                waiters.push(w);
+            }
+            let ok = self.propose(Op::ReportTaskStatus { updates }).await.is_ok();
+            for w in waiters {
+                let _ = w.send(ok);
+            }
+        }
+    }
+
+    /// One round of orchestration, scheduling and reaping on the leader. Returns whether it changed anything.
+    pub(super) async fn reconcile_tasks(&self, reap: bool) -> bool {
+        let state = self.local_state();
+        let now_ns = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+        let mut new_id = || skep_api::id::new_id(&mut rand::thread_rng());
+        let ops = orchestrator::reconcile(&state, &mut Env { now_ns, new_id: &mut new_id });
+        let mut changed = false;
+        for op in split(ops) {
+            changed = true;
+            if let Err(e) = self.propose(op).await {
+                tracing::debug!("orchestrator proposal: {e}");
+                return changed;
+            }
+        }
+        let state = self.local_state();
+        let ops = schedule(&state, now_ns);
+        for op in split(ops) {
+            changed = true;
+            if let Err(e) = self.propose(op).await {
+                tracing::debug!("scheduler proposal: {e}");
+                return changed;
+            }
+        }
+        if reap {
+            let state = self.local_state();
+            let retention = state
+                .cluster
+                .as_ref()
+                .and_then(|c| c.info.spec.orchestration.task_history_retention_limit)
+                .unwrap_or(5)
+                .max(0) as usize;
+            let dead = orchestrator::reap(&state, retention);
+            for ids in dead.chunks(CHUNK) {
+                changed = true;
+                if let Err(e) = self.propose(Op::DeleteTasks { ids: ids.to_vec() }).await {
+                    tracing::debug!("reaper proposal: {e}");
+                }
+            }
+        }
+        changed
+    }
+}
+
+/// Split big `PutTasks` into chunks.
+fn split(ops: Vec<Op>) -> Vec<Op> {
+    let mut out = Vec::new();
+    for op in ops {
+        match op {
+            Op::PutTasks { tasks } if tasks.len() > CHUNK => {
+                let mut tasks = tasks;
+                while !tasks.is_empty() {
+                    let rest = tasks.split_off(tasks.len().min(CHUNK));
+                    out.push(Op::PutTasks { tasks });
+                    tasks = rest;
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Place pending tasks; record "no suitable node" reasons on those that fit nowhere (only when the reason changed).
+pub fn schedule(state: &ClusterState, now_ns: i64) -> Vec<Op> {
+    let pending: Vec<&Task> = state
+        .tasks
+        .values()
+        .filter(|t| t.status.state == TaskState::Pending && t.node_id.is_empty() && t.desired_state <= TaskState::Running)
+        .collect();
+    if pending.is_empty() {
+        return vec![];
+    }
+    let mut s = crate::scheduler::Scheduler::new(state);
+    let decisions = s.place(&pending);
+    let ts = skep_api::time::format_unix_nanos(now_ns.max(0) as u128);
+    let mut put = Vec::new();
+    for (t, d) in pending.iter().zip(decisions) {
+        match d {
+            crate::scheduler::Decision::Assign { node_id, .. } => {
+                let mut t = (*t).clone();
+                t.node_id = node_id;
+                t.status = TaskStatus {
+                    timestamp: ts.clone(),
+                    state: TaskState::Assigned,
+                    message: "scheduler assigned task to node".into(),
+                    ..Default::default()
+                };
+                put.push(t);
+            }
+            crate::scheduler::Decision::NoFit { reason, .. } => {
+                if t.status.err != reason {
+                    let mut t = (*t).clone();
+                    t.status.err = reason;
+                    t.status.timestamp = ts.clone();
+                    put.push(t);
+                }
+            }
+        }
+    }
+    if put.is_empty() {
+        vec![]
+    } else {
+        vec![Op::PutTasks { tasks: put }]
+    }
+}
+
