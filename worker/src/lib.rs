@@ -2,10 +2,14 @@
 //!
 //! Every node runs an agent, managers included: it heartbeats to the Raft leader (following `NotLeader` redirects),
 //! fails over to another manager when its manager stops answering, and tells the node supervisor when the managers
-//! want it to change role or have removed it. Engines (running tasks) arrive with the services issue.
+//! want it to change role or have removed it; its engines run the tasks assigned to the node.
 //!
 //! # Layout
 //! - [`agent`]: the session loop and the events it reports.
+//! - [`tasks`]: runs the node's assignments through an engine and reports their states.
+//! - [`engine`]: what runs tasks (`process`: supervised host processes in namespaces; `docker`: containers).
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod engine;
+pub mod tasks;

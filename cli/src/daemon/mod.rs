@@ -53,12 +53,15 @@ pub fn main(args: DaemonArgs) -> i32 {
     }
 }
 
+/// The local Docker engine's socket.
+pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
 /// Pick the engine for `auto`: docker when its socket answers, else process. (Engines arrive with the services issue;
 /// until then the choice is only advertised.)
 fn pick_engine(flag: &str) -> String {
     match flag {
         "auto" => {
-            if std::os::unix::net::UnixStream::connect("/var/run/docker.sock").is_ok() {
+            if std::os::unix::net::UnixStream::connect(DOCKER_SOCKET).is_ok() {
                 "docker".into()
             } else {
                 "process".into()

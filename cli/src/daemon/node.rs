@@ -48,6 +48,8 @@ pub struct NodeOptions {
 /// The running swarm components.
 struct Running {
     state: NodeState,
+    /// Managers as the agent last heard them; the task manager reaches the leader through them.
+    managers: Arc<std::sync::Mutex<Vec<Peer>>>,
     endpoint: Endpoint,
     manager: Option<Manager>,
     stop: watch::Sender<bool>,
@@ -292,9 +294,24 @@ impl NodeHandle {
             period: Duration::from_secs(1),
         };
         tasks.push(tokio::spawn(agent::run(endpoint.clone(), cfg, ev_tx, stop_rx.clone())));
+        let managers = Arc::new(std::sync::Mutex::new(state.managers.clone()));
+        let engine = self.engine_instance().await?;
+        let tm = skep_worker::tasks::TaskManagerConfig { dir: self.inner.paths.swarm.join("worker"), managers: managers.clone() };
+        tasks.push(tokio::spawn(skep_worker::tasks::run(endpoint.clone(), engine, tm, stop_rx.clone())));
         tasks.push(tokio::spawn(self.clone().supervise(ev_rx, stop_rx.clone())));
         tasks.push(tokio::spawn(self.clone().renew_loop(stop_rx)));
-        Ok(Running { state, endpoint, manager, stop, tasks })
+        Ok(Running { state, managers, endpoint, manager, stop, tasks })
+    }
+
+    /// The task engine this node runs tasks with.
+    async fn engine_instance(&self) -> anyhow::Result<skep_worker::engine::AnyEngine> {
+        use skep_worker::engine::{docker::DockerEngine, process::ProcessEngine, AnyEngine};
+        Ok(match self.inner.opts.engine.as_str() {
+            "docker" => AnyEngine::Docker(
+                DockerEngine::connect(super::DOCKER_SOCKET).await.context("connecting to the Docker engine")?,
+            ),
+            _ => AnyEngine::Process(ProcessEngine::new(self.inner.opts.data_root.join("engine"))),
+        })
     }
 
     async fn start_manager(&self, state: &NodeState, raft_id: u64, endpoint: &Endpoint) -> anyhow::Result<Manager> {
@@ -624,6 +641,7 @@ impl NodeHandle {
                 AgentEvent::Managers(peers) => {
                     let mut guard = self.inner.running.write().await;
                     if let Some(r) = guard.as_mut() {
+                        *r.managers.lock().unwrap_or_else(|p| p.into_inner()) = peers.clone();
                         r.state.managers = peers;
                         if let Err(e) = self.inner.paths.save(&r.state) {
                             tracing::warn!("saving the manager list: {e}");

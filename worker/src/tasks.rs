@@ -1,0 +1,377 @@
+//! The task manager: runs this node's assignments through an engine and reports what happens.
+//!
+//! It long-polls the leader for the node's assignment set, and for each task moves it forward one way only:
+//! accepted → preparing → starting → running → complete/failed, or shutdown when the managers say stop. What it runs
+//! is persisted (`<dir>/tasks.json`), so after an agent restart it adopts the tasks still running instead of starting
+//! duplicates. A node cut off from the managers keeps its tasks running; when it gets through again, tasks that were
+//! replaced meanwhile arrive with desired state shutdown and are stopped.
+
+use crate::engine::{Engine, EngineError, Exit, Handle};
+use serde::{Deserialize, Serialize};
+use skep_api::docker::{ContainerStatus, Peer, Task, TaskState, TaskStatus};
+use skep_api::wire::{Request, Response};
+use skep_transport::Endpoint;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, watch};
+
+/// What the node keeps about one task.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Local {
+    task: Task,
+    handle: Option<Handle>,
+    /// Last state this node observed (reported or not yet).
+    state: TaskState,
+}
+
+/// Shared with the per-task runners.
+struct Shared<E> {
+    engine: E,
+    table: Mutex<BTreeMap<String, Local>>,
+    file: PathBuf,
+    reports: mpsc::UnboundedSender<(String, TaskStatus)>,
+    /// Desired state per task, updated from assignments; runners watch it to know when to stop.
+    desired: Mutex<BTreeMap<String, watch::Sender<TaskState>>>,
+}
+
+fn now() -> String {
+    skep_api::time::format(SystemTime::now())
+}
+
+fn status(state: TaskState, message: &str) -> TaskStatus {
+    TaskStatus { timestamp: now(), state, message: message.into(), ..Default::default() }
+}
+
+impl<E: Engine> Shared<E> {
+    fn save(&self) {
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let body = match serde_json::to_vec(&table) {
+            Ok(b) => b,
+            Err(e) => return tracing::warn!("encoding the task table: {e}"),
+        };
+        let tmp = self.file.with_extension("tmp");
+        let r = (|| -> std::io::Result<()> {
+            if let Some(d) = self.file.parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            std::fs::write(&tmp, &body)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &self.file)
+        })();
+        if let Err(e) = r {
+            tracing::warn!("saving {}: {e}", self.file.display());
+        }
+    }
+
+    /// Record and report a forward move; returns false when the task is already at or past `st.state`.
+    fn advance(&self, id: &str, st: TaskStatus, handle: Option<Handle>) -> bool {
+        {
+            let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(l) = t.get_mut(id) else { return false };
+            if st.state < l.state || (st.state == l.state && st.state != TaskState::Running) {
+                return false;
+            }
+            l.state = st.state;
+            if handle.is_some() {
+                l.handle = handle;
+            }
+        }
+        self.save();
+        let _ = self.reports.send((id.to_string(), st));
+        true
+    }
+
+    fn desired(&self, id: &str) -> watch::Receiver<TaskState> {
+        let mut d = self.desired.lock().unwrap_or_else(|p| p.into_inner());
+        d.entry(id.to_string()).or_insert_with(|| watch::channel(TaskState::Running).0).subscribe()
+    }
+}
+
+/// Task manager settings.
+pub struct TaskManagerConfig {
+    /// Where `tasks.json` lives.
+    pub dir: PathBuf,
+    /// Managers to reach the leader through (kept current by the agent).
+    pub managers: Arc<Mutex<Vec<Peer>>>,
+}
+
+/// Run the task manager until `stop` turns true.
+pub async fn run<E: Engine>(endpoint: Endpoint, engine: E, cfg: TaskManagerConfig, mut stop: watch::Receiver<bool>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let file = cfg.dir.join("tasks.json");
+    let table: BTreeMap<String, Local> = std::fs::read(&file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| tracing::warn!("{}: {e}", file.display())).ok())
+        .unwrap_or_default();
+    let shared = Arc::new(Shared { engine, table: Mutex::new(table), file, reports: tx, desired: Mutex::new(BTreeMap::new()) });
+    let leader = Arc::new(Mutex::new(None::<SocketAddr>));
+    tokio::spawn(report_loop(endpoint.clone(), cfg.managers.clone(), leader.clone(), rx, stop.clone()));
+    adopt(&shared).await;
+    let mut known = 0u64;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let req = Request::Assignments { known };
+        let reply = tokio::select! {
+            r = call_leader(&endpoint, &cfg.managers, &leader, &req, Duration::from_secs(15)) => r,
+            _ = stop.changed() => return,
+        };
+        match reply {
+            Some(Response::Assignments { digest, tasks }) => {
+                known = digest;
+                apply_assignments(&shared, tasks);
+            }
+            _ => {
+                // no leader reachable: keep everything running and try again soon
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+}
+
+/// After a restart: find out which recorded tasks still run, re-attach waiters to them, report the others as ended.
+async fn adopt<E: Engine>(shared: &Arc<Shared<E>>) {
+    let entries: Vec<Local> = shared.table.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+    let handles: Vec<Handle> = entries.iter().filter_map(|l| l.handle.clone()).collect();
+    let alive = shared.engine.adopt(&handles).await;
+    for (h, running) in alive {
+        let id = h.task_id.clone();
+        if running {
+            tracing::info!(task = %id, "adopted a running task");
+            let s = shared.clone();
+            tokio::spawn(async move { supervise(s, id, Some(h)).await });
+        } else {
+            let exit = shared.engine.wait(&h).await.ok();
+            finish(shared, &id, exit, false);
+        }
+    }
+    // tasks recorded without a handle never started: they are over
+    for l in entries.iter().filter(|l| l.handle.is_none() && !l.state.is_terminal()) {
+        shared.advance(&l.task.id, status(TaskState::Rejected, "agent restarted before the task started"), None);
+    }
+}
+
+fn apply_assignments<E: Engine>(shared: &Arc<Shared<E>>, tasks: Vec<Task>) {
+    let assigned: BTreeMap<String, Task> = tasks.into_iter().map(|t| (t.id.clone(), t)).collect();
+    // desired states
+    {
+        let mut d = shared.desired.lock().unwrap_or_else(|p| p.into_inner());
+        for t in assigned.values() {
+            let tx = d.entry(t.id.clone()).or_insert_with(|| watch::channel(t.desired_state).0);
+            tx.send_if_modified(|cur| {
+                if *cur != t.desired_state {
+                    *cur = t.desired_state;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
+    let mut start = Vec::new();
+    let mut forget = Vec::new();
+    {
+        let mut table = shared.table.lock().unwrap_or_else(|p| p.into_inner());
+        for t in assigned.values() {
+            if table.contains_key(&t.id) {
+                continue;
+            }
+            if t.desired_state <= TaskState::Running && !t.status.state.is_terminal() {
+                table.insert(t.id.clone(), Local { task: t.clone(), handle: None, state: TaskState::Assigned });
+                start.push(t.id.clone());
+            } else if !t.status.state.is_terminal() {
+                // told to stop a task this node never ran (e.g. replaced while it was cut off before starting it)
+                table.insert(t.id.clone(), Local { task: t.clone(), handle: None, state: TaskState::Assigned });
+                forget.push(t.id.clone());
+            }
+        }
+        // tasks the managers no longer list: stop them (their runner sees desired=remove) and forget them
+        for (id, l) in table.iter() {
+            if !assigned.contains_key(id) && !l.state.is_terminal() {
+                let mut d = shared.desired.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(tx) = d.get_mut(id) {
+                    let _ = tx.send(TaskState::Remove);
+                }
+            }
+        }
+        table.retain(|id, l| assigned.contains_key(id) || !l.state.is_terminal());
+    }
+    shared.save();
+    for id in forget {
+        shared.advance(&id, status(TaskState::Shutdown, "shutdown before it started"), None);
+    }
+    for id in start {
+        let s = shared.clone();
+        tokio::spawn(async move { supervise(s, id, None).await });
+    }
+}
+
+/// Run one task to its end: prepare and start it (unless adopted), wait for it or for the order to stop.
+async fn supervise<E: Engine>(shared: Arc<Shared<E>>, id: String, adopted: Option<Handle>) {
+    let Some(task) = shared.table.lock().unwrap_or_else(|p| p.into_inner()).get(&id).map(|l| l.task.clone()) else {
+        return;
+    };
+    let mut desired = shared.desired(&id);
+    let handle = match adopted {
+        Some(h) => h,
+        None => {
+            shared.advance(&id, status(TaskState::Accepted, "accepted"), None);
+            shared.advance(&id, status(TaskState::Preparing, "preparing"), None);
+            if let Err(e) = shared.engine.prepare(&task).await {
+                reject(&shared, &id, e);
+                return;
+            }
+            shared.advance(&id, status(TaskState::Ready, "prepared"), None);
+            if *desired.borrow() > TaskState::Running {
+                shared.advance(&id, status(TaskState::Shutdown, "shutdown before it started"), None);
+                let _ = shared.engine.remove(&id).await;
+                return;
+            }
+            shared.advance(&id, status(TaskState::Starting, "starting"), None);
+            match shared.engine.start(&task).await {
+                Ok(h) => {
+                    let mut st = status(TaskState::Running, "started");
+                    st.container_status = Some(ContainerStatus { container_id: h.id.clone(), pid: h.pid, exit_code: 0 });
+                    shared.advance(&id, st, Some(h.clone()));
+                    h
+                }
+                Err(e) => {
+                    reject(&shared, &id, e);
+                    return;
+                }
+            }
+        }
+    };
+    // wait for the exit, or for the managers to want it stopped
+    let wait = shared.engine.wait(&handle);
+    tokio::pin!(wait);
+    let stopped_by_us;
+    let exit = loop {
+        if *desired.borrow() > TaskState::Running {
+            if let Err(e) = shared.engine.stop(&handle, &task).await {
+                tracing::warn!(task = %id, "stopping: {e}");
+            }
+            stopped_by_us = true;
+            break (&mut wait).await.ok();
+        }
+        tokio::select! {
+            r = &mut wait => { stopped_by_us = false; break r.ok(); }
+            c = desired.changed() => { if c.is_err() { stopped_by_us = false; break (&mut wait).await.ok(); } }
+        }
+    };
+    finish(&shared, &id, exit, stopped_by_us);
+    if *desired.borrow() >= TaskState::Shutdown {
+        let _ = shared.engine.remove(&id).await;
+    }
+}
+
+fn reject<E: Engine>(shared: &Arc<Shared<E>>, id: &str, e: EngineError) {
+    let mut st = status(TaskState::Rejected, "preparing failed");
+    st.err = e.to_string();
+    shared.advance(id, st, None);
+}
+
+fn finish<E: Engine>(shared: &Arc<Shared<E>>, id: &str, exit: Option<Exit>, stopped_by_us: bool) {
+    let (code, sig) = match exit {
+        Some(Exit::Code(c)) => (c, None),
+        Some(Exit::Signal(s)) => (128 + s as i64, Some(s)),
+        None => (-1, None),
+    };
+    let mut st = if stopped_by_us {
+        status(TaskState::Shutdown, "shutdown")
+    } else if code == 0 {
+        status(TaskState::Complete, "finished")
+    } else {
+        let mut s = status(TaskState::Failed, "task: non-zero exit");
+        s.err = match sig {
+            Some(sig) => format!("task: killed by signal {sig}"),
+            None if code < 0 => "task: exit status unknown".into(),
+            None => format!("task: non-zero exit ({code})"),
+        };
+        s
+    };
+    let (cid, pid) = shared
+        .table
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(id)
+        .and_then(|l| l.handle.clone())
+        .map(|h| (h.id, h.pid))
+        .unwrap_or_default();
+    st.container_status = Some(ContainerStatus { container_id: cid, pid, exit_code: code });
+    shared.advance(id, st, None);
+}
+
+/// Send status reports to the leader, batched; keep the newest per task until a leader took them.
+async fn report_loop(
+    endpoint: Endpoint,
+    managers: Arc<Mutex<Vec<Peer>>>,
+    leader: Arc<Mutex<Option<SocketAddr>>>,
+    mut rx: mpsc::UnboundedReceiver<(String, TaskStatus)>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut pending: BTreeMap<String, TaskStatus> = BTreeMap::new();
+    loop {
+        if pending.is_empty() {
+            tokio::select! {
+                m = rx.recv() => match m { Some((id, st)) => { pending.insert(id, st); } None => return },
+                _ = stop.changed() => return,
+            }
+        }
+        // gather what else is ready (20 ms)
+        let until = tokio::time::Instant::now() + Duration::from_millis(20);
+        while let Ok(Some((id, st))) = tokio::time::timeout_at(until, rx.recv()).await {
+            pending.insert(id, st);
+        }
+        let updates: Vec<(String, TaskStatus)> = pending.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let req = Request::TaskStatus { updates };
+        match call_leader(&endpoint, &managers, &leader, &req, Duration::from_secs(5)).await {
+            Some(Response::Ok) => pending.clear(),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// One call to the leader: the last known leader first, then every manager, following redirects.
+async fn call_leader(
+    endpoint: &Endpoint,
+    managers: &Arc<Mutex<Vec<Peer>>>,
+    leader: &Arc<Mutex<Option<SocketAddr>>>,
+    req: &Request,
+    timeout: Duration,
+) -> Option<Response> {
+    let known = *leader.lock().unwrap_or_else(|p| p.into_inner());
+    let mut targets: Vec<SocketAddr> = known.into_iter().collect();
+    targets.extend(managers.lock().unwrap_or_else(|p| p.into_inner()).iter().filter_map(|p| p.addr.parse::<SocketAddr>().ok()));
+    targets.dedup();
+    let mut i = 0;
+    while i < targets.len().min(8) {
+        let t = targets[i];
+        i += 1;
+        match tokio::time::timeout(timeout, endpoint.call::<Request, Response>(t, skep_pki::NODE_SAN, req)).await {
+            Ok(Ok(Response::NotLeader { leader_addr: Some(l) })) => {
+                if let Ok(a) = l.parse::<SocketAddr>() {
+                    if !targets[i..].contains(&a) {
+                        targets.insert(i, a);
+                    }
+                }
+            }
+            Ok(Ok(Response::Error(e))) => tracing::debug!("{t}: {e}"),
+            Ok(Ok(r)) => {
+                *leader.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
+                return Some(r);
+            }
+            Ok(Err(e)) => tracing::debug!("{t}: {e}"),
+            Err(_) => tracing::debug!("{t}: timed out"),
+        }
+    }
+    *leader.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    None
+}
