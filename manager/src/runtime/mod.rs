@@ -81,6 +81,8 @@ struct Inner {
     stop: watch::Sender<bool>,
     /// Status reports waiting to be proposed together.
     status_tx: tokio::sync::mpsc::Sender<tasks::StatusBatch>,
+    /// Per-node assignment sets of the current store version.
+    assignments: Mutex<tasks::AssignmentCache>,
 }
 
 fn now_string() -> String {
@@ -107,7 +109,16 @@ impl Manager {
         let (stop, _) = watch::channel(false);
         let (status_tx, status_rx) = tokio::sync::mpsc::channel(4096);
         let m = Manager {
-            inner: Arc::new(Inner { cfg, raft, sm, endpoint, live: Mutex::new(Liveness::new(ttl)), stop, status_tx }),
+            inner: Arc::new(Inner {
+                cfg,
+                raft,
+                sm,
+                endpoint,
+                live: Mutex::new(Liveness::new(ttl)),
+                stop,
+                status_tx,
+                assignments: Mutex::new(Default::default()),
+            }),
         };
         tokio::spawn(m.clone().leader_loop());
         tokio::spawn(m.clone().task_loop());

@@ -9,11 +9,13 @@ use skep_api::wire::{ErrorKind, Response};
 use skep_pki::PeerIdentity;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
-/// How long an assignments long poll waits for a change before answering with the same set.
-const LONG_POLL: Duration = Duration::from_secs(10);
+/// How long an assignments long poll waits for a change before answering with the same set (below the transport's
+/// 5 s call timeout).
+const LONG_POLL: Duration = Duration::from_secs(4);
 /// Tasks per proposal: keeps Raft entries a few MB at most.
 const CHUNK: usize = 500;
 /// Status reports are gathered this long before one proposal carries them all.
@@ -21,14 +23,34 @@ const STATUS_BATCH: Duration = Duration::from_millis(20);
 
 /// The tasks a node must know about: those it should run, and those it should stop that have not stopped yet.
 pub fn assignments_for(state: &ClusterState, node_id: &str) -> Vec<Task> {
-    state
-        .tasks
-        .values()
-        .filter(|t| t.node_id == node_id)
-        .filter(|t| t.status.state >= TaskState::Assigned)
-        .filter(|t| t.desired_state <= TaskState::Running || !t.status.state.is_terminal())
-        .cloned()
-        .collect()
+    state.tasks.values().filter(|t| t.node_id == node_id && is_assigned(t)).cloned().collect()
+}
+
+/// Assignment sets of every node, computed once per store version and shared by all long polls.
+#[derive(Default)]
+pub(super) struct AssignmentCache {
+    index: u64,
+    sets: std::collections::HashMap<String, (u64, Arc<Vec<Task>>)>,
+}
+
+impl AssignmentCache {
+    fn get(&mut self, state: &ClusterState, node_id: &str) -> (u64, Arc<Vec<Task>>) {
+        if self.index != state.index || self.sets.is_empty() && !state.tasks.is_empty() {
+            let mut by_node: std::collections::HashMap<String, Vec<Task>> = std::collections::HashMap::new();
+            for t in state.tasks.values().filter(|t| is_assigned(t)) {
+                by_node.entry(t.node_id.clone()).or_default().push(t.clone());
+            }
+            self.sets = by_node.into_iter().map(|(n, ts)| (n, (digest(&ts), Arc::new(ts)))).collect();
+            self.index = state.index;
+        }
+        self.sets.get(node_id).cloned().unwrap_or_else(|| (digest(&[]), Arc::new(Vec::new())))
+    }
+}
+
+fn is_assigned(t: &Task) -> bool {
+    !t.node_id.is_empty()
+        && t.status.state >= TaskState::Assigned
+        && (t.desired_state <= TaskState::Running || !t.status.state.is_terminal())
 }
 
 /// Digest of an assignment set: what the node must act on (IDs and desired states), not status details.
@@ -55,15 +77,14 @@ impl Manager {
             if !state.nodes.contains_key(&id.node_id) {
                 return werr(ErrorKind::Unavailable, "this node is not known to the managers yet");
             }
-            let tasks = assignments_for(&state, &id.node_id);
-            let d = digest(&tasks);
+            let (d, tasks) = self.inner.assignments.lock().unwrap_or_else(|p| p.into_inner()).get(&state, &id.node_id);
             if d != known {
-                return Response::Assignments { digest: d, tasks };
+                return Response::Assignments { digest: d, tasks: tasks.to_vec() };
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) if self.is_leader() => continue,
                 Ok(Ok(())) => return self.not_leader(),
-                _ => return Response::Assignments { digest: d, tasks },
+                _ => return Response::Assignments { digest: d, tasks: tasks.to_vec() },
             }
         }
     }
@@ -221,3 +242,44 @@ pub fn schedule(state: &ClusterState, now_ns: i64) -> Vec<Op> {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skep_api::docker::TaskStatus;
+
+    fn task(id: &str, node: &str, state: TaskState, desired: TaskState) -> Task {
+        Task { id: id.into(), node_id: node.into(), desired_state: desired, status: TaskStatus { state, ..Default::default() }, ..Default::default() }
+    }
+
+    #[test]
+    fn the_cache_gives_each_node_the_same_set_as_a_scan_and_follows_new_versions() {
+        let mut st = ClusterState::default();
+        for (id, node, state, desired) in [
+            ("a", "n1", TaskState::Running, TaskState::Running),
+            ("b", "n1", TaskState::Running, TaskState::Shutdown), // still to be stopped
+            ("c", "n1", TaskState::Shutdown, TaskState::Shutdown), // done: not sent
+            ("d", "n2", TaskState::Assigned, TaskState::Running),
+            ("e", "", TaskState::Pending, TaskState::Running), // not placed
+        ] {
+            st.tasks.insert(id.into(), task(id, node, state, desired));
+        }
+        st.index = 7;
+        let mut cache = AssignmentCache::default();
+        for n in ["n1", "n2", "n3"] {
+            let (d, set) = cache.get(&st, n);
+            let scan = assignments_for(&st, n);
+            assert_eq!(*set, scan, "{n}");
+            assert_eq!(d, digest(&scan));
+        }
+        assert_eq!(cache.get(&st, "n1").1.len(), 2);
+        // a status change alone keeps the digest: nothing for the node to act on
+        let before = cache.get(&st, "n2").0;
+        st.tasks.get_mut("d").unwrap().status.state = TaskState::Running;
+        st.index = 8;
+        assert_eq!(cache.get(&st, "n2").0, before);
+        st.tasks.get_mut("d").unwrap().desired_state = TaskState::Shutdown;
+        st.index = 9;
+        assert_ne!(cache.get(&st, "n2").0, before);
+    }
+}
