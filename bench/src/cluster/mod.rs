@@ -94,6 +94,19 @@ impl Cluster {
         anyhow::bail!("{} cluster not healthy after {timeout:?}: {last:#}", self.name())
     }
 
+    /// `SIGKILL`s and reaps every member (drop does the same without waiting).
+    pub async fn stop(&mut self) {
+        for i in 0..MEMBERS {
+            let r = match self {
+                Cluster::Skep(c) => c.member_mut(i).kill().await,
+                Cluster::Etcd(c) => c.member_mut(i).kill().await,
+            };
+            if let Err(e) = r {
+                eprintln!("stopping {} member {}: {e:#}", self.name(), i + 1);
+            }
+        }
+    }
+
     async fn write_through_all(&self, n: u64) -> anyhow::Result<()> {
         let v = Value::new(16);
         for i in 0..MEMBERS {

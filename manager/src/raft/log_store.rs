@@ -111,10 +111,20 @@ impl LogStore {
     }
 
     async fn write_meta<T: serde::Serialize>(&self, key: &'static str, v: &T) -> Result<(), LogStoreError> {
+        self.write_meta_with(key, v, redb::Durability::Immediate).await
+    }
+
+    async fn write_meta_with<T: serde::Serialize>(
+        &self,
+        key: &'static str,
+        v: &T,
+        durability: redb::Durability,
+    ) -> Result<(), LogStoreError> {
         let bytes = seal(&encode(v)?);
         let db = self.db.clone();
         blocking(move || {
-            let tx = db.begin_write().map_err(db_err)?;
+            let mut tx = db.begin_write().map_err(db_err)?;
+            tx.set_durability(durability);
             {
                 let mut t = tx.open_table(META).map_err(db_err)?;
                 t.insert(key, bytes.as_slice()).map_err(db_err)?;
@@ -226,8 +236,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta(KEY_VOTE).map_err(|e| StorageIOError::read_vote(AnyError::new(&e)).into())
     }
 
+    /// The committed index is a hint for faster recovery (openraft re-learns it from the leader), so it is written
+    /// without an fsync of its own: it reaches the disk with the next durable commit.
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SErr> {
-        self.write_meta(KEY_COMMITTED, &committed).await.map_err(|e| StorageIOError::write(AnyError::new(&e)).into())
+        self.write_meta_with(KEY_COMMITTED, &committed, redb::Durability::None)
+            .await
+            .map_err(|e| StorageIOError::write(AnyError::new(&e)).into())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, SErr> {

@@ -5,8 +5,9 @@
 //! state. Checks that depend on the current state (optimistic-concurrency `version`, existence, name clashes) are made
 //! again at apply time, because only the applied order is linearizable.
 //!
-//! The state is held behind an `Arc` so readers take a consistent snapshot with one clone of a pointer; `apply`
-//! copies on write.
+//! The state is held behind an `Arc` so readers take a consistent snapshot with one clone of a pointer. Its tables
+//! are persistent maps (`imbl::OrdMap`): the copy `apply` makes while readers hold the previous version shares all
+//! unchanged structure, so a write costs O(log n), not a copy of the store.
 
 #[cfg(test)]
 mod tests;
@@ -16,7 +17,8 @@ use skep_api::docker::{
     node_state, reachability, ClusterInfo, JoinTokens, ManagerStatus, Node, NodeDescription, NodeSpec, ObjectVersion,
     Service, ServiceSpec, SwarmSpec, Task, TaskState, TaskStatus, UpdateStatus,
 };
-use std::collections::{BTreeMap, BTreeSet};
+/// A table of the store: an ordered persistent map (cheap to clone, O(log n) to change).
+pub type Table<K, V> = imbl::OrdMap<K, V>;
 
 /// Everything the managers agree on.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -26,23 +28,23 @@ pub struct ClusterState {
     /// The swarm, once initialised.
     pub cluster: Option<ClusterRecord>,
     /// Nodes by ID.
-    pub nodes: BTreeMap<String, NodeRecord>,
+    pub nodes: Table<String, NodeRecord>,
     /// IDs of removed nodes: their certificates are refused on every RPC.
-    pub removed: BTreeSet<String>,
+    pub removed: imbl::OrdSet<String>,
     /// Next Raft ID to hand out to a manager.
     pub next_raft_id: u64,
     /// Internal key-value records (benchmarks and bookkeeping); never shown by the Docker API.
-    pub kv: BTreeMap<String, Vec<u8>>,
+    pub kv: Table<String, Vec<u8>>,
     /// Services by ID.
     #[serde(default)]
-    pub services: BTreeMap<String, Service>,
+    pub services: Table<String, Service>,
     /// Tasks by ID (current and history).
     #[serde(default)]
-    pub tasks: BTreeMap<String, Task>,
+    pub tasks: Table<String, Task>,
     /// Restart history per slot (`<service>/<slot>` or `<service>/node/<node>`): times of the restarts, kept here so
     /// that a leader change does not reset the restart policy's attempt count.
     #[serde(default)]
-    pub restarts: BTreeMap<String, Vec<String>>,
+    pub restarts: Table<String, Vec<String>>,
 }
 
 /// The swarm object plus what only managers may see.
@@ -358,7 +360,11 @@ impl ClusterState {
                 if self.services.remove(id).is_none() {
                     return Err(StoreError::NotFound(format!("service {id} not found")));
                 }
-                self.restarts.retain(|k, _| !k.starts_with(&format!("{id}/")));
+                let prefix = format!("{id}/");
+                let gone: Vec<String> = self.restarts.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
+                for k in gone {
+                    self.restarts.remove(&k);
+                }
             }
             Op::PutTasks { tasks } => {
                 for t in tasks {
