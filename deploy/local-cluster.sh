@@ -131,7 +131,7 @@ start_daemon() {
     dir=$(dir_of "$n")
     mkdir -p "$dir"
     RUST_LOG=${RUST_LOG:-info} setsid ip netns exec "$(ns_of "$n")" "$BIN" daemon \
-        --data-root "$dir" -H "$(sock_of "$n")" </dev/null >>"$dir/daemon.log" 2>&1 &
+        --engine "${SKEP_ENGINE:-process}" --data-root "$dir" -H "$(sock_of "$n")" </dev/null >>"$dir/daemon.log" 2>&1 &
     echo $! >"$dir/daemon.pid"
     for ((i = 0; i < START_TRIES; i++)); do
         if skep "$n" info >/dev/null 2>&1; then
