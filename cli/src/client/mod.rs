@@ -12,12 +12,14 @@
 //!   and the small `--format` template subset.
 //! - [`swarm`]: `swarm init | join | join-token | leave | update | inspect`.
 //! - [`node`]: `node ls | inspect | promote | demote | update | rm`.
+//! - [`service`]: `service create | inspect | ls | ps | rm | rollback | scale | update`, and the progress display.
 //! - [`system`]: `info`, `version`.
 
 pub mod format;
 pub mod http;
 pub mod node;
 pub mod opts;
+pub mod service;
 pub mod swarm;
 pub mod system;
 
@@ -37,6 +39,9 @@ pub enum ClientCommand {
     /// Manage swarm nodes
     #[command(subcommand)]
     Node(node::NodeCmd),
+    /// Manage swarm services
+    #[command(subcommand)]
+    Service(service::ServiceCmd),
     /// Display system-wide information
     Info(system::InfoArgs),
     /// Show the skep version information
@@ -63,6 +68,7 @@ pub fn main(host: &str, cmd: ClientCommand) -> i32 {
         }
     };
     let stdout = std::io::stdout();
+    service::progress::set_terminal(std::io::IsTerminal::is_terminal(&stdout));
     let mut out = stdout.lock();
     let result = rt.block_on(run(&client, cmd, &mut out));
     let _ = out.flush();
@@ -84,6 +90,7 @@ pub async fn run(
     match cmd {
         ClientCommand::Swarm(c) => swarm::run(client, c, out).await,
         ClientCommand::Node(c) => node::run(client, c, out).await,
+        ClientCommand::Service(c) => service::run(client, c, out).await,
         ClientCommand::Info(a) => system::info(client, a, out).await,
         ClientCommand::Version(a) => system::version(client, a, out).await,
     }
