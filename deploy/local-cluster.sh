@@ -10,7 +10,8 @@
 # n1 inits the swarm, n2 and n3 join as managers, n4 and n5 as workers.
 #
 # Environment: SKEP_BIN (use this binary, skip the build), SKEP_LOCAL_DIR (default /tmp/skep-local),
-# RUST_LOG (daemon log filter, default info). Needs root and iproute2.
+# RUST_LOG (daemon log filter, default info), SKEP_ENGINE (process, the default, or docker), SKEP_DEMO=0 (no demo
+# service). Needs root and iproute2.
 set -Eeuo pipefail
 
 ROOT_DIR=${SKEP_LOCAL_DIR:-/tmp/skep-local}
@@ -130,8 +131,9 @@ start_daemon() {
     local n=$1 dir i
     dir=$(dir_of "$n")
     mkdir -p "$dir"
-    RUST_LOG=${RUST_LOG:-info} setsid ip netns exec "$(ns_of "$n")" "$BIN" daemon \
-        --engine "${SKEP_ENGINE:-process}" --data-root "$dir" -H "$(sock_of "$n")" </dev/null >>"$dir/daemon.log" 2>&1 &
+    # each host also gets its own UTS namespace, so nodes show as skep-n1..skep-n5 in `node ls` and `service ps`
+    RUST_LOG=${RUST_LOG:-info} setsid ip netns exec "$(ns_of "$n")" unshare --uts sh -c 'hostname "$0" && exec "$@"' \
+        "skep-n$n" "$BIN" daemon --engine "${SKEP_ENGINE:-process}" --data-root "$dir" -H "$(sock_of "$n")" </dev/null >>"$dir/daemon.log" 2>&1 &
     echo $! >"$dir/daemon.pid"
     for ((i = 0; i < START_TRIES; i++)); do
         if skep "$n" info >/dev/null 2>&1; then
@@ -172,11 +174,19 @@ up() {
     sleep 1
     say "skep node ls (from n1)"
     skep 1 node ls
+    if [ "${SKEP_DEMO:-1}" = 1 ]; then
+        # the demo service runs busybox's httpd on the process engine (each task in its own namespaces)
+        command -v busybox >/dev/null || { say "installing busybox-static for the demo service"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; }
+        say "demo service: 3 replicas of busybox httpd"
+        skep 1 service create --name demo --replicas 3 --update-monitor 1s busybox httpd -f -p 8080
+        skep 1 service ps demo
+    fi
     cat <<USAGE
 
 The cluster is up. To use it:
   export SKEP_HOST=unix://$ROOT_DIR/n1/skep.sock
   $BIN node ls
+  $BIN service ls
   DOCKER_CONFIG=\$(mktemp -d) docker -H \$SKEP_HOST node ls      # the stock docker CLI works too
 Other nodes: unix://$ROOT_DIR/nX/skep.sock (X = 1..5); logs: $ROOT_DIR/nX/daemon.log
 Shell on a host: ip netns exec skep-n2 bash      Stop everything: $0 down
