@@ -375,3 +375,142 @@ async fn call_leader(
     *leader.lock().unwrap_or_else(|p| p.into_inner()) = None;
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineError;
+    use std::collections::BTreeSet;
+
+    /// An engine that runs nothing: tasks "run" until stopped; a program named `missing` is not found.
+    #[derive(Default, Clone)]
+    struct Fake {
+        running: Arc<Mutex<BTreeSet<String>>>,
+        started: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Engine for Fake {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        async fn prepare(&self, task: &Task) -> Result<(), EngineError> {
+            match task.spec.container_spec.as_ref().map(|c| c.image.as_str()) {
+                Some("missing") => Err(EngineError::NotFound("exec: \"missing\": executable file not found in $PATH".into())),
+                _ => Ok(()),
+            }
+        }
+        async fn start(&self, task: &Task) -> Result<Handle, EngineError> {
+            self.running.lock().unwrap().insert(task.id.clone());
+            self.started.lock().unwrap().push(task.id.clone());
+            Ok(Handle { task_id: task.id.clone(), engine: "fake".into(), id: format!("fake-{}", task.id), pid: 1 })
+        }
+        async fn wait(&self, h: &Handle) -> Result<Exit, EngineError> {
+            while self.running.lock().unwrap().contains(&h.task_id) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok(Exit::Code(0))
+        }
+        async fn stop(&self, h: &Handle, _task: &Task) -> Result<(), EngineError> {
+            self.running.lock().unwrap().remove(&h.task_id);
+            Ok(())
+        }
+        async fn remove(&self, _task_id: &str) -> Result<(), EngineError> {
+            Ok(())
+        }
+        async fn adopt(&self, hs: &[Handle]) -> Vec<(Handle, bool)> {
+            let r = self.running.lock().unwrap();
+            hs.iter().map(|h| (h.clone(), r.contains(&h.task_id))).collect()
+        }
+        async fn list(&self) -> Result<Vec<Handle>, EngineError> {
+            Ok(vec![])
+        }
+        async fn logs(&self, _task_id: &str, _max: usize) -> Result<Vec<u8>, EngineError> {
+            Ok(vec![])
+        }
+    }
+
+    fn task(id: &str, image: &str, desired: TaskState) -> Task {
+        let mut t = Task { id: id.into(), desired_state: desired, ..Default::default() };
+        t.spec.container_spec = Some(skep_api::docker::ContainerSpec { image: image.into(), ..Default::default() });
+        t.status.state = TaskState::Assigned;
+        t
+    }
+
+    fn shared(dir: &std::path::Path, engine: Fake) -> (Arc<Shared<Fake>>, mpsc::UnboundedReceiver<(String, TaskStatus)>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let file = dir.join("tasks.json");
+        let table = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        (Arc::new(Shared { engine, table: Mutex::new(table), file, reports: tx, desired: Mutex::new(BTreeMap::new()) }), rx)
+    }
+
+    /// Collect reports until `task` reaches `state` (bounded).
+    async fn until(rx: &mut mpsc::UnboundedReceiver<(String, TaskStatus)>, task: &str, state: TaskState) -> Vec<TaskState> {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while let Ok(Some((id, st))) = tokio::time::timeout_at(deadline, rx.recv()).await {
+            if id == task {
+                seen.push(st.state);
+                if st.state == state {
+                    return seen;
+                }
+            }
+        }
+        panic!("{task} never reached {state:?}; saw {seen:?}");
+    }
+
+    #[tokio::test]
+    async fn an_assigned_task_runs_moves_only_forward_and_stops_when_told() {
+        let dir = std::env::temp_dir().join(format!("skep-tm-{}-a", std::process::id()));
+        let engine = Fake::default();
+        let (s, mut rx) = shared(&dir, engine.clone());
+        apply_assignments(&s, vec![task("t1", "prog", TaskState::Running)]);
+        let seen = until(&mut rx, "t1", TaskState::Running).await;
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        assert_eq!(seen.first(), Some(&TaskState::Accepted));
+        // the same set again starts nothing new
+        apply_assignments(&s, vec![task("t1", "prog", TaskState::Running)]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(engine.started.lock().unwrap().len(), 1);
+        apply_assignments(&s, vec![task("t1", "prog", TaskState::Shutdown)]);
+        until(&mut rx, "t1", TaskState::Shutdown).await;
+        assert!(engine.running.lock().unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_rejected_with_the_engines_reason() {
+        let dir = std::env::temp_dir().join(format!("skep-tm-{}-b", std::process::id()));
+        let (s, mut rx) = shared(&dir, Fake::default());
+        apply_assignments(&s, vec![task("t2", "missing", TaskState::Running)]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (id, st) = tokio::time::timeout_at(deadline, rx.recv()).await.unwrap().unwrap();
+            if id == "t2" && st.state == TaskState::Rejected {
+                assert!(st.err.contains("executable file not found"), "{}", st.err);
+                break;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn after_a_restart_a_running_task_is_adopted_not_started_again() {
+        let dir = std::env::temp_dir().join(format!("skep-tm-{}-c", std::process::id()));
+        let engine = Fake::default();
+        {
+            let (s, mut rx) = shared(&dir, engine.clone());
+            apply_assignments(&s, vec![task("t3", "prog", TaskState::Running)]);
+            until(&mut rx, "t3", TaskState::Running).await;
+        }
+        // a new task manager over the same directory and the same (still running) engine
+        let (s, mut rx) = shared(&dir, engine.clone());
+        adopt(&s).await;
+        apply_assignments(&s, vec![task("t3", "prog", TaskState::Running)]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(engine.started.lock().unwrap().len(), 1, "no duplicate start");
+        // and it is still supervised: a shutdown order stops it
+        apply_assignments(&s, vec![task("t3", "prog", TaskState::Shutdown)]);
+        until(&mut rx, "t3", TaskState::Shutdown).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
