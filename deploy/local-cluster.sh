@@ -97,6 +97,16 @@ down() {
             say "removed namespace $ns"
         fi
     done
+    # process-engine tasks outlive their daemon on purpose (a restarted daemon adopts them) and run in namespaces of
+    # their own, so they are found by their task directory under the data root
+    if [[ -d $ROOT_DIR ]]; then
+        local left
+        left=$(pgrep -f "$ROOT_DIR/" || true)
+        if [[ -n $left ]]; then
+            kill -KILL $left 2>/dev/null || true
+            say "stopped $(wc -w <<<"$left") task processes"
+        fi
+    fi
     if ns_exists "$SWITCH"; then
         ip netns delete "$SWITCH"
         say "removed namespace $SWITCH (bridge and veths went with it)"

@@ -103,6 +103,8 @@ pub struct Cluster {
     passed: bool,
     /// One of the machine-wide daemon slots, taken at the first daemon start (see [`slot::Slot`]).
     slot: Option<slot::Slot>,
+    /// `--engine` of daemons created from now on (see [`Cluster::set_engine`]).
+    engine: Option<String>,
 }
 
 impl Cluster {
@@ -136,6 +138,7 @@ impl Cluster {
             client_timeout: CLIENT_TIMEOUT,
             passed: false,
             slot: None,
+            engine: default_engine(),
         };
         for i in 0..n_hosts {
             let name = format!("h{}", i + 1);
@@ -220,6 +223,18 @@ impl Cluster {
         self.daemons[i].as_mut()
     }
 
+    /// Sets the `--engine` of every daemon from its next start on (`None`: the daemon's own default, `auto`).
+    ///
+    /// The default is `process` (env `SKEP_TEST_ENGINE` overrides it; `default` means no flag): every host
+    /// namespace shares the machine's one Docker engine, so `auto` would let five "hosts" run their tasks as
+    /// containers of the same engine.
+    pub fn set_engine(&mut self, engine: Option<&str>) {
+        self.engine = engine.map(str::to_owned);
+        for d in self.daemons.iter_mut().flatten() {
+            d.set_engine(engine);
+        }
+    }
+
     /// Whether host `i`'s daemon runs.
     pub fn is_running(&mut self, i: usize) -> bool {
         self.daemons[i].as_mut().is_some_and(Daemon::is_running)
@@ -234,7 +249,9 @@ impl Cluster {
         if self.daemons[i].is_none() {
             let bin = crate::skep_bin()?;
             let h = &self.hosts[i];
-            self.daemons[i] = Some(Daemon::new(&h.name, h.ns.name(), &h.dir, &bin));
+            let mut d = Daemon::new(&h.name, h.ns.name(), &h.dir, &bin);
+            d.set_engine(self.engine.as_deref());
+            self.daemons[i] = Some(d);
         }
         let d = self.daemons[i].as_mut().expect("created above");
         d.start()?;
@@ -500,6 +517,15 @@ pub mod slot {
     }
 }
 
+/// `--engine` of new clusters' daemons: env `SKEP_TEST_ENGINE` (`default` = no flag), else `process`.
+fn default_engine() -> Option<String> {
+    match std::env::var("SKEP_TEST_ENGINE") {
+        Ok(e) if e == "default" || e.is_empty() => None,
+        Ok(e) => Some(e),
+        Err(_) => Some("process".into()),
+    }
+}
+
 /// FNV-1a, to derive a subnet from a name.
 fn fnv1a(b: &[u8]) -> u32 {
     b.iter().fold(0x811c_9dc5u32, |h, &x| (h ^ x as u32).wrapping_mul(0x0100_0193))
@@ -511,9 +537,14 @@ impl Drop for Cluster {
         if failed {
             self.dump_logs(LOG_TAIL);
         }
-        // Kill daemons first, then namespaces (Netns drops kill stragglers), then the switch.
+        // Kill daemons first, then their tasks (own sessions and namespaces: nothing else reaches them), then
+        // namespaces (Netns drops kill stragglers), then the switch.
         for d in &mut self.daemons {
             drop(d.take());
+        }
+        let tasks = crate::services::kill_task_processes_under(&self.root);
+        if tasks > 0 && failed {
+            eprintln!("harness: killed {tasks} task processes of cluster {}", self.stem);
         }
         self.hosts.clear();
         if failed {

@@ -24,6 +24,8 @@ pub struct Daemon {
     proc: Option<Proc>,
     /// How many times it was started (log markers count them).
     starts: u32,
+    /// `--engine` value (`auto`, `process`, `docker`); `None` leaves the daemon's default (`auto`).
+    engine: Option<String>,
 }
 
 impl Daemon {
@@ -36,7 +38,18 @@ impl Daemon {
             bin: bin.to_owned(),
             proc: None,
             starts: 0,
+            engine: None,
         }
+    }
+
+    /// Sets the `--engine` flag of the next starts (`None`: the daemon's default, `auto`).
+    pub fn set_engine(&mut self, engine: Option<&str>) {
+        self.engine = engine.map(str::to_owned);
+    }
+
+    /// The `--engine` flag it starts with, if any.
+    pub fn engine(&self) -> Option<&str> {
+        self.engine.as_deref()
     }
 
     /// The API socket: `<data root>/skep.sock`.
@@ -74,7 +87,7 @@ impl Daemon {
         self.proc.as_mut().is_some_and(Proc::is_running)
     }
 
-    /// Starts `ip netns exec <ns> skep daemon --data-root <dir> -H unix://<dir>/skep.sock` with
+    /// Starts `ip netns exec <ns> skep daemon --data-root <dir> -H unix://<dir>/skep.sock [--engine E]` with
     /// `RUST_LOG=info` (or env `SKEP_TEST_RUST_LOG`), output appended to [`Daemon::log_path`].
     /// Does not wait for the socket: see [`Daemon::wait_socket`].
     pub fn start(&mut self) -> anyhow::Result<()> {
@@ -86,7 +99,14 @@ impl Daemon {
             .append(true)
             .open(self.log_path())
             .with_context(|| format!("opening {}", self.log_path().display()))?;
-        writeln!(log, "==== harness: start #{} of daemon {} in netns {} ====", self.starts, self.name, self.netns)?;
+        writeln!(
+            log,
+            "==== harness: start #{} of daemon {} in netns {} (engine {}) ====",
+            self.starts,
+            self.name,
+            self.netns,
+            self.engine.as_deref().unwrap_or("default")
+        )?;
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.netns])
             .arg(&self.bin)
@@ -95,6 +115,7 @@ impl Daemon {
             .arg(&self.data_root)
             .arg("-H")
             .arg(self.host_arg())
+            .args(self.engine.iter().flat_map(|e| ["--engine", e.as_str()]))
             .env("RUST_LOG", std::env::var("SKEP_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env_remove("SKEP_HOST")
             .stdout(Stdio::from(log.try_clone()?))

@@ -26,6 +26,8 @@
 //! - [`cluster`]: [`Host`] and [`Cluster`]: hosts on a switch, daemons, `skep`/`docker` clients, swarm helpers;
 //!   [`cluster::slot`] caps how many clusters run daemons at once (env `SKEP_TEST_MAX_CLUSTERS`, default 2).
 //! - [`json`]: small helpers to read the CLI's JSON output.
+//! - [`services`]: the daemon's HTTP API over its socket, services and tasks (waits, counts, duplicate slots), and
+//!   the processes a host's `process` engine runs for tasks.
 //! - [`wait`]: [`wait_until`], the only way tests wait (bounded in time and tries).
 //!
 //! # Running
@@ -39,6 +41,7 @@ pub mod daemon;
 pub mod json;
 pub mod netns;
 pub mod process;
+pub mod services;
 pub mod wait;
 
 pub use cluster::{Cluster, Host, Role};

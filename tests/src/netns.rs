@@ -203,13 +203,15 @@ impl Switch {
     }
 }
 
-/// Removes what crashed runs left behind: namespaces named `skt-<pid>-…` whose `<pid>` is gone (after
+/// Removes what crashed runs left behind: task processes of the `process` engine under `<base dir>/skt-<pid>-…`, and
+/// namespaces named `skt-<pid>-…`, whose `<pid>` is gone (after
 /// killing the processes inside), and data directories under [`base_dir`] of such runs that are older
 /// than an hour (younger ones are kept for debugging a failure that just happened).
 ///
 /// Returns what it removed. Safe to run while other test processes run: it only touches dead pids.
 pub fn cleanup_stale() -> anyhow::Result<Vec<String>> {
-    let mut removed = Vec::new();
+    // Tasks of the `process` engine first: they live in their own sessions and namespaces, outside the host's.
+    let mut removed = crate::services::kill_stale_task_processes();
     for name in list_netns()? {
         if let Some(pid) = stem_pid(&name) {
             if !pid_alive(pid) {

@@ -35,6 +35,8 @@ struct Shared<E> {
     reports: mpsc::UnboundedSender<(String, TaskStatus)>,
     /// Desired state per task, updated from assignments; runners watch it to know when to stop.
     desired: Mutex<BTreeMap<String, watch::Sender<TaskState>>>,
+    /// Serialises writes of `tasks.json` (runners save concurrently; they share the temporary file).
+    saving: Mutex<()>,
 }
 
 fn now() -> String {
@@ -47,6 +49,7 @@ fn status(state: TaskState, message: &str) -> TaskStatus {
 
 impl<E: Engine> Shared<E> {
     fn save(&self) {
+        let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let body = match serde_json::to_vec(&table) {
             Ok(b) => b,
@@ -106,7 +109,7 @@ pub async fn run<E: Engine>(endpoint: Endpoint, engine: E, cfg: TaskManagerConfi
         .ok()
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| tracing::warn!("{}: {e}", file.display())).ok())
         .unwrap_or_default();
-    let shared = Arc::new(Shared { engine, table: Mutex::new(table), file, reports: tx, desired: Mutex::new(BTreeMap::new()) });
+    let shared = Arc::new(Shared { engine, table: Mutex::new(table), file, reports: tx, desired: Mutex::new(BTreeMap::new()), saving: Mutex::new(()) });
     let leader = Arc::new(Mutex::new(None::<SocketAddr>));
     tokio::spawn(report_loop(endpoint.clone(), cfg.managers.clone(), leader.clone(), rx, stop.clone()));
     adopt(&shared).await;
@@ -440,7 +443,7 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let file = dir.join("tasks.json");
         let table = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        (Arc::new(Shared { engine, table: Mutex::new(table), file, reports: tx, desired: Mutex::new(BTreeMap::new()) }), rx)
+        (Arc::new(Shared { engine, table: Mutex::new(table), file, reports: tx, desired: Mutex::new(BTreeMap::new()), saving: Mutex::new(()) }), rx)
     }
 
     /// Collect reports until `task` reaches `state` (bounded).

@@ -184,6 +184,25 @@ impl Manager {
         self.inner.raft.metrics().borrow().membership_config.membership().voter_ids().collect()
     }
 
+    /// Whether this manager is the leader *and* has applied an entry of its own term, i.e. its store holds everything
+    /// committed before it took over. Only then may the leader loops decide anything: a deposed leader that comes back
+    /// believing it still leads (openraft restores a committed vote) must not act on its stale store.
+    pub fn leader_ready(&self) -> bool {
+        let m = self.inner.raft.metrics().borrow().clone();
+        m.current_leader == Some(self.inner.cfg.raft_id)
+            && m.last_applied.is_some_and(|l| l.leader_id.get_term() == m.current_term)
+    }
+
+    /// Propose on this manager only, never forwarding: for decisions the leader loops made from their own store. If
+    /// this manager is not (or no longer) the leader, the decision is dropped; the real leader makes its own.
+    pub async fn propose_local(&self, op: Op) -> Result<Applied, ControlError> {
+        let cmd = Command { at: now_string(), op };
+        match self.inner.raft.client_write(Proposal(cmd)).await {
+            Ok(resp) => resp.data.map_err(ControlError::from),
+            Err(e) => Err(ControlError::Unavailable(format!("{NO_LEADER} ({e})"))),
+        }
+    }
+
     /// Wait for a leader to be known, up to `LEADER_WAIT`.
     async fn wait_leader(&self) -> Result<u64, ControlError> {
         let deadline = Instant::now() + LEADER_WAIT;
@@ -516,7 +535,7 @@ impl Manager {
             };
             let m = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = m.propose(op).await {
+                if let Err(e) = m.propose_local(op).await {
                     tracing::debug!("marking node ready: {e}");
                 }
             });
@@ -526,7 +545,7 @@ impl Manager {
                 let op = Op::SetNodeDescription { id: id.node_id.clone(), description: Box::new(d) };
                 let m = self.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = m.propose(op).await {
+                    if let Err(e) = m.propose_local(op).await {
                         tracing::debug!("recording node description: {e}");
                     }
                 });
@@ -637,7 +656,7 @@ impl Manager {
             if *stop.borrow() {
                 return;
             }
-            if !self.is_leader() {
+            if !self.leader_ready() {
                 continue;
             }
             let reap = last_reap.elapsed() >= Duration::from_secs(1);
@@ -662,7 +681,7 @@ impl Manager {
             if *stop.borrow() {
                 return;
             }
-            let leader = self.is_leader();
+            let leader = self.leader_ready();
             let state = self.local_state();
             if leader && !was_leader {
                 let now = Instant::now();
@@ -686,7 +705,7 @@ impl Manager {
                 ops
             };
             for op in ops {
-                if let Err(e) = self.propose(op).await {
+                if let Err(e) = self.propose_local(op).await {
                     tracing::debug!("marking node down: {e}");
                 }
             }
@@ -704,7 +723,7 @@ impl Manager {
             let Some(raft_id) = rec.raft_id else { continue };
             if rec.node.spec.role == role::WORKER {
                 self.remove_voter(raft_id).await?;
-                self.propose(Op::ClearRaftId { id: rec.node.id.clone() }).await?;
+                self.propose_local(Op::ClearRaftId { id: rec.node.id.clone() }).await?;
                 tracing::info!(node = %rec.node.id, "left the raft membership after demotion");
             }
         }

@@ -145,7 +145,7 @@ impl Manager {
         let mut changed = false;
         for op in split(ops) {
             changed = true;
-            if let Err(e) = self.propose(op).await {
+            if let Err(e) = self.propose_local(op).await {
                 tracing::debug!("orchestrator proposal: {e}");
                 return changed;
             }
@@ -154,7 +154,7 @@ impl Manager {
         let ops = schedule(&state, now_ns);
         for op in split(ops) {
             changed = true;
-            if let Err(e) = self.propose(op).await {
+            if let Err(e) = self.propose_local(op).await {
                 tracing::debug!("scheduler proposal: {e}");
                 return changed;
             }
@@ -170,7 +170,7 @@ impl Manager {
             let dead = orchestrator::reap(&state, retention);
             for ids in dead.chunks(CHUNK) {
                 changed = true;
-                if let Err(e) = self.propose(Op::DeleteTasks { ids: ids.to_vec() }).await {
+                if let Err(e) = self.propose_local(Op::DeleteTasks { ids: ids.to_vec() }).await {
                     tracing::debug!("reaper proposal: {e}");
                 }
             }
