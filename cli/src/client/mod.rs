@@ -24,6 +24,8 @@ pub mod swarm;
 pub mod system;
 
 #[cfg(test)]
+mod fake_daemon;
+#[cfg(test)]
 mod tests;
 
 pub use http::{ApiClient, ApiError};

@@ -39,51 +39,19 @@ pub struct Proposal(pub Command);
 
 impl Serialize for Proposal {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let json = serde_json::to_vec(&self.0).map_err(serde::ser::Error::custom)?;
-        s.serialize_bytes(&json)
+        skep_api::wire::as_json::serialize(&self.0, s)
     }
 }
 
 impl<'de> Deserialize<'de> for Proposal {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let bytes: Vec<u8> = serde_bytes_compat::deserialize(d)?;
-        serde_json::from_slice(&bytes).map(Proposal).map_err(serde::de::Error::custom)
+        skep_api::wire::as_json::deserialize(d).map(Proposal)
     }
 }
 
 impl fmt::Display for Proposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", std::mem::discriminant(&self.0.op))
-    }
-}
-
-mod serde_bytes_compat {
-    use serde::{de, Deserializer};
-    use std::fmt;
-
-    struct V;
-    impl<'de> de::Visitor<'de> for V {
-        type Value = Vec<u8>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("bytes")
-        }
-        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-            Ok(v.to_vec())
-        }
-        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-            Ok(v)
-        }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
-            let mut out = Vec::new();
-            while let Some(b) = seq.next_element::<u8>()? {
-                out.push(b);
-            }
-            Ok(out)
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        d.deserialize_byte_buf(V)
     }
 }
 
