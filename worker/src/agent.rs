@@ -124,7 +124,8 @@ pub async fn run(endpoint: Endpoint, cfg: AgentConfig, events: mpsc::Sender<Agen
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
-        next = next.wrapping_add(1);
+        // keep the manager that answered (it is first in the next round); rotate only after a failed round
+        next = if answered { 0 } else { next.wrapping_add(1) };
         // after a failed round, try again soon (an election takes about a second)
         let wait = if answered { period } else { Duration::from_millis(200) };
         tokio::select! {

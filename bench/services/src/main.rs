@@ -42,6 +42,7 @@ fn main() {
     // the simulated workers hold one UDP socket each, plus files
     raise_nofile(65_536);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let is_vs = matches!(cli.cmd, Cmd::VsDocker(_));
     let report = rt.block_on(async {
         let body = async {
             match cli.cmd {
@@ -50,12 +51,17 @@ fn main() {
             }
         };
         // on Ctrl-C the body is dropped: daemons are killed on drop, scratch directories removed
-        tokio::select! {
+        let r = tokio::select! {
             r = body => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        };
+        if r.is_err() && is_vs {
+            vs_docker::emergency_cleanup().await;
         }
+        r
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    procs::final_cleanup();
     match report {
         Ok((r, err)) => {
             println!("{r}");

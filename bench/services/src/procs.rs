@@ -22,13 +22,25 @@ impl Scratch {
     }
 }
 
+/// Scratch directories to remove once more after the runtime has stopped (a simulated worker's task manager may
+/// still be writing its `tasks.json`, and recreating its directory, while the first removal runs).
+static LEFT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         if self.keep {
             eprintln!("kept {}", self.path.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.path);
+            LEFT.lock().unwrap_or_else(|p| p.into_inner()).push(self.path.clone());
         }
+    }
+}
+
+/// Removes what [`Scratch`] removed before, again; call after the runtime has shut down.
+pub fn final_cleanup() {
+    for p in LEFT.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        let _ = std::fs::remove_dir_all(&p);
     }
 }
 
@@ -185,7 +197,7 @@ impl Daemon {
             *counts.entry(key).or_default() += 1;
         }
         let mut v: Vec<(usize, String)> = counts.into_iter().map(|(k, n)| (n, k)).collect();
-        v.sort_by(|a, b| b.0.cmp(&a.0));
+        v.sort_by_key(|x| std::cmp::Reverse(x.0));
         v.truncate(max);
         v
     }

@@ -39,6 +39,24 @@ pub struct VsArgs {
 }
 
 const SERVICE: &str = "skb";
+
+/// Set while the local engine is in a swarm that we created (so an interrupted run can still leave it).
+static SWARM_OURS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Node IDs of our skep daemons (their containers carry `com.skep.node.id`).
+static SKEP_NODES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// After an interrupt: remove what an unfinished run left on the Docker engine.
+pub async fn emergency_cleanup() {
+    if SWARM_OURS.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        let _ = run_s(&["docker", "service", "rm", SERVICE], Duration::from_secs(30)).await;
+        force_remove(&format!("com.docker.swarm.service.name={SERVICE}")).await;
+        let _ = run_s(&["docker", "swarm", "leave", "--force"], Duration::from_secs(60)).await;
+    }
+    let nodes = SKEP_NODES.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for id in nodes {
+        force_remove(&format!("com.skep.node.id={id}")).await;
+    }
+}
 const DOCKER_SOCK: &str = "/var/run/docker.sock";
 
 /// Builds the image if it is not there: `FROM scratch`, busybox-static as /bin/busybox and /bin/sh, applet links.
@@ -229,6 +247,7 @@ pub async fn run_vs(a: VsArgs) -> anyhow::Result<(String, Option<anyhow::Error>)
                 run_s(&["docker", "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377"], Duration::from_secs(60))
                     .await
                     .context("docker swarm init")?;
+                SWARM_OURS.store(true, std::sync::atomic::Ordering::SeqCst);
                 rounds(None, Path::new(DOCKER_SOCK), "com.docker.swarm.service.id", &a, &engine_pids(), &created, false).await
             };
             let r = body.await;
@@ -237,6 +256,9 @@ pub async fn run_vs(a: VsArgs) -> anyhow::Result<(String, Option<anyhow::Error>)
             let _ = wait_gone(&format!("com.docker.swarm.service.name={SERVICE}"), Duration::from_secs(60)).await;
             force_remove(&format!("com.docker.swarm.service.name={SERVICE}")).await;
             let left = run_s(&["docker", "swarm", "leave", "--force"], Duration::from_secs(60)).await;
+            if left.is_ok() {
+                SWARM_OURS.store(false, std::sync::atomic::Ordering::SeqCst);
+            }
             if !gw_before {
                 let _ = run_s(&["docker", "network", "rm", "docker_gwbridge"], Duration::from_secs(30)).await;
             }
@@ -258,6 +280,7 @@ pub async fn run_vs(a: VsArgs) -> anyhow::Result<(String, Option<anyhow::Error>)
     let mut node_ids = Vec::new();
     for i in 0..3 {
         if let Ok(id) = cluster.node_id(i).await {
+            SKEP_NODES.lock().unwrap_or_else(|p| p.into_inner()).push(id.clone());
             node_ids.push(id);
         }
     }
@@ -265,7 +288,8 @@ pub async fn run_vs(a: VsArgs) -> anyhow::Result<(String, Option<anyhow::Error>)
     let problems = cluster.problems();
     // cleanup: service, daemons, then whatever containers our nodes left (the killed worker's)
     let _ = run(&docker_argv(Some(cluster.sock(0)), &["service", "rm", SERVICE]), Duration::from_secs(30)).await;
-    for id in created.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+    let ids = created.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for id in ids {
         let _ = wait_gone(&format!("com.skep.service.id={id}"), Duration::from_secs(20)).await;
     }
     cluster.stop_all().await;

@@ -90,18 +90,21 @@ impl Default for RaftTiming {
 }
 
 impl RaftTiming {
-    /// skep ticks are 100 ms. openraft makes a follower wait for the leader's lease (`election_timeout_max`) plus its
-    /// own election timeout (random in [min, max], drawn once per node) after the last heartbeat before it campaigns,
-    /// so the whole window is `2 × max` at worst. With max = 40% and min = 20% of ElectionTick, the default
-    /// ElectionTick 10 (1 s) starts an election 0.6–0.8 s after the leader stops, with a lease of four heartbeats.
+    /// skep ticks are 100 ms; the leader heartbeats every `HeartbeatTick` × 250 ms, because openraft 0.9 uses the
+    /// heartbeat interval as the hard deadline of every AppendEntries and of the leadership confirmation behind a
+    /// linearizable read (follower fsync and round trip included), and 100 ms is too tight on a busy host.
+    /// openraft makes a follower wait for the leader's lease (`election_timeout_max`) plus its own election timeout
+    /// (random in [min, max], drawn once per node) after the last heartbeat before it campaigns. With min = 35% and
+    /// max = 50% of ElectionTick, the default ElectionTick 10 (1 s) starts an election 0.85–1.0 s after the leader's
+    /// last heartbeat.
     pub fn from_ticks(heartbeat_tick: i64, election_tick: i64, snapshot_interval: u64, keep: u64) -> RaftTiming {
         let tick = skep_api::docker::defaults::RAFT_TICK_MS;
-        let hb = heartbeat_tick.clamp(1, 100) as u64 * tick;
-        let el = (election_tick.clamp(2, 1000) as u64 * tick).max(hb * 3);
+        let hb = heartbeat_tick.clamp(1, 100) as u64 * 250;
+        let el = (election_tick.clamp(2, 1000) as u64 * tick).max(hb * 4);
         RaftTiming {
             heartbeat: Duration::from_millis(hb),
-            election_min: Duration::from_millis((el / 5).max(hb + 1)),
-            election_max: Duration::from_millis((el * 2 / 5).max(hb * 2 + 1)),
+            election_min: Duration::from_millis((el * 35 / 100).max(hb + 50)),
+            election_max: Duration::from_millis((el / 2).max(hb * 2)),
             snapshot_interval: snapshot_interval.max(100),
             keep_for_followers: keep,
         }
@@ -117,7 +120,8 @@ impl RaftTiming {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_interval),
             max_in_snapshot_log_to_keep: self.keep_for_followers,
             install_snapshot_timeout: 10_000,
-            max_payload_entries: 1000,
+            // small AppendEntries: each must reach a follower and be fsynced within one heartbeat interval
+            max_payload_entries: 64,
             // a leader that hears from no quorum for this long stops acting as leader
             enable_heartbeat: true,
             ..Default::default()
@@ -165,9 +169,9 @@ mod tests {
     #[test]
     fn default_timing_fails_over_within_a_second() {
         let t = RaftTiming::default();
-        assert_eq!(t.heartbeat, Duration::from_millis(100));
-        assert_eq!(t.election_min, Duration::from_millis(200));
-        assert_eq!(t.election_max, Duration::from_millis(400));
+        assert_eq!(t.heartbeat, Duration::from_millis(250));
+        assert_eq!(t.election_min, Duration::from_millis(350));
+        assert_eq!(t.election_max, Duration::from_millis(500));
         let c = t.config("x");
         assert!(c.validate().is_ok());
     }

@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 /// How long an assignments long poll waits for a change before answering with the same set (below the transport's
 /// 5 s call timeout).
 const LONG_POLL: Duration = Duration::from_secs(4);
-/// Tasks per proposal: keeps Raft entries a few MB at most.
-const CHUNK: usize = 500;
+/// Tasks per proposal: keeps Raft entries around 100-200 KB, so a batch of them replicates within a heartbeat.
+const CHUNK: usize = 100;
 /// Status reports are gathered this long before one proposal carries them all.
 const STATUS_BATCH: Duration = Duration::from_millis(20);
 
