@@ -80,9 +80,9 @@ impl SpecFlags {
     }
 }
 
-/// `skep swarm init`.
+/// The addresses `swarm init` and `swarm join` take.
 #[derive(Args, Debug, Clone)]
-pub struct InitArgs {
+pub struct AddrArgs {
     /// Advertised address (format: "<ip|interface>[:port]")
     #[arg(long, value_name = "ADDR", default_value = "")]
     pub advertise_addr: String,
@@ -92,6 +92,13 @@ pub struct InitArgs {
     /// Address or interface to use for data path traffic (format: "<ip|interface>")
     #[arg(long, value_name = "ADDR", default_value = "")]
     pub data_path_addr: String,
+}
+
+/// `skep swarm init`.
+#[derive(Args, Debug, Clone)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub addrs: AddrArgs,
     /// Port number to use for data path traffic (1024 - 49151); 0 means the default (4789)
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     pub data_path_port: u32,
@@ -117,15 +124,8 @@ pub struct JoinArgs {
     /// Token for entry into the swarm
     #[arg(long, value_name = "TOKEN", default_value = "")]
     pub token: String,
-    /// Advertised address (format: "<ip|interface>[:port]")
-    #[arg(long, value_name = "ADDR", default_value = "")]
-    pub advertise_addr: String,
-    /// Listen address (format: "<ip|interface>[:port]")
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:2377", value_parser = opts::parse_listen_addr)]
-    pub listen_addr: String,
-    /// Address or interface to use for data path traffic (format: "<ip|interface>")
-    #[arg(long, value_name = "ADDR", default_value = "")]
-    pub data_path_addr: String,
+    #[command(flatten)]
+    pub addrs: AddrArgs,
     /// Availability of the node ("active", "pause", "drain") [default: active]
     #[arg(long, value_name = "AVAILABILITY", value_parser = opts::availability)]
     pub availability: Option<String>,
@@ -183,9 +183,9 @@ pub async fn init(c: &ApiClient, a: InitArgs, out: &mut dyn Write) -> Result<()>
     };
     a.spec.merge(&mut spec);
     let req = InitRequest {
-        listen_addr: a.listen_addr,
-        advertise_addr: a.advertise_addr,
-        data_path_addr: a.data_path_addr,
+        listen_addr: a.addrs.listen_addr,
+        advertise_addr: a.addrs.advertise_addr,
+        data_path_addr: a.addrs.data_path_addr,
         data_path_port: a.data_path_port,
         force_new_cluster: a.force_new_cluster,
         spec,
@@ -225,9 +225,9 @@ pub async fn init(c: &ApiClient, a: InitArgs, out: &mut dyn Write) -> Result<()>
 /// `swarm join`: POST /swarm/join → GET /info.
 pub async fn join(c: &ApiClient, a: JoinArgs, out: &mut dyn Write) -> Result<()> {
     let req = JoinRequest {
-        listen_addr: a.listen_addr,
-        advertise_addr: a.advertise_addr,
-        data_path_addr: a.data_path_addr,
+        listen_addr: a.addrs.listen_addr,
+        advertise_addr: a.addrs.advertise_addr,
+        data_path_addr: a.addrs.data_path_addr,
         remote_addrs: vec![a.remote],
         join_token: a.token,
         availability: a.availability.unwrap_or_default(),

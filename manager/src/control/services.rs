@@ -21,10 +21,7 @@ pub fn validate_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, ControlError>
     if spec.name.len() > 63 {
         return Err(invalid(format!("name must be 63 characters or fewer: {}", spec.name)));
     }
-    if !spec.name.is_empty()
-        && !(spec.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-            && spec.name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()))
-    {
+    if !spec.name.is_empty() && !valid_name(&spec.name) {
         return Err(invalid(format!("invalid name {:?}: use letters, digits, '-', '_' and '.', starting with a letter or digit", spec.name)));
     }
     // mode: exactly one
@@ -117,6 +114,12 @@ pub fn validate_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, ControlError>
         return Err(ControlError::NotImplemented("networks arrive with the networking issue; --network is not supported yet".into()));
     }
     Ok(spec)
+}
+
+/// Letters, digits, `-`, `_` and `.`, starting with a letter or digit.
+fn valid_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
 fn check_restart(p: &RestartPolicy) -> Result<(), ControlError> {
