@@ -107,6 +107,8 @@ down() {
             say "stopped $(wc -w <<<"$left") task processes"
         fi
     fi
+    # the daemons' overlay and sandbox namespaces lived in their mount namespaces; only empty files remain
+    rm -f /run/netns/skep-n[0-9]-x-* 2>/dev/null || true
     if ns_exists "$SWITCH"; then
         ip netns delete "$SWITCH"
         say "removed namespace $SWITCH (bridge and veths went with it)"
@@ -143,7 +145,7 @@ start_daemon() {
     mkdir -p "$dir"
     # each host also gets its own UTS namespace, so nodes show as skep-n1..skep-n5 in `node ls` and `service ps`
     RUST_LOG=${RUST_LOG:-info} setsid ip netns exec "$(ns_of "$n")" unshare --uts sh -c 'hostname "$0" && exec "$@"' \
-        "skep-n$n" "$BIN" daemon --engine "${SKEP_ENGINE:-process}" --data-root "$dir" -H "$(sock_of "$n")" </dev/null >>"$dir/daemon.log" 2>&1 &
+        "skep-n$n" "$BIN" daemon --engine "${SKEP_ENGINE:-process}" --net-prefix "skep-n$n-x" --data-root "$dir" -H "$(sock_of "$n")" </dev/null >>"$dir/daemon.log" 2>&1 &
     echo $! >"$dir/daemon.pid"
     for ((i = 0; i < START_TRIES; i++)); do
         if skep "$n" info >/dev/null 2>&1; then
@@ -155,6 +157,42 @@ start_daemon() {
     done
     tail -n 30 "$dir/daemon.log" >&2 || true
     die "daemon n$n did not come up; its log is above"
+}
+
+# The demo: an overlay network and a web service published through the routing mesh on port 8080. Each task runs
+# busybox httpd (process engine, its own namespaces) whose page names the node and the task's addresses; the script
+# then asks every node for the page, including nodes that run no demo task.
+demo() {
+    command -v busybox >/dev/null || { say "installing busybox-static for the demo service"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; }
+    local www=$ROOT_DIR/www n i
+    mkdir -p "$www/cgi-bin"
+    cat >"$www/cgi-bin/index.cgi" <<'CGI'
+#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n'
+echo "hello from $(hostname), task address $(busybox ip -o -4 addr show eth0 | busybox awk '{print $4}')"
+CGI
+    chmod +x "$www/cgi-bin/index.cgi"
+    say "demo: overlay network 'demo-net' and service 'demo' (3 replicas, published on port 8080 of every node)"
+    skep 1 network create -d overlay demo-net >/dev/null
+    skep 1 service create --name demo --replicas 3 --network demo-net --publish 8080:80 --update-monitor 1s \
+        busybox httpd -f -p 80 -h "$www"
+    skep 1 service ps demo
+    say "the routing mesh: GET http://10.213.250.N:8080/ on every node (asked from n1)"
+    local k
+    for n in "${NODES[@]}"; do
+      for k in 1 2; do  # twice per node: each node balances connections over the tasks
+        for ((i = 0; i < 20; i++)); do
+            # (busybox nc rather than busybox wget: Debian's static wget crashes inside `ip netns exec`)
+            out=$(printf 'GET / HTTP/1.0\r\n\r\n' | ip netns exec "$(ns_of 1)" busybox nc -w 2 "$NET.$n" 8080 2>/dev/null | tail -n 1 || true)
+            if [[ $out == hello* ]]; then
+                printf '  node n%s -> %s\n' "$n" "$out"
+                break
+            fi
+            sleep 0.5
+        done
+        [ "$i" -lt 20 ] || printf '  node n%s -> no answer\n' "$n"
+      done
+    done
 }
 
 up() {
@@ -185,11 +223,7 @@ up() {
     say "skep node ls (from n1)"
     skep 1 node ls
     if [ "${SKEP_DEMO:-1}" = 1 ]; then
-        # the demo service runs busybox's httpd on the process engine (each task in its own namespaces)
-        command -v busybox >/dev/null || { say "installing busybox-static for the demo service"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; }
-        say "demo service: 3 replicas of busybox httpd"
-        skep 1 service create --name demo --replicas 3 --update-monitor 1s busybox httpd -f -p 8080
-        skep 1 service ps demo
+        demo
     fi
     cat <<USAGE
 
@@ -199,6 +233,7 @@ The cluster is up. To use it:
   $BIN service ls
   DOCKER_CONFIG=\$(mktemp -d) docker -H \$SKEP_HOST node ls      # the stock docker CLI works too
 Other nodes: unix://$ROOT_DIR/nX/skep.sock (X = 1..5); logs: $ROOT_DIR/nX/daemon.log
+The demo page through any node: printf 'GET / HTTP/1.0\r\n\r\n' | ip netns exec skep-n1 busybox nc $NET.4 8080
 Shell on a host: ip netns exec skep-n2 bash      Stop everything: $0 down
 USAGE
     trap - ERR

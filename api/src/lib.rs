@@ -8,6 +8,7 @@
 //! - [`docker`]: JSON shapes (swarm, nodes, info, version, errors) with Go's field names, and their defaults.
 //! - [`filters`]: the `filters=` query parameter (both JSON forms) and its matching rules.
 //! - [`id`]: swarmkit-style 25-character base36 IDs.
+//! - [`netview`]: what a node must know about the networks (sent with its assignments).
 //! - [`time`]: RFC 3339 timestamps with nanoseconds, as Go writes them.
 //! - [`wire`]: requests and responses between nodes over the QUIC transport.
 #![forbid(unsafe_code)]
@@ -16,5 +17,6 @@
 pub mod docker;
 pub mod filters;
 pub mod id;
+pub mod netview;
 pub mod time;
 pub mod wire;

@@ -103,6 +103,9 @@ pub enum Response {
         /// The tasks (whole objects: spec, desired state).
         #[serde(with = "as_json")]
         tasks: Vec<Task>,
+        /// The networks and services this node must program (part of the digest).
+        #[serde(with = "as_json")]
+        network: crate::netview::NetworkView,
     },
     /// Done, nothing to return.
     Ok,

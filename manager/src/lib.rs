@@ -4,8 +4,10 @@
 //! - [`store`]: cluster state and commands; `apply` is pure and deterministic.
 #![forbid(unsafe_code)]
 
+pub mod allocator;
 pub mod control;
 pub mod dispatcher;
+pub mod netview;
 pub mod orchestrator;
 pub mod raft;
 pub mod runtime;

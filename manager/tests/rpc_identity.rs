@@ -68,7 +68,7 @@ async fn cluster() -> Fixture {
     let mut node = Node { id: node_id, ..Default::default() };
     node.spec.role = role::MANAGER.into();
     node.spec.availability = "active".into();
-    manager.propose(Op::Init { cluster: Box::new(record), node: Box::new(node), cluster_addr: addr.to_string() }).await.unwrap();
+    manager.propose(Op::Init { cluster: Box::new(record), node: Box::new(node), cluster_addr: addr.to_string(), ingress: None }).await.unwrap();
     Fixture { _dir: dir, manager, addr, ca, cluster_id, tokens, stop }
 }
 

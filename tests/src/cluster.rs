@@ -547,6 +547,13 @@ impl Drop for Cluster {
             eprintln!("harness: killed {tasks} task processes of cluster {}", self.stem);
         }
         self.hosts.clear();
+        // the daemons' network and sandbox namespaces (`<host>-x-…`) lived in their mount namespaces and are gone
+        // with them; only the empty files under /run/netns remain
+        for n in crate::netns::list_netns().unwrap_or_default() {
+            if n.starts_with(&format!("{}-", self.stem)) && n.contains("-x-") {
+                let _ = std::fs::remove_file(std::path::Path::new("/run/netns").join(&n));
+            }
+        }
         if failed {
             eprintln!("harness: test failed; kept data of cluster {} in {}", self.stem, self.root.display());
         } else if let Err(e) = std::fs::remove_dir_all(&self.root) {

@@ -115,6 +115,8 @@ impl Daemon {
             .arg(&self.data_root)
             .arg("-H")
             .arg(self.host_arg())
+            .arg("--net-prefix")
+            .arg(format!("{}-x", self.netns))
             .args(self.engine.iter().flat_map(|e| ["--engine", e.as_str()]))
             .env("RUST_LOG", std::env::var("SKEP_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env_remove("SKEP_HOST")

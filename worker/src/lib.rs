@@ -7,9 +7,11 @@
 //! # Layout
 //! - [`agent`]: the session loop and the events it reports.
 //! - [`tasks`]: runs the node's assignments through an engine and reports their states.
+//! - [`network`]: the node's overlay networks, task sandboxes, VIPs, routing mesh and embedded DNS.
 //! - [`engine`]: what runs tasks (`process`: supervised host processes in namespaces; `docker`: containers).
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod engine;
+pub mod network;
 pub mod tasks;

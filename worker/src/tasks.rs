@@ -8,7 +8,9 @@
 
 use crate::engine::{Engine, EngineError, Exit, Handle};
 use serde::{Deserialize, Serialize};
+use crate::network::NetAgent;
 use skep_api::docker::{ContainerStatus, Peer, Task, TaskState, TaskStatus};
+use skep_api::netview::NetworkView;
 use skep_api::wire::{Request, Response};
 use skep_transport::Endpoint;
 use std::collections::BTreeMap;
@@ -37,6 +39,8 @@ struct Shared<E> {
     desired: Mutex<BTreeMap<String, watch::Sender<TaskState>>>,
     /// Serialises writes of `tasks.json` (runners save concurrently; they share the temporary file).
     saving: Mutex<()>,
+    /// Networking (sandboxes, overlays, DNS), when the node has it.
+    net: Option<Arc<NetAgent>>,
 }
 
 fn now() -> String {
@@ -99,6 +103,8 @@ pub struct TaskManagerConfig {
     pub dir: PathBuf,
     /// Managers to reach the leader through (kept current by the agent).
     pub managers: Arc<Mutex<Vec<Peer>>>,
+    /// The node's networking agent (`None`: tasks with networks are rejected, views are ignored).
+    pub net: Option<Arc<NetAgent>>,
 }
 
 /// Run the task manager until `stop` turns true.
@@ -109,7 +115,32 @@ pub async fn run<E: Engine>(endpoint: Endpoint, engine: E, cfg: TaskManagerConfi
         .ok()
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| tracing::warn!("{}: {e}", file.display())).ok())
         .unwrap_or_default();
-    let shared = Arc::new(Shared { engine, table: Mutex::new(table), file, reports: tx, desired: Mutex::new(BTreeMap::new()), saving: Mutex::new(()) });
+    let shared = Arc::new(Shared {
+        engine,
+        table: Mutex::new(table),
+        file,
+        reports: tx,
+        desired: Mutex::new(BTreeMap::new()),
+        saving: Mutex::new(()),
+        net: cfg.net.clone(),
+    });
+    // network views are applied by their own loop, latest first, so a slow kernel update never delays assignments
+    let (views, mut view_rx) = watch::channel(None::<NetworkView>);
+    if let Some(net) = cfg.net.clone() {
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    c = view_rx.changed() => if c.is_err() { return },
+                    _ = stop.changed() => return,
+                }
+                let v = view_rx.borrow_and_update().clone();
+                if let Some(v) = v {
+                    net.apply_view(v).await;
+                }
+            }
+        });
+    }
     let leader = Arc::new(Mutex::new(None::<SocketAddr>));
     tokio::spawn(report_loop(endpoint.clone(), cfg.managers.clone(), leader.clone(), rx, stop.clone()));
     adopt(&shared).await;
@@ -124,8 +155,9 @@ pub async fn run<E: Engine>(endpoint: Endpoint, engine: E, cfg: TaskManagerConfi
             _ = stop.changed() => return,
         };
         match reply {
-            Some(Response::Assignments { digest, tasks }) => {
+            Some(Response::Assignments { digest, tasks, network }) => {
                 known = digest;
+                views.send_replace(Some(network));
                 apply_assignments(&shared, tasks);
             }
             _ => {
@@ -145,6 +177,12 @@ async fn adopt<E: Engine>(shared: &Arc<Shared<E>>) {
         let id = h.task_id.clone();
         if running {
             tracing::info!(task = %id, "adopted a running task");
+            if let Some(net) = &shared.net {
+                let task = entries.iter().find(|l| l.task.id == id).map(|l| l.task.clone());
+                if let Some(task) = task {
+                    net.adopt_task(&task).await;
+                }
+            }
             let s = shared.clone();
             tokio::spawn(async move { supervise(s, id, Some(h)).await });
         } else {
@@ -228,21 +266,48 @@ async fn supervise<E: Engine>(shared: Arc<Shared<E>>, id: String, adopted: Optio
                 reject(&shared, &id, e);
                 return;
             }
+            // the network sandbox: the engine starts the task in it, or it is plumbed through the PID after start
+            let mut plumb_after_start = false;
+            if !task.networks_attachments.is_empty() {
+                let Some(net) = &shared.net else {
+                    reject(&shared, &id, EngineError::Invalid("this node has no networking agent".into()));
+                    return;
+                };
+                match net.prepare_task(&task).await {
+                    Ok(Some((ns, resolv))) => plumb_after_start = !shared.engine.use_netns(&id, &ns, &resolv),
+                    Ok(None) => {}
+                    Err(e) => {
+                        net.release_task(&id).await;
+                        reject(&shared, &id, EngineError::Invalid(e));
+                        let _ = shared.engine.remove(&id).await;
+                        return;
+                    }
+                }
+            }
             shared.advance(&id, status(TaskState::Ready, "prepared"), None);
             if *desired.borrow() > TaskState::Running {
                 shared.advance(&id, status(TaskState::Shutdown, "shutdown before it started"), None);
+                release_net(&shared, &task).await;
                 let _ = shared.engine.remove(&id).await;
                 return;
             }
             shared.advance(&id, status(TaskState::Starting, "starting"), None);
             match shared.engine.start(&task).await {
                 Ok(h) => {
+                    if plumb_after_start {
+                        if let Some(net) = &shared.net {
+                            if let Err(e) = net.attach_pid(&task, h.pid).await {
+                                tracing::warn!(task = %id, "plumbing the task's network namespace: {e}");
+                            }
+                        }
+                    }
                     let mut st = status(TaskState::Running, "started");
                     st.container_status = Some(ContainerStatus { container_id: h.id.clone(), pid: h.pid, exit_code: 0 });
                     shared.advance(&id, st, Some(h.clone()));
                     h
                 }
                 Err(e) => {
+                    release_net(&shared, &task).await;
                     reject(&shared, &id, e);
                     return;
                 }
@@ -255,6 +320,11 @@ async fn supervise<E: Engine>(shared: Arc<Shared<E>>, id: String, adopted: Optio
     let stopped_by_us;
     let exit = loop {
         if *desired.borrow() > TaskState::Running {
+            if !task.networks_attachments.is_empty() {
+                // the managers took the task out of every node's backends when they changed its desired state;
+                // give the nodes a moment to apply that before the task stops answering
+                tokio::time::sleep(DRAIN).await;
+            }
             if let Err(e) = shared.engine.stop(&handle, &task).await {
                 tracing::warn!(task = %id, "stopping: {e}");
             }
@@ -267,8 +337,18 @@ async fn supervise<E: Engine>(shared: Arc<Shared<E>>, id: String, adopted: Optio
         }
     };
     finish(&shared, &id, exit, stopped_by_us);
+    release_net(&shared, &task).await;
     if *desired.borrow() >= TaskState::Shutdown {
         let _ = shared.engine.remove(&id).await;
+    }
+}
+
+/// How long a networked task keeps answering after the managers took it out of the backends.
+const DRAIN: Duration = Duration::from_millis(250);
+
+async fn release_net<E: Engine>(shared: &Arc<Shared<E>>, task: &Task) {
+    if let (Some(net), false) = (&shared.net, task.networks_attachments.is_empty()) {
+        net.release_task(&task.id).await;
     }
 }
 
@@ -443,7 +523,7 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let file = dir.join("tasks.json");
         let table = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        (Arc::new(Shared { engine, table: Mutex::new(table), file, reports: tx, desired: Mutex::new(BTreeMap::new()), saving: Mutex::new(()) }), rx)
+        (Arc::new(Shared { engine, table: Mutex::new(table), file, reports: tx, desired: Mutex::new(BTreeMap::new()), saving: Mutex::new(()), net: None }), rx)
     }
 
     /// Collect reports until `task` reaches `state` (bounded).

@@ -5,12 +5,14 @@
 //! sends `null`, `{}` or omits optional parts, and all of those mean "default". Every struct therefore has
 //! `#[serde(default)]`, and maps/lists decode `null` as empty.
 
+mod network;
 mod node;
 mod service;
 mod task;
 mod swarm;
 mod system;
 
+pub use network::*;
 pub use node::*;
 pub use service::*;
 pub use task::*;

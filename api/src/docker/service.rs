@@ -3,7 +3,7 @@
 //! Fields skep does not model yet are kept in `extra` maps (`#[serde(flatten)]`), so a spec the CLI sends comes back
 //! unchanged from `inspect`. These shapes only travel as JSON (API, store commands, and as JSON bytes on the wire).
 
-use super::{is_empty_str, null_default, Labels, ObjectVersion, Platform};
+use super::{is_empty_str, null_default, EndpointVirtualIp, Labels, NetworkAttachmentConfig, ObjectVersion, Platform};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -53,9 +53,9 @@ pub struct TaskSpec {
     /// Constraints, preferences, platforms, max replicas per node.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
-    /// Networks to attach (from the networking issue on).
+    /// Networks to attach.
     #[serde(deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
-    pub networks: Vec<serde_json::Value>,
+    pub networks: Vec<NetworkAttachmentConfig>,
     /// Bumped by `service update --force` to replace tasks without a spec change.
     pub force_update: u64,
     /// `container` (the default).
@@ -252,7 +252,7 @@ pub struct EndpointSpec {
 }
 
 /// A published port.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct PortConfig {
     /// Name.
@@ -279,7 +279,7 @@ pub struct Endpoint {
     pub ports: Vec<PortConfig>,
     /// One VIP per attached network.
     #[serde(rename = "VirtualIPs", deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
-    pub virtual_ips: Vec<serde_json::Value>,
+    pub virtual_ips: Vec<EndpointVirtualIp>,
 }
 
 /// `UpdateStatus`.

@@ -146,9 +146,9 @@ pub struct Task {
     pub status: TaskStatus,
     /// Intent.
     pub desired_state: TaskState,
-    /// Network attachments (networking issue).
+    /// The task's addresses on its networks (set by the allocator).
     #[serde(deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
-    pub networks_attachments: Vec<serde_json::Value>,
+    pub networks_attachments: Vec<super::NetworkAttachment>,
 }
 
 #[cfg(test)]

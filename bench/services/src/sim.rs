@@ -195,7 +195,7 @@ async fn join_worker(
         });
     }
     let engine = FakeEngine::default();
-    let tm = skep_worker::tasks::TaskManagerConfig { dir, managers: managers as Arc<Mutex<Vec<Peer>>> };
+    let tm = skep_worker::tasks::TaskManagerConfig { dir, managers: managers as Arc<Mutex<Vec<Peer>>>, net: None };
     tokio::spawn(skep_worker::tasks::run(endpoint.clone(), engine.clone(), tm, stop_rx));
     Ok(SimWorker { node_id: reply.node_id, endpoint, stop, engine })
 }

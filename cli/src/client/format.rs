@@ -237,6 +237,77 @@ pub fn json_indent<T: Serialize + ?Sized>(v: &T) -> Result<String> {
     Ok(String::from_utf8(buf)?)
 }
 
+/// Go's `json.Indent(dst, raw, "", indent)` (with `indent` `"    "`, what docker's `inspect` prints for the daemon's
+/// raw JSON) or, with `indent` `None`, `json.Compact`: whitespace between tokens dropped, the daemon's key order and
+/// string escapes kept as they came, `{}` and `[]` left empty on one line. `raw` is assumed to be valid JSON (the
+/// caller decoded it first).
+pub fn go_json_reformat(raw: &[u8], indent: Option<&str>) -> String {
+    let mut out = Vec::with_capacity(raw.len() * 2);
+    let newline = |out: &mut Vec<u8>, depth: usize| {
+        if let Some(ind) = indent {
+            out.push(b'\n');
+            for _ in 0..depth {
+                out.extend_from_slice(ind.as_bytes());
+            }
+        }
+    };
+    let (mut depth, mut need_indent) = (0usize, false);
+    let (mut in_string, mut escaped) = (false, false);
+    for &c in raw {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        if c.is_ascii_whitespace() {
+            continue;
+        }
+        if need_indent && c != b'}' && c != b']' {
+            need_indent = false;
+            depth += 1;
+            newline(&mut out, depth);
+        }
+        match c {
+            b'{' | b'[' => {
+                // the newline waits for the first element, so that empty objects and arrays stay `{}` and `[]`
+                need_indent = true;
+                out.push(c);
+            }
+            b',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            b':' => {
+                out.push(c);
+                if indent.is_some() {
+                    out.push(b' ');
+                }
+            }
+            b'}' | b']' => {
+                if need_indent {
+                    need_indent = false;
+                } else {
+                    depth = depth.saturating_sub(1);
+                    newline(&mut out, depth);
+                }
+                out.push(c);
+            }
+            b'"' => {
+                in_string = true;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// One piece of a parsed `--format` template.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Piece {
@@ -415,6 +486,28 @@ mod tests {
         assert_eq!(
             json_indent(&json!([{"A": 1, "B": {}}])).unwrap(),
             "[\n    {\n        \"A\": 1,\n        \"B\": {}\n    }\n]"
+        );
+    }
+
+    #[test]
+    fn raw_json_is_reindented_like_go() {
+        let raw = br#"{"Name":"n","Id":"x","IPAM":{"Config":[{"Subnet":"10.0.1.0/24"}],"Options":null},"Containers":{},"S":"a\"{,}: b","L":[]}
+"#;
+        assert_eq!(
+            go_json_reformat(raw, Some("    ")),
+            "{\n    \"Name\": \"n\",\n    \"Id\": \"x\",\n    \"IPAM\": {\n        \"Config\": [\n            {\n                \
+             \"Subnet\": \"10.0.1.0/24\"\n            }\n        ],\n        \"Options\": null\n    },\n    \
+             \"Containers\": {},\n    \"S\": \"a\\\"{,}: b\",\n    \"L\": []\n}"
+        );
+        assert_eq!(
+            go_json_reformat(b"[ {\"A\" : 1 , \"B\": [ ] } ]\n", None),
+            r#"[{"A":1,"B":[]}]"#
+        );
+        // the same text as serde's pretty printer gives, for JSON that serde would write the same way
+        let v = json!([{"A": 1, "B": {"C": [1, 2]}, "D": {}}]);
+        assert_eq!(
+            go_json_reformat(v.to_string().as_bytes(), Some("    ")),
+            json_indent(&v).unwrap()
         );
     }
 

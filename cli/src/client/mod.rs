@@ -13,10 +13,12 @@
 //! - [`swarm`]: `swarm init | join | join-token | leave | update | inspect`.
 //! - [`node`]: `node ls | inspect | promote | demote | update | rm`.
 //! - [`service`]: `service create | inspect | ls | ps | rm | rollback | scale | update`, and the progress display.
+//! - [`network`]: `network create | ls | inspect | rm`.
 //! - [`system`]: `info`, `version`.
 
 pub mod format;
 pub mod http;
+pub mod network;
 pub mod node;
 pub mod opts;
 pub mod service;
@@ -44,6 +46,9 @@ pub enum ClientCommand {
     /// Manage swarm services
     #[command(subcommand)]
     Service(service::ServiceCmd),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
     /// Display system-wide information
     Info(system::InfoArgs),
     /// Show the skep version information
@@ -93,6 +98,7 @@ pub async fn run(
         ClientCommand::Swarm(c) => swarm::run(client, c, out).await,
         ClientCommand::Node(c) => node::run(client, c, out).await,
         ClientCommand::Service(c) => service::run(client, c, out).await,
+        ClientCommand::Network(c) => network::run(client, c, out).await,
         ClientCommand::Info(a) => system::info(client, a, out).await,
         ClientCommand::Version(a) => system::version(client, a, out).await,
     }

@@ -524,14 +524,11 @@ pub async fn inspect(c: &ApiClient, a: InspectArgs, out: &mut dyn Write) -> Resu
         let mut text = String::new();
         for r in &a.services {
             let svc = inspect_one(c, r).await?;
+            // docker's resolveNetworks: a network that cannot be found shows as its ID
             let mut networks = HashMap::new();
             for n in &svc.spec.task_template.networks {
-                let target = n["Target"].as_str().unwrap_or_default();
-                let path = format!("/networks/{}{}", seg(target), query(&[("scope", "swarm")]));
-                if let Ok(v) = c.get::<Value>(&path).await {
-                    if let (Some(id), Some(name)) = (v["Id"].as_str(), v["Name"].as_str()) {
-                        networks.insert(id.to_string(), name.to_string());
-                    }
+                if let Ok(net) = create::swarm_network(c, &n.target).await {
+                    networks.insert(net.id, net.name);
                 }
             }
             text.push_str(&render_pretty(&svc, &networks, SystemTime::now()));
@@ -817,7 +814,7 @@ pub fn render_pretty(s: &Service, networks: &HashMap<String, String>, now: Syste
     if !tt.networks.is_empty() {
         o.push_str("\nNetworks:");
         for n in &tt.networks {
-            let target = n["Target"].as_str().unwrap_or_default();
+            let target = n.target.as_str();
             let _ = write!(
                 o,
                 " {}",
@@ -1213,7 +1210,12 @@ ny2pwh3w96zt   web       replicated   2/3                    nginx:alpine     *:
                 ..Default::default()
             }),
         });
-        tt.networks = vec![json!({"Target": "netid1"}), json!({"Target": "netid2"})];
+        tt.networks = ["netid1", "netid2"]
+            .map(|t| skep_api::docker::NetworkAttachmentConfig {
+                target: t.into(),
+                ..Default::default()
+            })
+            .to_vec();
         s.spec.update_config = Some(UpdateConfig {
             parallelism: 1,
             delay: 10_000_000_000,

@@ -94,6 +94,9 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/services/{id}/update", post(service_update))
         .route("/tasks", get(task_list))
         .route("/tasks/{id}", get(task_inspect))
+        .route("/networks", get(network_list))
+        .route("/networks/create", post(network_create))
+        .route("/networks/{id}", get(network_inspect).delete(network_remove))
         .route("/distribution/{*name}", get(distribution))
         .route("/skep/kv/{key}", post(kv_put))
         .fallback(not_found)
@@ -321,6 +324,26 @@ async fn task_list(State(node): State<NodeHandle>, Query(q): Q) -> Result<Respon
 
 async fn task_inspect(State(node): State<NodeHandle>, Path(id): Path<String>) -> Result<Response, ApiError> {
     Ok(ok_json(&node.task(&id).await?))
+}
+
+async fn network_create(State(node): State<NodeHandle>, body: Bytes) -> Result<Response, ApiError> {
+    let req: docker::NetworkCreateRequest = parse_body(&body)?;
+    let id = node.create_network(req).await?;
+    Ok(json_response(StatusCode::CREATED, &docker::NetworkCreateResponse { id, warning: String::new() }))
+}
+
+async fn network_list(State(node): State<NodeHandle>, Query(q): Q) -> Result<Response, ApiError> {
+    let f = filters(&q, &["name", "id", "driver", "scope", "type", "label", "dangling"])?;
+    Ok(ok_json(&node.networks(&f).await?))
+}
+
+async fn network_inspect(State(node): State<NodeHandle>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(ok_json(&node.network(&id).await?))
+}
+
+async fn network_remove(State(node): State<NodeHandle>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    node.remove_network(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET /distribution/{name}/json`: skep does not contact registries; an empty digest makes the CLI keep the image

@@ -26,6 +26,10 @@ pub struct DaemonArgs {
     /// Task engine: auto picks docker when its socket answers, else the embedded process engine
     #[arg(long, default_value = "auto", value_parser = ["auto", "process", "docker"])]
     pub engine: String,
+    /// Prefix of the network namespaces this node creates (default `sk` + the node ID's first 8 characters); set it
+    /// when several daemons share a machine and something must find their namespaces by name
+    #[arg(long = "net-prefix", env = "SKEP_NET_PREFIX")]
+    pub net_prefix: Option<String>,
     /// Log filter (RUST_LOG syntax)
     #[arg(long = "log-level", env = "RUST_LOG", default_value = "info")]
     pub log_level: String,
@@ -75,7 +79,7 @@ async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let hosts = if args.hosts.is_empty() { vec![crate::DEFAULT_HOST.to_string()] } else { args.hosts.clone() };
     std::fs::create_dir_all(&args.data_root).with_context(|| format!("creating {}", args.data_root.display()))?;
     let engine = pick_engine(&args.engine);
-    let node = node::NodeHandle::new(node::NodeOptions { data_root: args.data_root.clone(), engine });
+    let node = node::NodeHandle::new(node::NodeOptions { data_root: args.data_root.clone(), engine, net_prefix: args.net_prefix.clone() });
     if let Err(e) = node.resume().await {
         tracing::error!("cannot rejoin the swarm from {}: {e:#}", args.data_root.display());
         anyhow::bail!("cannot rejoin the swarm from {}: {e:#}", args.data_root.display());

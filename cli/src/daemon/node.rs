@@ -43,6 +43,8 @@ pub struct NodeOptions {
     pub data_root: PathBuf,
     /// Task engine name (`process` or `docker`), advertised as an engine label.
     pub engine: String,
+    /// Prefix of the network namespaces the node creates (`None`: `sk` + node ID prefix).
+    pub net_prefix: Option<String>,
 }
 
 /// The running swarm components.
@@ -54,6 +56,8 @@ struct Running {
     manager: Option<Manager>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The networking agent (overlays, sandboxes, mesh, DNS), when it could start.
+    net: Option<Arc<skep_worker::network::NetAgent>>,
 }
 
 /// The node. Cheap to clone.
@@ -296,11 +300,52 @@ impl NodeHandle {
         tasks.push(tokio::spawn(agent::run(endpoint.clone(), cfg, ev_tx, stop_rx.clone())));
         let managers = Arc::new(std::sync::Mutex::new(state.managers.clone()));
         let engine = self.engine_instance().await?;
-        let tm = skep_worker::tasks::TaskManagerConfig { dir: self.inner.paths.swarm.join("worker"), managers: managers.clone() };
+        let net = self.net_agent(&state).await;
+        let tm = skep_worker::tasks::TaskManagerConfig {
+            dir: self.inner.paths.swarm.join("worker"),
+            managers: managers.clone(),
+            net: net.clone(),
+        };
         tasks.push(tokio::spawn(skep_worker::tasks::run(endpoint.clone(), engine, tm, stop_rx.clone())));
         tasks.push(tokio::spawn(self.clone().supervise(ev_rx, stop_rx.clone())));
         tasks.push(tokio::spawn(self.clone().renew_loop(stop_rx)));
-        Ok(Running { state, managers, endpoint, manager, stop, tasks })
+        Ok(Running { state, managers, endpoint, manager, stop, tasks, net })
+    }
+
+    /// The networking agent; without it (not root, no netlink) the node runs only tasks without networks.
+    async fn net_agent(&self, state: &NodeState) -> Option<Arc<skep_worker::network::NetAgent>> {
+        let underlay = match parse_addr(&state.advertise_addr, docker::defaults::CLUSTER_PORT).map(|a| a.ip()) {
+            Ok(IpAddr::V4(ip)) => ip,
+            _ => {
+                tracing::warn!("networking is off: the advertised address is not IPv4");
+                return None;
+            }
+        };
+        let cfg = skep_worker::network::NetConfig {
+            prefix: self
+                .inner
+                .opts
+                .net_prefix
+                .clone()
+                .unwrap_or_else(|| format!("sk{}", &state.node_id[..state.node_id.len().min(8)])),
+            underlay,
+            state_dir: skep_worker::network::state_dir(&self.inner.paths.swarm.join("worker")),
+        };
+        match skep_worker::network::NetAgent::new(cfg).await {
+            Ok(n) => Some(Arc::new(n)),
+            Err(e) => {
+                tracing::warn!("networking is off: {e}");
+                None
+            }
+        }
+    }
+
+    /// Remove the node's networking state (leaving the swarm; a plain shutdown keeps it for the adopted tasks).
+    async fn teardown_net(&self) {
+        let net = self.inner.running.read().await.as_ref().and_then(|r| r.net.clone());
+        if let Some(n) = net {
+            n.teardown().await;
+        }
     }
 
     /// The task engine this node runs tasks with.
@@ -378,14 +423,17 @@ impl NodeHandle {
             return Err(ApiError::new(400, format!("invalid availability '{availability}'")));
         }
         let spec = control::validate_spec(req.spec.clone())?;
-        let pools = if req.default_addr_pool.is_empty() { vec!["10.0.0.0/8".to_string()] } else { req.default_addr_pool.clone() };
-        for p in &pools {
-            validate_cidr(p).map_err(|e| ApiError::new(400, e))?;
-        }
-        let subnet_size = if req.subnet_size == 0 { 24 } else { req.subnet_size };
-        if !(8..=29).contains(&subnet_size) {
-            return Err(ApiError::new(400, format!("invalid subnet size {subnet_size}: must be between 8 and 29")));
-        }
+        // Address pools: explicit ones must not overlap this host's routes; the default pool just skips them.
+        let routes = super::sysinfo::host_routes();
+        let (pool_nets, subnet_size) = if req.default_addr_pool.is_empty() {
+            let (p, size) = control::networks::check_pools(&[], req.subnet_size, &[])?;
+            (p, size)
+        } else {
+            control::networks::check_pools(&req.default_addr_pool, req.subnet_size, &routes)?
+        };
+        let pools: Vec<String> = pool_nets.iter().map(|p| p.to_string()).collect();
+        let ingress_subnet = control::networks::auto_subnet(&Default::default(), &pool_nets, subnet_size, &routes)?;
+        let subnet_size = u32::from(subnet_size);
         let (cluster_id, node_id) = {
             let mut rng = rand::thread_rng();
             (skep_api::id::new_id(&mut rng), skep_api::id::new_id(&mut rng))
@@ -434,7 +482,13 @@ impl NodeHandle {
             node.spec.availability = availability.clone();
             node.status.state = node_state::READY.into();
             node.status.addr = advertise.ip().to_string();
-            m.propose(Op::Init { cluster: Box::new(record), node: Box::new(node), cluster_addr: advertise.to_string() })
+            let ingress = control::networks::ingress_network(skep_api::id::new_id(&mut rand::thread_rng()), ingress_subnet);
+            m.propose(Op::Init {
+                cluster: Box::new(record),
+                node: Box::new(node),
+                cluster_addr: advertise.to_string(),
+                ingress: Some(Box::new(ingress)),
+            })
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             paths.save(&state)?;
@@ -620,6 +674,7 @@ impl NodeHandle {
                 }
             }
         }
+        self.teardown_net().await;
         self.stop_components().await;
         self.inner.paths.wipe()?;
         self.set_error("");
@@ -670,6 +725,7 @@ impl NodeHandle {
                     let this = self.clone();
                     tokio::spawn(async move {
                         let _g = this.inner.lifecycle.lock().await;
+                        this.teardown_net().await;
                         this.stop_components().await;
                         let _ = this.inner.paths.wipe();
                         this.set_error("this node was removed from the swarm");
@@ -939,6 +995,50 @@ impl NodeHandle {
         }
     }
 
+    /// `POST /networks/create`: returns the new ID.
+    pub async fn create_network(&self, req: docker::NetworkCreateRequest) -> ApiResult<String> {
+        let m = self.require_manager().await?;
+        let st = m.read().await?;
+        let id = skep_api::id::new_id(&mut rand::thread_rng());
+        let op = control::networks::create(&st, req, id.clone(), &super::sysinfo::host_routes())?;
+        m.propose(op).await?;
+        Ok(id)
+    }
+
+    /// `DELETE /networks/{id}`. While only tasks of removed services still hold addresses on the network (they are
+    /// stopping: `stack rm` deletes services and then their networks at once), wait for them for up to 10 s rather
+    /// than fail, as docker-api.md §4 (stack rm) suggests.
+    pub async fn remove_network(&self, reference: &str) -> ApiResult<()> {
+        let m = self.require_manager().await?;
+        for attempt in 0..50 {
+            let st = m.read().await?;
+            let op = control::networks::remove(&st, reference)?;
+            match m.propose(op).await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < 49 && e.to_string().contains("is in use by task") => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET /networks`.
+    pub async fn networks(&self, f: &skep_api::filters::Filters) -> ApiResult<Vec<docker::Network>> {
+        let m = self.require_manager().await?;
+        let st = m.read().await?;
+        Ok(control::networks::list(&st, f)?)
+    }
+
+    /// `GET /networks/{id}`: with the tasks attached.
+    pub async fn network(&self, reference: &str) -> ApiResult<docker::Network> {
+        let m = self.require_manager().await?;
+        let st = m.read().await?;
+        let rec = st.resolve_network(reference).map_err(ControlError::from)?;
+        Ok(control::networks::view(&st, rec, true))
+    }
+
     /// Internal KV write through Raft (benchmarks).
     pub async fn kv_put(&self, key: String, value: Vec<u8>) -> ApiResult<u64> {
         let m = self.require_manager().await?;
@@ -989,16 +1089,6 @@ fn pem_der(pem: &str) -> String {
     pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>()
 }
 
-fn validate_cidr(s: &str) -> Result<(), String> {
-    let (ip, len) = s.split_once('/').ok_or_else(|| format!("invalid address pool '{s}': expected CIDR"))?;
-    let ip: IpAddr = ip.parse().map_err(|_| format!("invalid address pool '{s}'"))?;
-    let len: u8 = len.parse().map_err(|_| format!("invalid address pool '{s}'"))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    if len > max {
-        return Err(format!("invalid address pool '{s}'"));
-    }
-    Ok(())
-}
 
 /// Standard base64, enough for TLSInfo (avoids a dependency for 20 lines).
 mod base64_lite {
@@ -1038,8 +1128,5 @@ mod tests {
         assert!(parse_addr("nonsense", 2377).is_err());
         assert!(pick_advertise("0.0.0.0:2377".parse().unwrap(), "0.0.0.0").is_err());
         assert_eq!(pick_advertise("10.1.1.1:2377".parse().unwrap(), "").unwrap().to_string(), "10.1.1.1:2377");
-        assert!(validate_cidr("10.0.0.0/8").is_ok());
-        assert!(validate_cidr("10.0.0.0/40").is_err());
-        assert!(validate_cidr("banana").is_err());
     }
 }

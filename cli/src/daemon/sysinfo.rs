@@ -81,3 +81,43 @@ pub fn describe(engine: &str) -> NodeDescription {
         tls_info: Default::default(),
     }
 }
+
+/// The IPv4 routes of this host (its namespace) other than the default route, from /proc/net/route: what a new
+/// overlay subnet or address pool must not overlap.
+pub fn host_routes() -> Vec<skep_manager::allocator::Subnet> {
+    std::fs::read_to_string("/proc/net/route").map(|t| parse_routes(&t)).unwrap_or_default()
+}
+
+/// Parses /proc/net/route (destination and mask in little-endian hex); skips the default route and our own overlay
+/// legs (interfaces named `skep*`), which are the cluster's networks, not the host's.
+fn parse_routes(text: &str) -> Vec<skep_manager::allocator::Subnet> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(1).take(10_000) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 8 || f[0].starts_with("skep") {
+            continue;
+        }
+        let (Ok(dst), Ok(mask)) = (u32::from_str_radix(f[1], 16), u32::from_str_radix(f[7], 16)) else { continue };
+        // the kernel prints the network-order bytes as a host-order (little-endian) number
+        let (dst, mask) = (u32::from_be_bytes(dst.to_le_bytes()), u32::from_be_bytes(mask.to_le_bytes()));
+        if mask == 0 {
+            continue;
+        }
+        out.push(skep_manager::allocator::Subnet { base: dst & mask, len: mask.count_ones() as u8 });
+    }
+    out
+}
+
+#[cfg(test)]
+mod route_tests {
+    #[test]
+    fn proc_net_route_is_parsed() {
+        let text = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+skep_in\t0000FF0A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+        let r = super::parse_routes(text);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].to_string(), "192.168.1.0/24");
+    }
+}

@@ -289,4 +289,5 @@ mod tests {
         let _ = Command { at: String::new(), op: Op::KvPut { key: String::new(), value: vec![] } };
     }
 }
+pub mod networks;
 pub mod services;

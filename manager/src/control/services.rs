@@ -110,10 +110,29 @@ pub fn validate_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, ControlError>
             }
         }
     }
-    if !spec.task_template.networks.is_empty() {
-        return Err(ControlError::NotImplemented("networks arrive with the networking issue; --network is not supported yet".into()));
-    }
     Ok(spec)
+}
+
+/// Network references (ID, name or ID prefix; stack deploy sends names) become IDs, as `populateNetworkID` does;
+/// the deprecated service-level `Networks` moves into the task template. Unknown networks are 404s.
+fn resolve_networks(state: &ClusterState, spec: &mut ServiceSpec) -> Result<(), ControlError> {
+    if let Some(old) = spec.extra.remove("Networks") {
+        let old: Vec<skep_api::docker::NetworkAttachmentConfig> = serde_json::from_value(old)
+            .map_err(|e| invalid(format!("invalid Networks: {e}")))?;
+        spec.task_template.networks.extend(old);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for a in &mut spec.task_template.networks {
+        let rec = state.resolve_network(&a.target)?;
+        if rec.network.ingress {
+            return Err(invalid("service cannot be explicitly attached to the ingress network \"ingress\""));
+        }
+        a.target = rec.network.id.clone();
+        if !seen.insert(a.target.clone()) {
+            return Err(invalid(format!("duplicate network attachment to network {}", rec.network.name)));
+        }
+    }
+    Ok(())
 }
 
 /// Letters, digits, `-`, `_` and `.`, starting with a letter or digit.
@@ -163,8 +182,9 @@ pub fn create(state: &ClusterState, spec: ServiceSpec, id: String) -> Result<Op,
             spec.name
         )));
     }
-    let endpoint = spec.endpoint_spec.clone().map(|e| skep_api::docker::Endpoint { spec: e.clone(), ports: e.ports, virtual_ips: vec![] });
-    Ok(Op::CreateService { service: Box::new(Service { id, spec, endpoint, ..Default::default() }) })
+    resolve_networks(state, &mut spec)?;
+    // the allocator fills in `Endpoint` (ports, VIPs) at apply time
+    Ok(Op::CreateService { service: Box::new(Service { id, spec, ..Default::default() }) })
 }
 
 /// `POST /services/{id}/update?version=N[&rollback=previous]`.
@@ -183,7 +203,8 @@ pub fn update(state: &ClusterState, reference: &str, version: u64, spec: Service
     } else {
         spec
     };
-    let spec = validate_spec(spec)?;
+    let mut spec = validate_spec(spec)?;
+    resolve_networks(state, &mut spec)?;
     if spec.name != svc.spec.name {
         return Err(ControlError::NotImplemented("rpc error: code = Unimplemented desc = renaming services is not supported".into()));
     }

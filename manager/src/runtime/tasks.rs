@@ -5,6 +5,7 @@ use super::{werr, Manager};
 use crate::orchestrator::{self, Env};
 use crate::store::{ClusterState, Op};
 use skep_api::docker::{Task, TaskState, TaskStatus};
+use skep_api::netview::NetworkView;
 use skep_api::wire::{ErrorKind, Response};
 use skep_pki::PeerIdentity;
 use std::collections::hash_map::DefaultHasher;
@@ -31,6 +32,9 @@ pub fn assignments_for(state: &ClusterState, node_id: &str) -> Vec<Task> {
 pub(super) struct AssignmentCache {
     index: u64,
     sets: std::collections::HashMap<String, (u64, Arc<Vec<Task>>)>,
+    /// The network index of this version and the views cut from it so far (each with its digest).
+    net: Option<crate::netview::ClusterNet>,
+    views: std::collections::HashMap<String, (u64, Arc<NetworkView>)>,
 }
 
 impl AssignmentCache {
@@ -42,8 +46,28 @@ impl AssignmentCache {
             }
             self.sets = by_node.into_iter().map(|(n, ts)| (n, (digest(&ts), Arc::new(ts)))).collect();
             self.index = state.index;
+            self.net = None;
+            self.views.clear();
         }
         self.sets.get(node_id).cloned().unwrap_or_else(|| (digest(&[]), Arc::new(Vec::new())))
+    }
+
+    /// The node's assignments and network view, with one digest over both (a network change wakes the long poll).
+    fn get_with_view(&mut self, state: &ClusterState, node_id: &str) -> (u64, Arc<Vec<Task>>, Arc<NetworkView>) {
+        let (d, tasks) = self.get(state, node_id);
+        let (vd, view) = match self.views.get(node_id) {
+            Some(v) => v.clone(),
+            None => {
+                let net = self.net.get_or_insert_with(|| crate::netview::ClusterNet::new(state));
+                let view = net.view(state, node_id);
+                let mut h = DefaultHasher::new();
+                view.hash(&mut h);
+                let v = (h.finish(), Arc::new(view));
+                self.views.insert(node_id.to_string(), v.clone());
+                v
+            }
+        };
+        ((d ^ vd.rotate_left(1)) | 1, tasks, view)
     }
 }
 
@@ -77,14 +101,16 @@ impl Manager {
             if !state.nodes.contains_key(&id.node_id) {
                 return werr(ErrorKind::Unavailable, "this node is not known to the managers yet");
             }
-            let (d, tasks) = self.inner.assignments.lock().unwrap_or_else(|p| p.into_inner()).get(&state, &id.node_id);
+            let (d, tasks, view) =
+                self.inner.assignments.lock().unwrap_or_else(|p| p.into_inner()).get_with_view(&state, &id.node_id);
+            let reply = || Response::Assignments { digest: d, tasks: tasks.to_vec(), network: (*view).clone() };
             if d != known {
-                return Response::Assignments { digest: d, tasks: tasks.to_vec() };
+                return reply();
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) if self.is_leader() => continue,
                 Ok(Ok(())) => return self.not_leader(),
-                _ => return Response::Assignments { digest: d, tasks: tasks.to_vec() },
+                _ => return reply(),
             }
         }
     }

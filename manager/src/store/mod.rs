@@ -9,12 +9,15 @@
 //! are persistent maps (`imbl::OrdMap`): the copy `apply` makes while readers hold the previous version shares all
 //! unchanged structure, so a write costs O(log n), not a copy of the store.
 
+mod networks;
 #[cfg(test)]
 mod tests;
 
+pub use networks::{endpoint_mode, normalize_port, uses_ingress, NetworkRecord};
+
 use serde::{Deserialize, Serialize};
 use skep_api::docker::{
-    node_state, reachability, ClusterInfo, JoinTokens, ManagerStatus, Node, NodeDescription, NodeSpec, ObjectVersion,
+    node_state, reachability, ClusterInfo, JoinTokens, ManagerStatus, Network, Node, NodeDescription, NodeSpec, ObjectVersion,
     Service, ServiceSpec, SwarmSpec, Task, TaskState, TaskStatus, UpdateStatus,
 };
 /// A table of the store: an ordered persistent map (cheap to clone, O(log n) to change).
@@ -45,6 +48,9 @@ pub struct ClusterState {
     /// that a leader change does not reset the restart policy's attempt count.
     #[serde(default)]
     pub restarts: Table<String, Vec<String>>,
+    /// Swarm networks by ID, with their allocations.
+    #[serde(default)]
+    pub networks: Table<String, NetworkRecord>,
 }
 
 /// The swarm object plus what only managers may see.
@@ -91,6 +97,9 @@ pub enum Op {
         node: Box<Node>,
         /// Its cluster address.
         cluster_addr: String,
+        /// The routing mesh's network (subnet chosen by the proposer).
+        #[serde(default)]
+        ingress: Option<Box<Network>>,
     },
     /// A node joined. Managers get a Raft ID at apply time.
     AddNode {
@@ -195,6 +204,16 @@ pub enum Op {
         /// How many entries to keep.
         keep: usize,
     },
+    /// `network create`: ID, subnet and gateway chosen by the proposer; name, overlap and VXLAN ID settled at apply.
+    CreateNetwork {
+        /// The network.
+        network: Box<Network>,
+    },
+    /// `network rm`: refused while in use.
+    RemoveNetwork {
+        /// Network ID.
+        id: String,
+    },
     /// Internal record.
     KvPut {
         /// Key.
@@ -242,7 +261,7 @@ impl ClusterState {
         let at = &cmd.at;
         let mut raft_id = None;
         match &cmd.op {
-            Op::Init { cluster, node, cluster_addr } => {
+            Op::Init { cluster, node, cluster_addr, ingress } => {
                 if self.cluster.is_some() {
                     return Err(StoreError::Conflict("swarm already initialised".into()));
                 }
@@ -254,6 +273,9 @@ impl ClusterState {
                 self.next_raft_id = self.next_raft_id.max(1);
                 raft_id = Some(self.take_raft_id());
                 self.insert_node((**node).clone(), cluster_addr.clone(), raft_id, v, at);
+                if let Some(n) = ingress {
+                    self.create_network((**n).clone(), at)?;
+                }
             }
             Op::AddNode { node, cluster_addr } => {
                 if self.nodes.contains_key(&node.id) || self.removed.contains(&node.id) {
@@ -263,6 +285,7 @@ impl ClusterState {
                     raft_id = Some(self.take_raft_id());
                 }
                 self.insert_node((**node).clone(), cluster_addr.clone(), raft_id, v, at);
+                self.allocate_node_ip(&node.id);
             }
             Op::UpdateNodeSpec { id, version, spec } => {
                 let rec = self.node_mut(id)?;
@@ -306,6 +329,7 @@ impl ClusterState {
                     return Err(StoreError::NotFound(format!("node {id} not found")));
                 }
                 self.removed.insert(id.clone());
+                self.release_node_ips(id);
             }
             Op::UpdateCluster { version, spec, tokens } => {
                 let c = self.cluster.as_mut().ok_or_else(|| StoreError::Invalid("no swarm".into()))?;
@@ -317,6 +341,8 @@ impl ClusterState {
                 c.info.version = v;
                 c.info.updated_at = at.clone();
             }
+            Op::CreateNetwork { network } => self.create_network((**network).clone(), at)?,
+            Op::RemoveNetwork { id } => self.remove_network(id)?,
             Op::KvPut { key, value } => {
                 self.kv.insert(key.clone(), value.clone());
             }
@@ -331,13 +357,15 @@ impl ClusterState {
                     )));
                 }
                 let mut svc = (**service).clone();
+                self.allocate_endpoint(&mut svc, None)?;
                 svc.version = v;
                 svc.created_at = at.clone();
                 svc.updated_at = at.clone();
                 self.services.insert(svc.id.clone(), svc);
             }
             Op::UpdateService { id, version, spec, spec_changed } => {
-                let svc = self.services.get_mut(id).ok_or_else(|| StoreError::NotFound(format!("service {id} not found")))?;
+                let mut svc =
+                    self.services.get(id).cloned().ok_or_else(|| StoreError::NotFound(format!("service {id} not found")))?;
                 if svc.version.index != *version {
                     return Err(StoreError::OutOfSequence);
                 }
@@ -347,8 +375,11 @@ impl ClusterState {
                 } else {
                     svc.spec = (**spec).clone();
                 }
+                let old = svc.endpoint.take();
+                self.allocate_endpoint(&mut svc, old.as_ref())?;
                 svc.version = v;
                 svc.updated_at = at.clone();
+                self.services.insert(id.clone(), svc);
             }
             Op::SetUpdateStatus { id, status } => {
                 let svc = self.services.get_mut(id).ok_or_else(|| StoreError::NotFound(format!("service {id} not found")))?;
@@ -357,8 +388,11 @@ impl ClusterState {
                 svc.updated_at = at.clone();
             }
             Op::RemoveService { id } => {
-                if self.services.remove(id).is_none() {
+                let Some(svc) = self.services.remove(id) else {
                     return Err(StoreError::NotFound(format!("service {id} not found")));
+                };
+                if let Some(ep) = &svc.endpoint {
+                    self.release_endpoint(ep);
                 }
                 let prefix = format!("{id}/");
                 let gone: Vec<String> = self.restarts.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
@@ -379,8 +413,15 @@ impl ClusterState {
                             t.desired_state = old.desired_state;
                         }
                         t.created_at = old.created_at.clone();
+                        // addresses belong to the allocator, not to the proposer's copy
+                        t.networks_attachments = old.networks_attachments.clone();
+                        if !old.status.state.is_terminal() && t.status.state.is_terminal() {
+                            self.release_task(&t);
+                        }
                     } else {
                         t.created_at = at.clone();
+                        t.networks_attachments.clear();
+                        self.allocate_task(&mut t);
                     }
                     t.version = v;
                     t.updated_at = at.clone();
@@ -389,18 +430,29 @@ impl ClusterState {
             }
             Op::ReportTaskStatus { updates } => {
                 for (id, st) in updates {
+                    let mut freed = None;
                     if let Some(t) = self.tasks.get_mut(id) {
                         if st.state >= t.status.state {
+                            if !t.status.state.is_terminal() && st.state.is_terminal() {
+                                freed = Some(t.clone());
+                            }
                             t.status = st.clone();
                             t.version = v;
                             t.updated_at = at.clone();
                         }
                     }
+                    if let Some(t) = freed {
+                        self.release_task(&t);
+                    }
                 }
             }
             Op::DeleteTasks { ids } => {
                 for id in ids {
-                    self.tasks.remove(id);
+                    if let Some(t) = self.tasks.remove(id) {
+                        if !t.status.state.is_terminal() {
+                            self.release_task(&t);
+                        }
+                    }
                 }
             }
             Op::RecordRestart { key, keep } => {

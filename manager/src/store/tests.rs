@@ -16,7 +16,7 @@ fn cmd(op: Op) -> Command {
 fn initialised() -> ClusterState {
     let mut s = ClusterState::default();
     let c = ClusterRecord { info: ClusterInfo { id: "c1".into(), ..Default::default() }, ..Default::default() };
-    s.apply(1, &cmd(Op::Init { cluster: Box::new(c), node: Box::new(node("m1", "host-1", role::MANAGER)), cluster_addr: "10.0.0.1:2377".into() }))
+    s.apply(1, &cmd(Op::Init { cluster: Box::new(c), node: Box::new(node("m1", "host-1", role::MANAGER)), cluster_addr: "10.0.0.1:2377".into(), ingress: None }))
         .unwrap();
     s
 }
@@ -30,7 +30,7 @@ fn init_creates_the_cluster_and_a_manager_with_raft_id_1() {
     assert_eq!(s.cluster.as_ref().unwrap().info.version.index, 1);
     let mut again = s.clone();
     assert!(matches!(
-        again.apply(2, &cmd(Op::Init { cluster: Box::default(), node: Box::new(node("x", "x", role::MANAGER)), cluster_addr: String::new() })),
+        again.apply(2, &cmd(Op::Init { cluster: Box::default(), node: Box::new(node("x", "x", role::MANAGER)), cluster_addr: String::new(), ingress: None })),
         Err(StoreError::Conflict(_))
     ));
 }
@@ -162,4 +162,118 @@ fn service_names_are_unique_and_updates_keep_the_previous_spec() {
     assert_eq!(s.restarts["a/1"].len(), 2);
     s.apply(9, &cmd(Op::RemoveService { id: "a".into() })).unwrap();
     assert!(s.restarts.is_empty());
+}
+
+mod networks {
+    use super::*;
+    use skep_api::docker::{EndpointSpec, Ipam, IpamConfig, Network, NetworkAttachmentConfig, PortConfig};
+
+    fn net(id: &str, name: &str, subnet: &str, ingress: bool) -> Op {
+        Op::CreateNetwork {
+            network: Box::new(Network {
+                id: id.into(),
+                name: name.into(),
+                ingress,
+                ipam: Ipam { config: vec![IpamConfig { subnet: subnet.into(), ..Default::default() }], ..Default::default() },
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn svc(id: &str, name: &str, nets: &[&str], ports: &[(u32, u32)]) -> Service {
+        let mut s = Service { id: id.into(), ..Default::default() };
+        s.spec.name = name.into();
+        s.spec.task_template.networks =
+            nets.iter().map(|n| NetworkAttachmentConfig { target: n.to_string(), ..Default::default() }).collect();
+        if !ports.is_empty() {
+            s.spec.endpoint_spec = Some(EndpointSpec {
+                mode: String::new(),
+                ports: ports.iter().map(|(p, t)| PortConfig { published_port: *p, target_port: *t, ..Default::default() }).collect(),
+            });
+        }
+        s
+    }
+
+    fn with_nets() -> ClusterState {
+        let mut s = initialised();
+        s.apply(2, &cmd(net("ing", "ingress", "10.255.0.0/24", true))).unwrap();
+        s.apply(3, &cmd(net("app", "app", "10.9.0.0/29", false))).unwrap();
+        s
+    }
+
+    fn task_of(id: &str, service: &str, nets: &[&str]) -> Task {
+        let mut t = task(id, TaskState::New, TaskState::Running);
+        t.service_id = service.into();
+        t.spec.networks = nets.iter().map(|n| NetworkAttachmentConfig { target: n.to_string(), ..Default::default() }).collect();
+        t
+    }
+
+    #[test]
+    fn ingress_gives_every_node_a_leg_and_a_removed_node_frees_it() {
+        let mut s = with_nets();
+        assert!(s.ingress().unwrap().node_ips.contains_key("m1"));
+        s.apply(4, &cmd(Op::AddNode { node: Box::new(node("w1", "h", role::WORKER)), cluster_addr: String::new() })).unwrap();
+        let ip = s.ingress().unwrap().node_ips["w1"];
+        assert_ne!(ip, s.ingress().unwrap().node_ips["m1"]);
+        s.apply(5, &cmd(Op::RemoveNode { id: "w1".into() })).unwrap();
+        assert!(!s.ingress().unwrap().pool.used.contains(&u32::from(ip)));
+    }
+
+    #[test]
+    fn services_get_vips_and_ports_and_clashes_are_refused() {
+        let mut s = with_nets();
+        let a = svc("s1", "web", &["app"], &[(8080, 80), (0, 81)]);
+        s.apply(4, &cmd(Op::CreateService { service: Box::new(a) })).unwrap();
+        let ep = s.services["s1"].endpoint.clone().unwrap();
+        assert_eq!(ep.ports[0].published_port, 8080);
+        assert_eq!(ep.ports[1].published_port, 30000);
+        assert_eq!(ep.ports[0].protocol, "tcp");
+        assert_eq!(ep.virtual_ips.len(), 2, "app and ingress: {ep:?}");
+        let b = svc("s2", "api", &[], &[(8080, 80)]);
+        let e = s.apply(5, &cmd(Op::CreateService { service: Box::new(b) })).unwrap_err();
+        assert_eq!(e.to_string(), "port '8080' is already in use by service 'web' (s1) as an ingress port");
+        assert!(!s.services.contains_key("s2"));
+        // an update keeps the auto port and the VIPs
+        let mut spec = s.services["s1"].spec.clone();
+        spec.labels.insert("x".into(), "y".into());
+        s.apply(6, &cmd(Op::UpdateService { id: "s1".into(), version: 4, spec: Box::new(spec), spec_changed: true })).unwrap();
+        assert_eq!(s.services["s1"].endpoint.as_ref().unwrap(), &ep);
+        // removal frees the VIPs
+        let before = s.networks["app"].pool.free();
+        s.apply(7, &cmd(Op::RemoveService { id: "s1".into() })).unwrap();
+        assert_eq!(s.networks["app"].pool.free(), before + 1);
+    }
+
+    #[test]
+    fn tasks_get_addresses_keep_them_and_exhaustion_rejects_with_a_reason() {
+        let mut s = with_nets();
+        s.apply(4, &cmd(Op::CreateService { service: Box::new(svc("s1", "web", &["app"], &[])) })).unwrap();
+        // /29: 6 hosts, gateway and VIP taken → 4 left
+        let tasks: Vec<Task> = (0..5).map(|i| task_of(&format!("t{i}"), "s1", &["app"])).collect();
+        s.apply(5, &cmd(Op::PutTasks { tasks })).unwrap();
+        let mut addrs = std::collections::BTreeSet::new();
+        for i in 0..4 {
+            let t = &s.tasks[&format!("t{i}")];
+            assert_eq!(t.networks_attachments.len(), 1);
+            assert!(addrs.insert(t.networks_attachments[0].addresses[0].clone()), "address handed out twice");
+        }
+        let t4 = &s.tasks["t4"];
+        assert_eq!(t4.status.state, TaskState::Rejected);
+        assert!(t4.status.err.contains("no IP address left in network app"), "{}", t4.status.err);
+        // a proposer's copy without attachments does not drop them
+        let mut copy = s.tasks["t0"].clone();
+        copy.networks_attachments.clear();
+        copy.desired_state = TaskState::Shutdown;
+        s.apply(6, &cmd(Op::PutTasks { tasks: vec![copy] })).unwrap();
+        assert_eq!(s.tasks["t0"].networks_attachments.len(), 1);
+        // the network is in use
+        let e = s.apply(7, &cmd(Op::RemoveNetwork { id: "app".into() })).unwrap_err();
+        assert!(e.to_string().contains("is in use by service s1"), "{e}");
+        // a terminal report frees the address for a new task
+        let st = TaskStatus { state: TaskState::Shutdown, ..Default::default() };
+        s.apply(8, &cmd(Op::ReportTaskStatus { updates: vec![("t0".into(), st)] })).unwrap();
+        s.apply(9, &cmd(Op::PutTasks { tasks: vec![task_of("t9", "s1", &["app"])] })).unwrap();
+        assert_eq!(s.tasks["t9"].networks_attachments.len(), 1);
+        assert_eq!(s.tasks["t9"].networks_attachments[0].addresses, s.tasks["t0"].networks_attachments[0].addresses);
+    }
 }

@@ -97,6 +97,12 @@ pub trait Engine: Send + Sync + 'static {
 
     /// The tail (at most `max_bytes`) of the task's captured stdout and stderr.
     fn logs(&self, task_id: &str, max_bytes: usize) -> impl Future<Output = Result<Vec<u8>, EngineError>> + Send;
+
+    /// Run the task (not started yet) in this network namespace, with `resolv` as its `/etc/resolv.conf`. False when
+    /// the engine cannot (the agent then plumbs the task's own namespace after `start`, through its PID).
+    fn use_netns(&self, _task_id: &str, _netns: &std::path::Path, _resolv: &std::path::Path) -> bool {
+        false
+    }
 }
 
 /// One of the built-in engines, chosen at run time (the trait's methods return `impl Future`, so it is not object
@@ -135,6 +141,9 @@ impl Engine for AnyEngine {
     }
     async fn remove(&self, task_id: &str) -> Result<(), EngineError> {
         dispatch!(self, e => e.remove(task_id).await)
+    }
+    fn use_netns(&self, task_id: &str, netns: &std::path::Path, resolv: &std::path::Path) -> bool {
+        dispatch!(self, e => e.use_netns(task_id, netns, resolv))
     }
     async fn adopt(&self, hs: &[Handle]) -> Vec<(Handle, bool)> {
         dispatch!(self, e => e.adopt(hs).await)

@@ -12,7 +12,8 @@ use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use serde_json::{json, Value};
 use skep_api::docker::{
-    ContainerSpec, EndpointSpec, Labels, Placement, PlacementPreference, ReplicatedMode,
+    ContainerSpec, EndpointSpec, Labels, Network, NetworkAttachmentConfig, Placement, PlacementPreference,
+    ReplicatedMode,
     ResourceAmounts, ResourceRequirements, RestartPolicy, ServiceCreateResponse, ServiceMode,
     ServiceSpec, TaskSpec, UpdateConfig, SECOND_NS,
 };
@@ -318,9 +319,9 @@ pub struct CreateArgs {
     /// Publish a port as a node port: published:target[/protocol], or mode=host,target=80,published=8080,protocol=udp
     #[arg(short = 'p', long = "publish", value_name = "PORT", value_parser = flags::parse_publish)]
     pub publish: Vec<Ports>,
-    /// Network attachments
-    #[arg(long = "network", value_name = "NETWORK")]
-    pub network: Vec<String>,
+    /// Network attachments (a name or ID, or "name=NET,alias=A,driver-opt=K=V")
+    #[arg(long = "network", value_name = "NETWORK", value_parser = flags::parse_network)]
+    pub network: Vec<NetworkAttachmentConfig>,
     /// Flags shared with `service update`.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -392,7 +393,7 @@ pub fn build_spec(a: &CreateArgs) -> Result<ServiceSpec> {
                 preferences: a.placement_pref.clone(),
                 ..Default::default()
             }),
-            networks: a.network.iter().map(|n| json!({ "Target": n })).collect(),
+            networks: a.network.clone(),
             ..Default::default()
         },
         mode,
@@ -406,16 +407,23 @@ pub fn build_spec(a: &CreateArgs) -> Result<ServiceSpec> {
     Ok(spec)
 }
 
+/// `GET /networks/{ref}?scope=swarm`: the network a `--network` / `--network-add` / `--network-rm` value names
+/// (docker resolves them on the client and sends IDs).
+pub(crate) async fn swarm_network(c: &ApiClient, reference: &str) -> Result<Network> {
+    let path = format!("/networks/{}{}", seg(reference), query(&[("scope", "swarm")]));
+    Ok(c.get(&path).await?)
+}
+
 /// `service create`: [GET /networks/{n}?scope=swarm per --network] → [GET /distribution/{image}/json] →
 /// POST /services/create → prints the ID, then the progress display unless `--detach`.
 pub async fn create(c: &ApiClient, a: CreateArgs, out: &mut dyn Write) -> Result<()> {
     let mut spec = build_spec(&a)?;
-    for net in &mut spec.task_template.networks {
-        let name = net["Target"].as_str().unwrap_or_default().to_string();
-        let path = format!("/networks/{}{}", seg(&name), query(&[("scope", "swarm")]));
-        let found: Value = c.get(&path).await?;
-        net["Target"] = found["Id"].clone();
+    let networks = &mut spec.task_template.networks;
+    for net in networks.iter_mut() {
+        net.target = swarm_network(c, &net.target).await?.id;
     }
+    // docker sorts the attachments by network ID
+    networks.sort_by(|a, b| a.target.cmp(&b.target));
     if let Some(cs) = spec.task_template.container_spec.as_mut() {
         cs.image = image::with_default_tag(&cs.image);
     }

@@ -1,10 +1,11 @@
 //! Flag values of `service create | update`, parsed as docker parses them: memory sizes (go-units `RAMInBytes`),
 //! CPU counts (`NanoCPUs`), published ports (short `8080:80/udp` and long `mode=host,target=80,…` syntax),
-//! placement preferences, environment entries and shell-like word lists (`--entrypoint`, `--args`).
+//! placement preferences, network attachments (`net` or `name=net,alias=web,driver-opt=k=v`), environment entries
+//! and shell-like word lists (`--entrypoint`, `--args`).
 //!
 //! The parsers return `Result<_, String>` so that clap can use them as value parsers and print the message.
 
-use skep_api::docker::{PlacementPreference, PortConfig, SpreadOver};
+use skep_api::docker::{NetworkAttachmentConfig, PlacementPreference, PortConfig, SpreadOver};
 
 /// The ports one `--publish` value stands for (a range gives several).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -218,14 +219,15 @@ pub fn parse_words(s: &str) -> Result<Words, String> {
 /// syntax `[published[-end]:]target[-end][/protocol]` (a range gives one port per number). Published ports default
 /// to the ingress mesh and TCP.
 pub fn parse_publish(s: &str) -> Result<Ports, String> {
-    if is_long_port_syntax(s) {
+    if is_long_syntax(s) {
         return parse_long_port(s).map(|p| Ports(vec![p]));
     }
     parse_short_port(s).map(Ports)
 }
 
-/// Go's `\w+=\w+(,\w+=\w+)*` (unanchored): some `word=word` inside.
-fn is_long_port_syntax(s: &str) -> bool {
+/// Go's `\w+=\w+(,\w+=\w+)*` (unanchored): some `word=word` inside; how docker tells the long syntax of `--publish`
+/// and `--network` from the short one.
+fn is_long_syntax(s: &str) -> bool {
     let b = s.as_bytes();
     let w = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     (1..b.len().saturating_sub(1)).any(|i| b[i] == b'=' && w(b[i - 1]) && w(b[i + 1]))
@@ -274,6 +276,42 @@ fn parse_long_port(s: &str) -> Result<PortConfig, String> {
         p.protocol = "tcp".into();
     }
     Ok(p)
+}
+
+/// docker's `NetworkOpt`: a network name or ID, or the long syntax `name=net,alias=web,driver-opt=k=v` (keys and values
+/// lower-cased, as docker does). The container-only keys (`ip`, `ip6`, `mac-address`, `link-local-ip`, `gw-priority`)
+/// are accepted and, as docker does for services, dropped.
+pub fn parse_network(s: &str) -> Result<NetworkAttachmentConfig, String> {
+    if !is_long_syntax(s) {
+        return Ok(NetworkAttachmentConfig {
+            target: s.to_string(),
+            ..Default::default()
+        });
+    }
+    let mut n = NetworkAttachmentConfig::default();
+    for field in s.split(',') {
+        let lower = field.to_lowercase();
+        let (key, val) = match lower.split_once('=') {
+            Some((k, v)) if !k.is_empty() => (k.trim(), v.trim()),
+            _ => return Err(format!("invalid field {field}")),
+        };
+        match key {
+            "name" => n.target = val.to_string(),
+            "alias" => n.aliases.push(val.to_string()),
+            "driver-opt" => match val.split_once('=') {
+                Some((k, v)) if !k.is_empty() => {
+                    n.driver_opts.insert(k.trim().to_string(), v.trim().to_string());
+                }
+                _ => return Err("invalid key value pair format in driver options".into()),
+            },
+            "ip" | "ip6" | "mac-address" | "link-local-ip" | "gw-priority" => {}
+            _ => return Err(format!("invalid field key {key}")),
+        }
+    }
+    if n.target.is_empty() {
+        return Err("network name/id is not specified".into());
+    }
+    Ok(n)
 }
 
 /// `N` or `N-M` (docker's `nat.ParsePortRange`).
@@ -482,5 +520,24 @@ mod tests {
         );
         assert!(parse_placement_pref("pack=x").is_err());
         assert!(parse_placement_pref("spread").is_err());
+    }
+
+    #[test]
+    fn network_short_and_long_syntax() {
+        let n = parse_network("front").unwrap();
+        assert_eq!((n.target.as_str(), n.aliases.len(), n.driver_opts.len()), ("front", 0, 0));
+        // `a-b` has no word=word inside: a plain name
+        assert_eq!(parse_network("my-net").unwrap().target, "my-net");
+        let n = parse_network("name=Back,alias=Web,alias=api,driver-opt=com.x.mtu=1400,ip=10.0.0.9").unwrap();
+        assert_eq!(n.target, "back", "docker lower-cases the long syntax");
+        assert_eq!(n.aliases, ["web", "api"]);
+        assert_eq!(n.driver_opts.get("com.x.mtu").map(String::as_str), Some("1400"));
+        assert_eq!(parse_network("alias=web").unwrap_err(), "network name/id is not specified");
+        assert_eq!(parse_network("name=a,color=red").unwrap_err(), "invalid field key color");
+        assert_eq!(parse_network("name=a,oops").unwrap_err(), "invalid field oops");
+        assert_eq!(
+            parse_network("name=a,driver-opt=x").unwrap_err(),
+            "invalid key value pair format in driver options"
+        );
     }
 }

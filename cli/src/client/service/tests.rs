@@ -554,6 +554,88 @@ async fn inspect_update_and_rollback_requests() {
     );
 }
 
+#[tokio::test]
+async fn networks_are_resolved_to_sorted_ids_on_create_update_and_inspect() {
+    let d = FakeDaemon::start(|m, p, _| match (m, p) {
+        ("GET", "/networks/front?scope=swarm") | ("GET", "/networks/aa1?scope=swarm") => {
+            ok(json!({"Name": "front", "Id": "aa1", "Scope": "swarm", "Driver": "overlay"}))
+        }
+        ("GET", "/networks/back?scope=swarm") | ("GET", "/networks/zz9?scope=swarm") => {
+            ok(json!({"Name": "back", "Id": "zz9"}))
+        }
+        ("GET", "/networks/ghost?scope=swarm") | ("GET", "/networks/gone?scope=swarm") => not_found("network"),
+        ("POST", "/services/create") => (201, json!({"ID": "svc1", "Warnings": null}).to_string()),
+        ("GET", "/services/web?insertDefaults=false") | ("GET", "/services/web?insertDefaults=true") => {
+            let mut s = service_json("svc1", "web", json!({"Replicated": {"Replicas": 1}}), 7);
+            s["Spec"]["TaskTemplate"]["Networks"] = json!([{"Target": "zz9", "Aliases": ["web"]}, {"Target": "gone"}]);
+            s["Endpoint"]["VirtualIPs"] = json!([
+                {"NetworkID": "ingressid", "Addr": "10.0.0.5/24"}, {"NetworkID": "zz9", "Addr": "10.0.1.2/24"}]);
+            ok(s)
+        }
+        ("POST", p) if p.starts_with("/services/svc1/update?") => ok(json!({"Warnings": null})),
+        _ => not_found("route"),
+    });
+    // create: long and short syntax, resolved one by one, sent sorted by ID
+    let (out, err) = run_cli(
+        &d,
+        &["service", "create", "-d", "--no-resolve-image", "--network", "name=back,alias=api",
+          "--network", "front", "--endpoint-mode", "dnsrr", "busybox"],
+    )
+    .await;
+    assert_eq!((out.as_str(), err), ("svc1\n", None));
+    let body = d.body_of("POST /services/create");
+    assert_eq!(
+        body["TaskTemplate"]["Networks"],
+        json!([{"Target": "aa1"}, {"Target": "zz9", "Aliases": ["api"]}])
+    );
+    assert_eq!(body["EndpointSpec"], json!({"Mode": "dnsrr"}));
+    let (_, err) = run_cli(&d, &["service", "create", "-d", "--network", "ghost", "busybox"]).await;
+    assert_eq!(err.as_deref(), Some("Error response from daemon: network not found"));
+    assert_eq!(
+        d.requests(),
+        [
+            "GET /networks/back?scope=swarm",
+            "GET /networks/front?scope=swarm",
+            "POST /services/create",
+            "GET /networks/ghost?scope=swarm",
+        ]
+    );
+
+    // update: removals, then additions; an attached network cannot be added twice
+    let (out, err) = run_cli(
+        &d,
+        &["service", "update", "-d", "--network-rm", "back", "--network-add", "name=front,alias=www", "web"],
+    )
+    .await;
+    assert_eq!((out.as_str(), err), ("web\n", None));
+    let body = d.body_of("POST /services/svc1/update");
+    assert_eq!(
+        body["TaskTemplate"]["Networks"],
+        json!([{"Target": "aa1", "Aliases": ["www"]}, {"Target": "gone"}])
+    );
+    assert_eq!(
+        d.requests()[4..],
+        [
+            "GET /services/web?insertDefaults=false",
+            "GET /networks/back?scope=swarm",
+            "GET /networks/front?scope=swarm",
+            "POST /services/svc1/update?registryAuthFrom=spec&version=7",
+        ]
+    );
+    let (_, err) = run_cli(&d, &["service", "update", "-d", "--network-add", "back", "web"]).await;
+    assert_eq!(err.as_deref(), Some("service is already attached to network zz9"));
+
+    // inspect --pretty: names where the lookup works, IDs where it does not
+    let (out, err) = run_cli(&d, &["service", "inspect", "--pretty", "web"]).await;
+    assert_eq!(err, None);
+    assert!(out.contains("\nNetworks: back gone \nEndpoint Mode:\tvip\n"), "{out}");
+    let (out, _) = run_cli(&d, &["service", "inspect", "-f", "{{json .Endpoint.VirtualIPs}}", "web"]).await;
+    assert_eq!(
+        out,
+        "[{\"Addr\":\"10.0.0.5/24\",\"NetworkID\":\"ingressid\"},{\"Addr\":\"10.0.1.2/24\",\"NetworkID\":\"zz9\"}]\n"
+    );
+}
+
 #[test]
 fn service_clap_definitions_are_consistent() {
     use clap::{CommandFactory, Parser};

@@ -3,13 +3,13 @@
 //! to the previous spec instead.
 
 use super::super::{query, seg, ApiClient};
-use super::create::{kv_map, CommonArgs};
+use super::create::{kv_map, swarm_network, CommonArgs};
 use super::flags::{self, Ports, Words};
 use super::{image, post_update, print_warnings, progress};
 use anyhow::{bail, Result};
 use clap::Args;
-use skep_api::docker::{PlacementPreference, PortConfig, Service, ServiceSpec};
-use std::collections::BTreeMap;
+use skep_api::docker::{NetworkAttachmentConfig, PlacementPreference, PortConfig, Service, ServiceSpec};
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 
 /// `skep service update`.
@@ -57,6 +57,12 @@ pub struct UpdateArgs {
     /// Remove a published port by its target port
     #[arg(long = "publish-rm", value_name = "PORT", value_parser = flags::parse_publish)]
     pub publish_rm: Vec<Ports>,
+    /// Add a network (a name or ID, or "name=NET,alias=A,driver-opt=K=V")
+    #[arg(long = "network-add", value_name = "NETWORK", value_parser = flags::parse_network)]
+    pub network_add: Vec<NetworkAttachmentConfig>,
+    /// Remove a network
+    #[arg(long = "network-rm", value_name = "NETWORK")]
+    pub network_rm: Vec<String>,
     /// Force update even if no changes require it
     #[arg(long)]
     pub force: bool,
@@ -88,6 +94,8 @@ impl UpdateArgs {
             || !self.placement_pref_rm.is_empty()
             || !self.publish_add.is_empty()
             || !self.publish_rm.is_empty()
+            || !self.network_add.is_empty()
+            || !self.network_rm.is_empty()
             || self.force
             || self.common.changes_spec()
     }
@@ -201,7 +209,39 @@ pub fn apply_update(spec: &mut ServiceSpec, a: &UpdateArgs) -> Result<()> {
     Ok(())
 }
 
-/// `service update`: GET /services/{ref}?insertDefaults=false → [GET /distribution/{image}/json with --image] →
+/// docker's `updateNetworks`: GET /networks/{n}?scope=swarm for each `--network-rm`, then each `--network-add`; the
+/// removed IDs are dropped, the added ones (by ID) appended (an attached one is an error), the list sorted by ID. The
+/// deprecated top-level `Networks` moves into the task template, as docker moves it.
+async fn update_networks(c: &ApiClient, spec: &mut ServiceSpec, a: &UpdateArgs) -> Result<()> {
+    let mut current = std::mem::take(&mut spec.task_template.networks);
+    if current.is_empty() {
+        if let Some(old) = spec.extra.remove("Networks") {
+            current = serde_json::from_value(old).unwrap_or_default();
+        }
+    } else {
+        spec.extra.remove("Networks");
+    }
+    let mut remove = HashSet::new();
+    for r in &a.network_rm {
+        remove.insert(swarm_network(c, r).await?.id);
+    }
+    current.retain(|n| !remove.contains(&n.target));
+    let mut attached: HashSet<String> = current.iter().map(|n| n.target.clone()).collect();
+    for add in &a.network_add {
+        let mut n = add.clone();
+        n.target = swarm_network(c, &n.target).await?.id;
+        if !attached.insert(n.target.clone()) {
+            bail!("service is already attached to network {}", n.target);
+        }
+        current.push(n);
+    }
+    current.sort_by(|a, b| a.target.cmp(&b.target));
+    spec.task_template.networks = current;
+    Ok(())
+}
+
+/// `service update`: GET /services/{ref}?insertDefaults=false → [GET /networks/{n}?scope=swarm per --network-rm and
+/// --network-add] → [GET /distribution/{image}/json with --image] →
 /// POST /services/{id}/update?registryAuthFrom=spec[&rollback=previous]&version=N → prints the argument, then the
 /// progress display unless `--detach`.
 pub async fn update(c: &ApiClient, a: UpdateArgs, out: &mut dyn Write) -> Result<()> {
@@ -217,6 +257,9 @@ pub async fn update(c: &ApiClient, a: UpdateArgs, out: &mut dyn Write) -> Result
         }
     } else {
         apply_update(&mut svc.spec, &a)?;
+        if !a.network_add.is_empty() || !a.network_rm.is_empty() {
+            update_networks(c, &mut svc.spec, &a).await?;
+        }
     }
     let mut warnings = Vec::new();
     if a.image.is_some() && !a.common.no_resolve_image {

@@ -71,10 +71,11 @@ const POLL: Duration = Duration::from_millis(100);
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The supervisor script; `$1` exit file, `$2` path of `ip` or empty, `$3` stop signal number, then the program.
-const SUPERVISOR: &str = r#"e=$1 ip=$2 sig=$3
-shift 3
+const SUPERVISOR: &str = r#"e=$1 ip=$2 sig=$3 rv=$4
+shift 4
 trap : TERM "$sig"
 if [ -n "$ip" ]; then "$ip" link set lo up || echo "skep: could not bring the loopback interface up" >&2; fi
+if [ -n "$rv" ]; then mount --bind "$rv" /etc/resolv.conf || echo "skep: could not mount resolv.conf" >&2; fi
 "$@"
 echo $? >"$e"
 "#;
@@ -118,6 +119,8 @@ pub struct ProcessEngine {
     log_limit: u64,
     /// Children spawned by this agent instance, by task ID (adopted tasks are not here).
     children: Mutex<HashMap<String, Child>>,
+    /// Network namespaces (and resolv.conf files) the agent prepared for tasks not started yet.
+    netns: Mutex<HashMap<String, (PathBuf, PathBuf)>>,
 }
 
 /// Where a task stands.
@@ -146,6 +149,7 @@ impl ProcessEngine {
             isolated: OnceCell::new(),
             log_limit: DEFAULT_LOG_LIMIT,
             children: Mutex::new(HashMap::new()),
+            netns: Mutex::new(HashMap::new()),
         }
     }
 
@@ -320,13 +324,22 @@ impl ProcessEngine {
         if let Some(p) = &setsid {
             argv.push(p.clone());
         }
+        let net = if namespaced { self.netns.lock().unwrap_or_else(|p| p.into_inner()).remove(&task.id) } else { None };
         if namespaced {
             let missing = |what: &str| EngineError::NotFound(format!("{what} (util-linux) is not installed"));
+            if let Some((ns, _)) = &net {
+                // enter the sandbox the agent plumbed (nsenter execs unshare in place: the PID stays ours)
+                let nsenter = find_program("nsenter").ok_or_else(|| missing("nsenter"))?;
+                argv.push(nsenter.display().to_string());
+                argv.push(format!("--net={}", ns.display()));
+            }
             let unshare = find_program("unshare").ok_or_else(|| missing("unshare"))?;
             argv.push(unshare.display().to_string());
-            argv.extend(
-                ["--pid", "--fork", "--mount-proc", "--mount", "--net", "--kill-child", "--"].map(String::from),
-            );
+            argv.extend(["--pid", "--fork", "--mount-proc", "--mount"].map(String::from));
+            if net.is_none() {
+                argv.push("--net".into());
+            }
+            argv.extend(["--kill-child", "--"].map(String::from));
             argv.push(setsid.clone().ok_or_else(|| missing("setsid"))?);
         }
         let ip = if namespaced { find_program("ip").map(|p| p.display().to_string()) } else { None };
@@ -341,6 +354,7 @@ impl ProcessEngine {
             dir.join("exit").display().to_string(),
             ip.unwrap_or_default(),
             (plan.stop_signal as i32).to_string(),
+            net.as_ref().map(|(_, rv)| rv.display().to_string()).unwrap_or_default(),
         ]);
         if let Some(u) = &plan.user {
             let setpriv = find_program("setpriv")
@@ -406,8 +420,23 @@ impl Engine for ProcessEngine {
         "process"
     }
 
+    fn use_netns(&self, task_id: &str, netns: &Path, resolv: &Path) -> bool {
+        let namespaced = match self.isolation {
+            Isolation::None => false,
+            Isolation::Namespaces => true,
+            Isolation::Auto => self.isolated.get().copied().unwrap_or(false),
+        };
+        if namespaced {
+            let mut m = self.netns.lock().unwrap_or_else(|p| p.into_inner());
+            m.insert(task_id.to_string(), (netns.to_path_buf(), resolv.to_path_buf()));
+        }
+        namespaced
+    }
+
     async fn prepare(&self, task: &Task) -> Result<(), EngineError> {
         self.plan(task)?;
+        // settle the isolation probe now: `use_netns` (between prepare and start) needs its answer
+        self.namespaced().await;
         let dir = self.task_dir(&task.id);
         tokio::fs::create_dir_all(&dir).await.map_err(|e| EngineError::io(format!("mkdir {}", dir.display()), e))?;
         let meta = TaskMeta { name: spec::task_name(task), labels: spec::task_labels(task) };

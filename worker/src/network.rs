@@ -1,0 +1,568 @@
+//! The node's networking agent: turns the [`NetworkView`] the leader sends with the assignments into kernel state
+//! (through `skep-overlay`) and DNS answers (through `skep-dns`), and gives each networked task its sandbox.
+//!
+//! - **Networks**: a node takes part in the networks of its tasks, plus `ingress` when anything publishes through the
+//!   routing mesh. Each is synced with the peers the view lists; one no longer needed is removed.
+//! - **Sandboxes**: a task with network attachments gets a named network namespace with one interface per network
+//!   (its allocated address), its VIP table, and a DNS server on 127.0.0.11:53 inside. The `process` engine starts
+//!   the task in it; for an engine that cannot (`docker`), the task's own namespace is plumbed after it starts.
+//! - **VIPs**: each sandbox's nftables table DNATs every VIP on its networks to the service's running tasks there.
+//! - **Routing mesh**: the node's leg on `ingress` and an nftables table that DNATs every published port to the
+//!   running tasks' ingress addresses anywhere in the cluster. A service labelled `com.skep.proxy-protocol=v2` is
+//!   published by a userspace relay instead, which tells the backend the client's address (PROXY protocol v2).
+//! - **DNS**: one [`Records`] table per view, shared by every sandbox's server; each server answers only for the
+//!   networks of its task.
+//!
+//! Everything is reconciled from the latest view under one lock, so the kernel follows the managers' store and a
+//! failed step is retried with the next view. Errors are logged, never fatal to the agent; a task whose sandbox
+//! cannot be made is rejected with the reason.
+
+use skep_api::docker::Task;
+use skep_api::netview::{NetworkInfo, NetworkView};
+use skep_dns::{Records, RecordsBuilder, Upstream};
+use skep_overlay::netns::Netns;
+use skep_overlay::network::{DataPlane, DataPlaneConfig, NetworkPlan, Peer};
+use skep_overlay::nft::{self, IngressPort, Proto, VipRule};
+use skep_overlay::proxy::{ProxyConfig, ProxyListener};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::{watch, Mutex};
+
+/// The service label that publishes a service's ingress ports through the PROXY protocol v2 relay.
+pub const PROXY_LABEL: &str = "com.skep.proxy-protocol";
+
+/// How the agent is set up.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Unique per node on this machine (names of the namespaces it creates).
+    pub prefix: String,
+    /// The node's underlay address (VXLAN endpoint).
+    pub underlay: Ipv4Addr,
+    /// Where resolv.conf files for tasks are written.
+    pub state_dir: PathBuf,
+}
+
+/// A task's sandbox, once made.
+struct Sandbox {
+    ns: Netns,
+    /// (network ID, address) per interface.
+    addrs: Vec<(String, Ipv4Addr)>,
+    dns: Option<skep_dns::DnsServer>,
+    /// The VIP rules last applied (skip unchanged ones).
+    vips: Option<Vec<VipRule>>,
+}
+
+struct Inner {
+    view: NetworkView,
+    /// Networks synced into the kernel: vni → (network ID, last plan).
+    synced: BTreeMap<u32, NetworkPlan>,
+    sandboxes: BTreeMap<String, Sandbox>,
+    /// The ingress leg made (vni, address).
+    leg: Option<(u32, Ipv4Addr, String)>,
+    /// The ingress rules last applied.
+    ingress_rules: Option<Vec<IngressPort>>,
+    /// PROXY v2 relays by port: backends and stop switch.
+    proxies: BTreeMap<u16, (watch::Sender<Vec<SocketAddr>>, watch::Sender<bool>)>,
+}
+
+/// The node's networking agent. Cheap to share behind an `Arc`.
+pub struct NetAgent {
+    cfg: NetConfig,
+    plane: DataPlane,
+    records: watch::Sender<Arc<Records>>,
+    upstream: Upstream,
+    inner: Mutex<Inner>,
+}
+
+impl NetAgent {
+    /// Starts the agent (no kernel change until the first view or task).
+    pub async fn new(cfg: NetConfig) -> Result<NetAgent, String> {
+        let plane = DataPlane::new(DataPlaneConfig {
+            prefix: cfg.prefix.clone(),
+            underlay: cfg.underlay,
+            underlay_mtu: None,
+            node_ns: None,
+        })
+        .await
+        .map_err(|e| format!("overlay data plane: {e}"))?;
+        let _ = std::fs::create_dir_all(&cfg.state_dir);
+        Ok(NetAgent {
+            cfg,
+            plane,
+            records: watch::channel(Arc::new(Records::empty())).0,
+            upstream: Upstream::from_host(),
+            inner: Mutex::new(Inner {
+                view: NetworkView::default(),
+                synced: BTreeMap::new(),
+                sandboxes: BTreeMap::new(),
+                leg: None,
+                ingress_rules: None,
+                proxies: BTreeMap::new(),
+            }),
+        })
+    }
+
+    /// A new view from the leader: reconcile networks, routing mesh, VIP tables and DNS.
+    pub async fn apply_view(&self, view: NetworkView) {
+        let mut inner = self.inner.lock().await;
+        inner.view = view;
+        self.reconcile(&mut inner).await;
+    }
+
+    /// Make the sandbox of a task about to start. Returns its namespace path and resolv.conf, or `None` when the
+    /// task has no networks.
+    pub async fn prepare_task(&self, task: &Task) -> Result<Option<(PathBuf, PathBuf)>, String> {
+        if task.networks_attachments.is_empty() {
+            return Ok(None);
+        }
+        let ns = self.plane.sandbox_create(&task.id).await.map_err(|e| format!("network sandbox: {e}"))?;
+        let path = ns.path().to_path_buf();
+        self.attach(task, ns).await?;
+        Ok(Some((path, self.resolv_conf(&task.id)?)))
+    }
+
+    /// Plumb a task that runs in its own namespace (a container), through its PID.
+    pub async fn attach_pid(&self, task: &Task, pid: i64) -> Result<(), String> {
+        if task.networks_attachments.is_empty() || pid <= 0 {
+            return Ok(());
+        }
+        let ns = Netns::open(format!("/proc/{pid}/ns/net")).map_err(|e| format!("network namespace of pid {pid}: {e}"))?;
+        self.attach(task, ns).await
+    }
+
+    /// After an agent restart: take a running task's sandbox back (its DNS server is started again).
+    pub async fn adopt_task(&self, task: &Task) {
+        if task.networks_attachments.is_empty() {
+            return;
+        }
+        let name = self.plane.sandbox_ns_name(&task.id);
+        match Netns::open_named(&name) {
+            Ok(Some(ns)) => {
+                let mut inner = self.inner.lock().await;
+                let addrs = addrs_of(task);
+                let dns = self.start_dns(&ns, &addrs);
+                inner.sandboxes.insert(task.id.clone(), Sandbox { ns, addrs, dns, vips: None });
+                self.reconcile(&mut inner).await;
+            }
+            Ok(None) => tracing::warn!(task = %task.id, "adopted task has no network sandbox"),
+            Err(e) => tracing::warn!(task = %task.id, "adopting the network sandbox: {e}"),
+        }
+    }
+
+    /// A task is gone: remove its sandbox and whatever only it needed.
+    pub async fn release_task(&self, task_id: &str) {
+        let mut inner = self.inner.lock().await;
+        if let Some(sb) = inner.sandboxes.remove(task_id) {
+            if let Some(d) = sb.dns {
+                d.shutdown().await;
+            }
+        }
+        if let Err(e) = self.plane.sandbox_remove(task_id).await {
+            tracing::warn!(task = %task_id, "removing the network sandbox: {e}");
+        }
+        let _ = std::fs::remove_file(self.cfg.state_dir.join(format!("{task_id}.resolv.conf")));
+        self.reconcile(&mut inner).await;
+    }
+
+    /// The node leaves the swarm: remove everything this agent made.
+    pub async fn teardown(&self) {
+        let mut inner = self.inner.lock().await;
+        for (_, sb) in std::mem::take(&mut inner.sandboxes) {
+            if let Some(d) = sb.dns {
+                d.shutdown().await;
+            }
+        }
+        for (_, (_, stop)) in std::mem::take(&mut inner.proxies) {
+            let _ = stop.send(true);
+        }
+        if let Err(e) = nft::remove_ingress(None).await {
+            tracing::warn!("removing the ingress rules: {e}");
+        }
+        if let Err(e) = self.plane.teardown_all().await {
+            tracing::warn!("tearing the overlay down: {e}");
+        }
+        inner.synced.clear();
+        inner.leg = None;
+        inner.ingress_rules = None;
+        inner.view = NetworkView::default();
+    }
+
+    async fn attach(&self, task: &Task, ns: Netns) -> Result<(), String> {
+        let mut inner = self.inner.lock().await;
+        let addrs = addrs_of(task);
+        for (i, a) in task.networks_attachments.iter().enumerate() {
+            let (Some(vni), Some((ip, len))) = (a.network.vni(), first_addr(&a.addresses)) else {
+                return Err(format!("network {}: no VXLAN ID or address allocated", a.network.name));
+            };
+            self.ensure_network(&mut inner, &a.network.id, vni, &a.network).await?;
+            self.plane
+                .sandbox_attach(&ns, vni, &format!("eth{i}"), ip, len)
+                .await
+                .map_err(|e| format!("attaching to network {}: {e}", a.network.name))?;
+        }
+        let dns = self.start_dns(&ns, &addrs);
+        inner.sandboxes.insert(task.id.clone(), Sandbox { ns, addrs, dns, vips: None });
+        self.reconcile(&mut inner).await;
+        Ok(())
+    }
+
+    /// Sync a network a task needs, with the peers of the current view (or none yet).
+    async fn ensure_network(
+        &self,
+        inner: &mut Inner,
+        id: &str,
+        vni: u32,
+        n: &skep_api::docker::Network,
+    ) -> Result<(), String> {
+        if inner.synced.contains_key(&vni) {
+            return Ok(());
+        }
+        let plan = match inner.view.network(id) {
+            Some(info) => plan_of(info),
+            None => {
+                let (subnet, len) = n
+                    .subnet()
+                    .and_then(|s| parse_cidr(s))
+                    .ok_or_else(|| format!("network {} has no subnet", n.name))?;
+                NetworkPlan {
+                    id: id.to_string(),
+                    vni,
+                    subnet,
+                    prefix_len: len,
+                    mtu: n.options.get(skep_api::docker::MTU_OPTION).and_then(|m| m.parse().ok()),
+                    peers: vec![],
+                }
+            }
+        };
+        self.plane.sync_network(&plan).await.map_err(|e| format!("network {}: {e}", n.name))?;
+        inner.synced.insert(vni, plan);
+        Ok(())
+    }
+
+    fn start_dns(&self, ns: &Netns, addrs: &[(String, Ipv4Addr)]) -> Option<skep_dns::DnsServer> {
+        let sockets = ns.run(|| {
+            let dns: SocketAddr = "127.0.0.11:53".parse().expect("constant");
+            Ok::<_, std::io::Error>((std::net::UdpSocket::bind(dns)?, std::net::TcpListener::bind(dns)?))
+        });
+        let scope: Vec<String> = addrs.iter().map(|(n, _)| n.clone()).collect();
+        match sockets {
+            Ok(Ok((udp, tcp))) => {
+                match skep_dns::serve(udp, tcp, scope, self.records.subscribe(), self.upstream.clone()) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        tracing::warn!("embedded DNS: {e}");
+                        None
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("embedded DNS: binding 127.0.0.11:53 in the sandbox: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::warn!("embedded DNS: entering the sandbox: {e}");
+                None
+            }
+        }
+    }
+
+    fn resolv_conf(&self, task_id: &str) -> Result<PathBuf, String> {
+        let p = self.cfg.state_dir.join(format!("{task_id}.resolv.conf"));
+        std::fs::write(&p, "nameserver 127.0.0.11\noptions ndots:0\n").map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok(p)
+    }
+
+    /// Make the kernel and DNS match `inner.view` and the local sandboxes.
+    async fn reconcile(&self, inner: &mut Inner) {
+        let view = inner.view.clone();
+        // networks: those of local sandboxes, and ingress when the view has it
+        let mut wanted: BTreeMap<u32, NetworkPlan> = BTreeMap::new();
+        let local: BTreeSet<&str> =
+            inner.sandboxes.values().flat_map(|s| s.addrs.iter().map(|(n, _)| n.as_str())).collect();
+        for n in &view.networks {
+            if n.ingress || local.contains(n.id.as_str()) {
+                wanted.insert(n.vni, plan_of(n));
+            }
+        }
+        // keep networks a sandbox uses even if the view does not list them yet
+        for (vni, plan) in &inner.synced {
+            if local.contains(plan.id.as_str()) && !wanted.contains_key(vni) {
+                wanted.insert(*vni, plan.clone());
+            }
+        }
+        for (vni, plan) in &wanted {
+            if inner.synced.get(vni) != Some(plan) {
+                match self.plane.sync_network(plan).await {
+                    Ok(()) => {
+                        inner.synced.insert(*vni, plan.clone());
+                    }
+                    Err(e) => tracing::warn!(network = %plan.id, "syncing the overlay: {e}"),
+                }
+            }
+        }
+        let gone: Vec<u32> = inner.synced.keys().filter(|v| !wanted.contains_key(v)).copied().collect();
+        for vni in gone {
+            if inner.leg.as_ref().is_some_and(|(l, _, _)| *l == vni) {
+                let _ = self.plane.remove_host_leg(vni).await;
+                inner.leg = None;
+            }
+            if let Err(e) = self.plane.remove_network(vni).await {
+                tracing::warn!(vni, "removing the overlay: {e}");
+            }
+            inner.synced.remove(&vni);
+        }
+        self.reconcile_mesh(inner, &view).await;
+        // VIP tables per sandbox
+        for (task, sb) in inner.sandboxes.iter_mut() {
+            let rules = vip_rules(&view, &sb.addrs);
+            if sb.vips.as_ref() != Some(&rules) {
+                match nft::apply_vips(Some(sb.ns.path()), &rules).await {
+                    Ok(()) => sb.vips = Some(rules),
+                    Err(e) => tracing::warn!(task = %task, "VIP rules: {e}"),
+                }
+            }
+        }
+        // DNS: one table for every sandbox
+        let records = Arc::new(records_of(&view));
+        self.records.send_replace(records);
+    }
+
+    /// The node's leg on ingress, the DNAT table for published ports, and PROXY v2 relays.
+    async fn reconcile_mesh(&self, inner: &mut Inner, view: &NetworkView) {
+        let Some(ing) = view.ingress().filter(|i| inner.synced.contains_key(&i.vni)) else {
+            if inner.ingress_rules.take().is_some() {
+                let _ = nft::remove_ingress(None).await;
+            }
+            for (_, (_, stop)) in std::mem::take(&mut inner.proxies) {
+                let _ = stop.send(true);
+            }
+            return;
+        };
+        let Some(leg_ip) = ing.leg else { return };
+        if inner.leg.as_ref().map(|(v, ip, _)| (*v, *ip)) != Some((ing.vni, leg_ip)) {
+            match self.plane.host_leg(ing.vni, leg_ip, ing.prefix_len).await {
+                Ok(name) => {
+                    inner.leg = Some((ing.vni, leg_ip, name));
+                    if let Err(e) = nft::enable_ip_forward(None).await {
+                        tracing::warn!("enabling forwarding: {e}");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("routing mesh leg: {e}");
+                    return;
+                }
+            }
+        }
+        let leg_name = inner.leg.as_ref().map(|(_, _, n)| n.clone()).unwrap_or_default();
+        let mut rules: Vec<IngressPort> = Vec::new();
+        let mut relays: BTreeMap<u16, Vec<SocketAddr>> = BTreeMap::new();
+        for s in &view.services {
+            let backends: Vec<Ipv4Addr> = s
+                .tasks
+                .iter()
+                .filter(|t| t.backend)
+                .filter_map(|t| t.addrs.iter().find(|(n, _)| *n == ing.id).map(|(_, ip)| *ip))
+                .collect();
+            for p in s.ports.iter().filter(|p| p.publish_mode == "ingress") {
+                let (Ok(port), Ok(target)) = (u16::try_from(p.published_port), u16::try_from(p.target_port)) else {
+                    continue;
+                };
+                let proto = match p.protocol.as_str() {
+                    "udp" => Proto::Udp,
+                    "tcp" => Proto::Tcp,
+                    _ => continue,
+                };
+                if s.proxy_protocol && proto == Proto::Tcp {
+                    relays.insert(port, backends.iter().map(|ip| SocketAddr::new((*ip).into(), target)).collect());
+                } else {
+                    rules.push(IngressPort { proto, port, target_port: target, backends: backends.clone() });
+                }
+            }
+        }
+        if inner.ingress_rules.as_ref() != Some(&rules) {
+            match nft::apply_ingress(None, &leg_name, &rules).await {
+                Ok(()) => inner.ingress_rules = Some(rules),
+                Err(e) => tracing::warn!("routing mesh rules: {e}"),
+            }
+        }
+        // relays: update backends, start new ones, stop those gone
+        let stale: Vec<u16> = inner.proxies.keys().filter(|p| !relays.contains_key(p)).copied().collect();
+        for p in stale {
+            if let Some((_, stop)) = inner.proxies.remove(&p) {
+                let _ = stop.send(true);
+            }
+        }
+        for (port, backends) in relays {
+            if let Some((tx, _)) = inner.proxies.get(&port) {
+                tx.send_if_modified(|cur| {
+                    let changed = *cur != backends;
+                    *cur = backends.clone();
+                    changed
+                });
+                continue;
+            }
+            let (tx, rx) = watch::channel(backends);
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let addr = SocketAddr::from(([0, 0, 0, 0], port));
+            match ProxyListener::bind(addr, rx, ProxyConfig::default()).await {
+                Ok(l) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = l.run(stop_rx).await {
+                            tracing::warn!(port, "PROXY v2 relay: {e}");
+                        }
+                    });
+                    inner.proxies.insert(port, (tx, stop_tx));
+                }
+                Err(e) => tracing::warn!(port, "PROXY v2 relay: {e}"),
+            }
+        }
+    }
+}
+
+fn plan_of(n: &NetworkInfo) -> NetworkPlan {
+    NetworkPlan {
+        id: n.id.clone(),
+        vni: n.vni,
+        subnet: n.subnet,
+        prefix_len: n.prefix_len,
+        mtu: n.mtu,
+        peers: n.peers.iter().map(|p| Peer { addr: p.ip, node: p.node }).collect(),
+    }
+}
+
+fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (ip, len) = s.split_once('/')?;
+    Some((ip.parse().ok()?, len.parse().ok().filter(|l| *l <= 32)?))
+}
+
+fn first_addr(addrs: &[String]) -> Option<(Ipv4Addr, u8)> {
+    addrs.first().and_then(|a| parse_cidr(a))
+}
+
+/// (network ID, address) of each of a task's attachments.
+fn addrs_of(task: &Task) -> Vec<(String, Ipv4Addr)> {
+    task.networks_attachments
+        .iter()
+        .filter_map(|a| first_addr(&a.addresses).map(|(ip, _)| (a.network.id.clone(), ip)))
+        .collect()
+}
+
+/// The VIP rules of a sandbox on these networks.
+fn vip_rules(view: &NetworkView, addrs: &[(String, Ipv4Addr)]) -> Vec<VipRule> {
+    let mut rules = Vec::new();
+    for s in &view.services {
+        for (net, vip) in &s.vips {
+            if !addrs.iter().any(|(n, _)| n == net) {
+                continue;
+            }
+            let backends = s
+                .tasks
+                .iter()
+                .filter(|t| t.backend)
+                .filter_map(|t| t.addrs.iter().find(|(n, _)| n == net).map(|(_, ip)| *ip))
+                .collect();
+            rules.push(VipRule { vip: *vip, backends });
+        }
+    }
+    rules.sort_by_key(|r| r.vip);
+    rules
+}
+
+/// The DNS table of a view: per network, each service's name and aliases (VIP, or the running tasks' addresses in
+/// dnsrr mode), `tasks.<name>`, and each task's name.
+pub fn records_of(view: &NetworkView) -> Records {
+    let mut b = RecordsBuilder::new();
+    for s in &view.services {
+        let mut nets: BTreeSet<&str> = s.vips.iter().map(|(n, _)| n.as_str()).collect();
+        for t in &s.tasks {
+            nets.extend(t.addrs.iter().map(|(n, _)| n.as_str()));
+        }
+        for net in nets {
+            let running: Vec<Ipv4Addr> = s
+                .tasks
+                .iter()
+                .filter(|t| t.backend)
+                .filter_map(|t| t.addrs.iter().find(|(n, _)| n == net).map(|(_, ip)| *ip))
+                .collect();
+            let aliases: Vec<&str> =
+                s.aliases.iter().filter(|(n, _)| n == net).flat_map(|(_, a)| a.iter().map(String::as_str)).collect();
+            let answer: Vec<Ipv4Addr> = if s.endpoint_mode == "dnsrr" {
+                running.clone()
+            } else {
+                s.vips.iter().filter(|(n, _)| n == net).map(|(_, ip)| *ip).collect()
+            };
+            b = b.service(net, &s.name, &aliases, &answer).tasks(net, &s.name, &running);
+            for t in &s.tasks {
+                if let Some((_, ip)) = t.addrs.iter().find(|(n, _)| n == net) {
+                    b = b.task(net, &t.name, *ip);
+                }
+            }
+        }
+    }
+    b.build()
+}
+
+/// Where the agent keeps its files: `<dir>/net`.
+pub fn state_dir(dir: &Path) -> PathBuf {
+    dir.join("net")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skep_api::netview::{ServiceInfo, TaskEndpoint};
+
+    fn view() -> NetworkView {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let t = |id: &str, addr: &str, backend: bool| TaskEndpoint {
+            id: id.into(),
+            name: format!("web.1.{id}"),
+            node_id: "n1".into(),
+            addrs: vec![("app".into(), ip(addr))],
+            backend,
+        };
+        NetworkView {
+            networks: vec![],
+            services: vec![
+                ServiceInfo {
+                    id: "s1".into(),
+                    name: "web".into(),
+                    endpoint_mode: "vip".into(),
+                    vips: vec![("app".into(), ip("10.1.0.2"))],
+                    aliases: vec![("app".into(), vec!["www".into()])],
+                    tasks: vec![t("t1", "10.1.0.3", true), t("t2", "10.1.0.4", false)],
+                    ..Default::default()
+                },
+                ServiceInfo {
+                    id: "s2".into(),
+                    name: "db".into(),
+                    endpoint_mode: "dnsrr".into(),
+                    tasks: vec![t("t3", "10.1.0.5", true), t("t4", "10.1.0.6", true)],
+                    ..Default::default()
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn dns_answers_vips_dnsrr_tasks_and_aliases_scoped_to_networks() {
+        let r = records_of(&view());
+        let app = ["app"];
+        assert_eq!(r.lookup(&app, "web").unwrap(), &["10.1.0.2".parse::<Ipv4Addr>().unwrap()]);
+        assert_eq!(r.lookup(&app, "www.").unwrap().len(), 1);
+        assert_eq!(r.lookup(&app, "tasks.web").unwrap().len(), 1, "only running tasks");
+        assert_eq!(r.lookup(&app, "db").unwrap().len(), 2, "dnsrr answers the tasks");
+        assert!(r.lookup(&app, "web.1.t1").is_some());
+        assert!(r.lookup(&["other"], "web").is_none(), "scoped to the asker's networks");
+    }
+
+    #[test]
+    fn vip_rules_follow_running_tasks_on_the_sandbox_networks() {
+        let rules = vip_rules(&view(), &[("app".into(), "10.1.0.9".parse().unwrap())]);
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].backends, vec!["10.1.0.3".parse::<Ipv4Addr>().unwrap()]);
+        assert!(vip_rules(&view(), &[("x".into(), "10.2.0.9".parse().unwrap())]).is_empty());
+    }
+}
