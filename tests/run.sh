@@ -10,6 +10,7 @@ command -v ping >/dev/null || need_apt+=(iputils-ping)
 command -v busybox >/dev/null || need_apt+=(busybox-static)
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v nsenter >/dev/null || need_apt+=(util-linux)
+command -v python3 >/dev/null || need_apt+=(python3-minimal)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

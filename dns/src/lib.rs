@@ -2,7 +2,8 @@
 //!
 //! Every task runs in its own network namespace and resolves through `127.0.0.11:53` there. The worker daemon makes,
 //! on a thread that entered the task's namespace, a UDP socket and a TCP listener bound to that address, and hands
-//! them to [`serve`], which runs hickory-dns's server on the daemon's tokio runtime. Answers come from a [`Records`]
+//! them to [`serve`], which serves them on the daemon's tokio runtime (hickory-dns parses every query and serves TCP;
+//! UDP, the hot path, has a receive loop of its own: see [`server`]). Answers come from a [`Records`]
 //! table that the daemon rebuilds from its live copy of the cluster store on every change and publishes through a
 //! `tokio::sync::watch` channel: each query reads the current table, so an answer follows a change at once.
 //!
@@ -14,15 +15,15 @@
 //! # Layout
 //!
 //! - [`records`]: the name table per network ([`Records`], [`RecordsBuilder`]); scoped, case-insensitive lookups.
-//! - [`server`]: [`serve`] and its [`DnsServer`] handle; the hickory request handler (local answers, rotation,
-//!   forwarding, errors).
+//! - [`server`]: [`serve`] and its [`DnsServer`] handle; the decision per query (local answer, rotation, forward,
+//!   errors), the UDP loop and hickory's TCP server.
 //! - [`upstream`]: the host's resolvers from resolv.conf, and forwarding with its bounds (timeouts, in-flight limit).
 //! - [`error`]: the crate's [`Error`] type.
 //!
 //! # Logging
 //!
-//! hickory-server logs every request at `info` (target `hickory_server`). A daemon whose log filter is at `info`
-//! should add `hickory_server=warn`, or every DNS query of every task becomes two log lines.
+//! hickory-server logs every request it serves (TCP here) at `info` (target `hickory_server`). A daemon whose log
+//! filter is at `info` should add `hickory_server=warn`, or every TCP query of every task becomes two log lines.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]

@@ -381,6 +381,53 @@ impl DataPlane {
         Ok(name)
     }
 
+    /// Gives `sandbox` a point-to-point link to the node's own namespace: `gw0` with `task_addr/31` in the sandbox
+    /// (its default route, via `node_addr`), and [`names::gateway_name`]`(node_addr)` with `node_addr/31` here. The
+    /// node reaches the task through it (host-mode published ports are DNATed there, keeping the client's address,
+    /// since replies route back the same way). The pair goes with the sandbox.
+    pub async fn sandbox_gateway(&self, sandbox: &Netns, node_addr: Ipv4Addr, task_addr: Ipv4Addr) -> Result<String> {
+        let name = names::gateway_name(node_addr);
+        nl::del_link_named(&self.node, &name).await?;
+        // a gateway made before (an agent restart) goes first: deleting one end of a veth deletes the pair
+        let snl = sandbox.netlink().await?;
+        nl::del_link_named(&snl, names::GATEWAY_IF).await?;
+        let peer = LinkUnspec::new_with_name(names::GATEWAY_IF)
+            .address(mac_for(task_addr).to_vec())
+            .setns_by_fd(sandbox.raw_fd())
+            .build();
+        let msg = LinkVeth::new(&name, names::GATEWAY_IF)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
+        self.node
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(nl_err(format!("add veth {name} peer {}", names::GATEWAY_IF)))?;
+        let index = nl::index_of(&self.node, &name)
+            .await?
+            .ok_or_else(|| Error::Invalid(format!("gateway link {name} vanished right after it was made")))?;
+        nl::add_address(&self.node, index, &name, node_addr, 31).await?;
+        nl::set_link(&self.node, index, &name, None, None).await?;
+        let sindex = nl::index_of(&snl, names::GATEWAY_IF)
+            .await?
+            .ok_or_else(|| Error::Invalid("gateway link vanished from the sandbox".into()))?;
+        nl::add_address(&snl, sindex, names::GATEWAY_IF, task_addr, 31).await?;
+        nl::set_link(&snl, sindex, names::GATEWAY_IF, None, None).await?;
+        let route = sandbox
+            .command("ip")
+            .args(["route", "replace", "default", "via", &node_addr.to_string(), "dev", names::GATEWAY_IF])
+            .output()
+            .map_err(|e| Error::Invalid(format!("ip route in the sandbox: {e}")))?;
+        if !route.status.success() {
+            return Err(Error::Invalid(format!(
+                "default route in the sandbox: {}",
+                String::from_utf8_lossy(&route.stderr).trim()
+            )));
+        }
+        Ok(name)
+    }
+
     /// Removes network `vni`'s host leg (not there is fine).
     pub async fn remove_host_leg(&self, vni: u32) -> Result<()> {
         let _networks = self.networks.lock().await;

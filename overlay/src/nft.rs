@@ -63,12 +63,12 @@ mod sysctl;
 mod tests;
 
 pub use command::{
-    apply_host_ports, apply_ingress, apply_vips, list_tables, remove_host_ports, remove_ingress, remove_vips, NftTable,
+    apply_dns_redirect, apply_host_ports, apply_ingress, apply_vips, list_tables, remove_host_ports, remove_ingress, remove_vips, NftTable,
     NFT_MAX_OUTPUT, NFT_TIMEOUT,
 };
 pub use error::NftError;
 pub use rules::{
-    render_host_ports, render_ingress, render_removal, render_vips, HostPort, IngressPort, Proto, VipRule,
-    HOST_PORTS_TABLE, INGRESS_TABLE, VIP_TABLE,
+    render_dns_redirect, render_host_ports, render_ingress, render_removal, render_vips, HostPort, IngressPort, Proto, VipRule,
+    DNS_ADDR, DNS_TABLE, HOST_PORTS_TABLE, INGRESS_TABLE, VIP_TABLE,
 };
 pub use sysctl::{enable_ip_forward, enable_route_localnet, set_sysctl};

@@ -216,3 +216,58 @@ fn is_mounted(name: &str) -> bool {
 fn nix_kill(pid: u32) {
     let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
 }
+
+#[test]
+fn two_overlays_are_isolated_and_dnsrr_answers_task_addresses() -> Result<()> {
+    if !require_root_and_netns() {
+        return Ok(());
+    }
+    let mut c = Cluster::new(2)?;
+    c.form(1, 1)?;
+    c.skep_ok(0, &["network", "create", "-d", "overlay", "red"])?;
+    c.skep_ok(0, &["network", "create", "-d", "overlay", "blue"])?;
+    let mut a = vec!["service", "create", "-d", "--name", "a", "--network", "red", "--replicas", "1"];
+    a.extend(RESPONDER);
+    c.skep_ok(0, &a)?;
+    let mut b = vec!["service", "create", "-d", "--name", "b", "--network", "blue", "--replicas", "2"];
+    b.extend(RESPONDER);
+    c.skep_ok(0, &b)?;
+    let mut rr = vec!["service", "create", "-d", "--name", "rr", "--network", "red", "--endpoint-mode", "dnsrr", "--replicas", "2"];
+    rr.extend(RESPONDER);
+    c.skep_ok(0, &rr)?;
+    for (s, n) in [("a", 1), ("b", 2), ("rr", 2)] {
+        c.wait_running(0, s, n, CONVERGE)?;
+    }
+    let addr_of = |svc: &str| -> Result<BTreeSet<String>> {
+        Ok(running(&c.tasks(0, svc)?)
+            .iter()
+            .filter_map(|t| t["NetworksAttachments"][0]["Addresses"][0].as_str().map(|a| a.split('/').next().unwrap_or_default().to_string()))
+            .collect())
+    };
+    let (a_ips, b_ips, rr_ips) = (addr_of("a")?, addr_of("b")?, addr_of("rr")?);
+    // the task of `a`: the process whose sandbox holds a's address
+    let a_pid = task_pid(&c, 2)
+        .into_iter()
+        .map(|(_, p)| p)
+        .find(|p| in_task_netns(*p, &["busybox", "ip", "-o", "-4", "addr"]).map(|o| !responder_addrs(&o).is_disjoint(&a_ips)).unwrap_or(false))
+        .context("a's task process")?;
+    wait_until("dnsrr answers the task addresses", Duration::from_secs(10), || -> Result<()> {
+        let got = lookup(a_pid, "rr")?;
+        ensure!(got == rr_ips, "rr -> {got:?}, tasks {rr_ips:?}");
+        Ok(())
+    })?;
+    for ip in &rr_ips {
+        let out = in_task_netns(a_pid, &["busybox", "nc", "-w", "2", ip, "80"])?;
+        ensure!(responder_addrs(&out).contains(ip), "{ip} on red: {out}");
+    }
+    // blue is another network: its names are not answered and its addresses are not reachable from red
+    let b_names = in_task_netns(a_pid, &["busybox", "nslookup", "b", "127.0.0.11"]).unwrap_or_default();
+    ensure!(b_ips.iter().all(|ip| !b_names.contains(ip.as_str())), "b resolved from red: {b_names}");
+    for ip in &b_ips {
+        let out = in_task_netns(a_pid, &["busybox", "nc", "-w", "1", ip, "80"]).unwrap_or_default();
+        ensure!(responder_addrs(&out).is_empty(), "{ip} on blue answered a task on red: {out}");
+    }
+    eprintln!("red {a_ips:?}+{rr_ips:?} and blue {b_ips:?} are isolated; dnsrr rr -> {rr_ips:?}");
+    c.pass();
+    Ok(())
+}

@@ -22,7 +22,7 @@ use skep_api::netview::{NetworkInfo, NetworkView};
 use skep_dns::{Records, RecordsBuilder, Upstream};
 use skep_overlay::netns::Netns;
 use skep_overlay::network::{DataPlane, DataPlaneConfig, NetworkPlan, Peer};
-use skep_overlay::nft::{self, IngressPort, Proto, VipRule};
+use skep_overlay::nft::{self, HostPort, IngressPort, Proto, VipRule};
 use skep_overlay::proxy::{ProxyConfig, ProxyListener};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -65,6 +65,10 @@ struct Inner {
     ingress_rules: Option<Vec<IngressPort>>,
     /// PROXY v2 relays by port: backends and stop switch.
     proxies: BTreeMap<u16, (watch::Sender<Vec<SocketAddr>>, watch::Sender<bool>)>,
+    /// Host-mode publishing per task: gateway pair index and the ports (backend = the task end of the pair).
+    gateways: BTreeMap<String, (u32, Vec<HostPort>)>,
+    /// The host-port rules last applied.
+    host_rules: Option<Vec<HostPort>>,
 }
 
 /// The node's networking agent. Cheap to share behind an `Arc`.
@@ -100,6 +104,8 @@ impl NetAgent {
                 leg: None,
                 ingress_rules: None,
                 proxies: BTreeMap::new(),
+                gateways: BTreeMap::new(),
+                host_rules: None,
             }),
         })
     }
@@ -114,27 +120,33 @@ impl NetAgent {
     /// Make the sandbox of a task about to start. Returns its namespace path and resolv.conf, or `None` when the
     /// task has no networks.
     pub async fn prepare_task(&self, task: &Task) -> Result<Option<(PathBuf, PathBuf)>, String> {
-        if task.networks_attachments.is_empty() {
+        if !Self::needs_sandbox(task) {
             return Ok(None);
         }
         let ns = self.plane.sandbox_create(&task.id).await.map_err(|e| format!("network sandbox: {e}"))?;
         let path = ns.path().to_path_buf();
-        self.attach(task, ns).await?;
+        self.attach(task, ns, true).await?;
         Ok(Some((path, self.resolv_conf(&task.id)?)))
     }
 
-    /// Plumb a task that runs in its own namespace (a container), through its PID.
+    /// Does the task get a sandbox from this agent? (It has networks, or host-mode published ports.)
+    pub fn needs_sandbox(task: &Task) -> bool {
+        !task.networks_attachments.is_empty() || !host_ports(task).is_empty()
+    }
+
+    /// Plumb a task that runs in its own namespace (a container), through its PID. (Host-mode ports are not
+    /// published for such tasks yet: their namespace has its own default route.)
     pub async fn attach_pid(&self, task: &Task, pid: i64) -> Result<(), String> {
         if task.networks_attachments.is_empty() || pid <= 0 {
             return Ok(());
         }
         let ns = Netns::open(format!("/proc/{pid}/ns/net")).map_err(|e| format!("network namespace of pid {pid}: {e}"))?;
-        self.attach(task, ns).await
+        self.attach(task, ns, false).await
     }
 
     /// After an agent restart: take a running task's sandbox back (its DNS server is started again).
     pub async fn adopt_task(&self, task: &Task) {
-        if task.networks_attachments.is_empty() {
+        if !Self::needs_sandbox(task) {
             return;
         }
         let name = self.plane.sandbox_ns_name(&task.id);
@@ -142,7 +154,10 @@ impl NetAgent {
             Ok(Some(ns)) => {
                 let mut inner = self.inner.lock().await;
                 let addrs = addrs_of(task);
-                let dns = self.start_dns(&ns, &addrs);
+                let dns = self.start_dns(&ns, &addrs).await;
+                if let Err(e) = self.gateway(&mut inner, task, &ns).await {
+                    tracing::warn!(task = %task.id, "host-mode ports of an adopted task: {e}");
+                }
                 inner.sandboxes.insert(task.id.clone(), Sandbox { ns, addrs, dns, vips: None });
                 self.reconcile(&mut inner).await;
             }
@@ -159,6 +174,7 @@ impl NetAgent {
                 d.shutdown().await;
             }
         }
+        inner.gateways.remove(task_id);
         if let Err(e) = self.plane.sandbox_remove(task_id).await {
             tracing::warn!(task = %task_id, "removing the network sandbox: {e}");
         }
@@ -180,6 +196,11 @@ impl NetAgent {
         if let Err(e) = nft::remove_ingress(None).await {
             tracing::warn!("removing the ingress rules: {e}");
         }
+        if let Err(e) = nft::remove_host_ports(None).await {
+            tracing::warn!("removing the host-mode port rules: {e}");
+        }
+        inner.gateways.clear();
+        inner.host_rules = None;
         if let Err(e) = self.plane.teardown_all().await {
             tracing::warn!("tearing the overlay down: {e}");
         }
@@ -189,8 +210,11 @@ impl NetAgent {
         inner.view = NetworkView::default();
     }
 
-    async fn attach(&self, task: &Task, ns: Netns) -> Result<(), String> {
+    async fn attach(&self, task: &Task, ns: Netns, own: bool) -> Result<(), String> {
         let mut inner = self.inner.lock().await;
+        if own {
+            self.gateway(&mut inner, task, &ns).await?;
+        }
         let addrs = addrs_of(task);
         for (i, a) in task.networks_attachments.iter().enumerate() {
             let (Some(vni), Some((ip, len))) = (a.network.vni(), first_addr(&a.addresses)) else {
@@ -202,9 +226,26 @@ impl NetAgent {
                 .await
                 .map_err(|e| format!("attaching to network {}: {e}", a.network.name))?;
         }
-        let dns = self.start_dns(&ns, &addrs);
+        let dns = self.start_dns(&ns, &addrs).await;
         inner.sandboxes.insert(task.id.clone(), Sandbox { ns, addrs, dns, vips: None });
         self.reconcile(&mut inner).await;
+        Ok(())
+    }
+
+    /// Host-mode ports: a gateway link between the node and the sandbox, and the task's ports in the node's table.
+    async fn gateway(&self, inner: &mut Inner, task: &Task, ns: &Netns) -> Result<(), String> {
+        let mut ports = host_ports(task);
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let used: BTreeSet<u32> = inner.gateways.values().map(|(i, _)| *i).collect();
+        let i = (0..16384).find(|i| !used.contains(i)).ok_or("no gateway address left on this node")?;
+        let (node_end, task_end) = gateway_pair(i);
+        self.plane.sandbox_gateway(ns, node_end, task_end).await.map_err(|e| format!("gateway link: {e}"))?;
+        for p in &mut ports {
+            p.backend = task_end;
+        }
+        inner.gateways.insert(task.id.clone(), (i, ports));
         Ok(())
     }
 
@@ -241,28 +282,35 @@ impl NetAgent {
         Ok(())
     }
 
-    fn start_dns(&self, ns: &Netns, addrs: &[(String, Ipv4Addr)]) -> Option<skep_dns::DnsServer> {
+    /// The sandbox's DNS server: sockets on 127.0.0.11 (ephemeral ports) made inside it, served on the daemon's
+    /// runtime, and the redirect from port 53 to them.
+    async fn start_dns(&self, ns: &Netns, addrs: &[(String, Ipv4Addr)]) -> Option<skep_dns::DnsServer> {
         let sockets = ns.run(|| {
-            let dns: SocketAddr = "127.0.0.11:53".parse().expect("constant");
-            Ok::<_, std::io::Error>((std::net::UdpSocket::bind(dns)?, std::net::TcpListener::bind(dns)?))
+            let any = SocketAddr::from((nft::DNS_ADDR, 0));
+            Ok::<_, std::io::Error>((std::net::UdpSocket::bind(any)?, std::net::TcpListener::bind(any)?))
         });
         let scope: Vec<String> = addrs.iter().map(|(n, _)| n.clone()).collect();
-        match sockets {
-            Ok(Ok((udp, tcp))) => {
-                match skep_dns::serve(udp, tcp, scope, self.records.subscribe(), self.upstream.clone()) {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        tracing::warn!("embedded DNS: {e}");
-                        None
-                    }
-                }
-            }
+        let (udp, tcp) = match sockets {
+            Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                tracing::warn!("embedded DNS: binding 127.0.0.11:53 in the sandbox: {e}");
-                None
+                tracing::warn!("embedded DNS: binding 127.0.0.11 in the sandbox: {e}");
+                return None;
             }
             Err(e) => {
                 tracing::warn!("embedded DNS: entering the sandbox: {e}");
+                return None;
+            }
+        };
+        let ports = (udp.local_addr().map(|a| a.port()), tcp.local_addr().map(|a| a.port()));
+        let (Ok(up), Ok(tp)) = ports else { return None };
+        if let Err(e) = nft::apply_dns_redirect(Some(ns.path()), up, tp).await {
+            tracing::warn!("embedded DNS: redirect of port 53: {e}");
+            return None;
+        }
+        match skep_dns::serve(udp, tcp, scope, self.records.subscribe(), self.upstream.clone()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("embedded DNS: {e}");
                 None
             }
         }
@@ -314,6 +362,7 @@ impl NetAgent {
             inner.synced.remove(&vni);
         }
         self.reconcile_mesh(inner, &view).await;
+        self.reconcile_host_ports(inner).await;
         // VIP tables per sandbox
         for (task, sb) in inner.sandboxes.iter_mut() {
             let rules = vip_rules(&view, &sb.addrs);
@@ -327,6 +376,28 @@ impl NetAgent {
         // DNS: one table for every sandbox
         let records = Arc::new(records_of(&view));
         self.records.send_replace(records);
+    }
+
+    /// The node's table of host-mode ports (DNAT to the task ends of gateway links; the client's address is kept).
+    async fn reconcile_host_ports(&self, inner: &mut Inner) {
+        let mut rules: Vec<HostPort> = inner.gateways.values().flat_map(|(_, p)| p.iter().cloned()).collect();
+        rules.sort_by_key(|p| (p.proto, p.port));
+        rules.dedup_by_key(|p| (p.proto, p.port));
+        if inner.host_rules.as_ref() == Some(&rules) {
+            return;
+        }
+        let done = if rules.is_empty() {
+            nft::remove_host_ports(None).await
+        } else {
+            match nft::enable_ip_forward(None).await {
+                Ok(()) => nft::apply_host_ports(None, &rules, None).await,
+                Err(e) => Err(e),
+            }
+        };
+        match done {
+            Ok(()) => inner.host_rules = Some(rules),
+            Err(e) => tracing::warn!("host-mode port rules: {e}"),
+        }
     }
 
     /// The node's leg on ingress, the DNAT table for published ports, and PROXY v2 relays.
@@ -439,6 +510,35 @@ fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
 
 fn first_addr(addrs: &[String]) -> Option<(Ipv4Addr, u8)> {
     addrs.first().and_then(|a| parse_cidr(a))
+}
+
+/// The host-mode ports the allocator put on a task (`Status.PortStatus`).
+fn host_ports(task: &Task) -> Vec<HostPort> {
+    task.status
+        .port_status
+        .iter()
+        .flat_map(|p| &p.ports)
+        .filter(|p| p.publish_mode == "host")
+        .filter_map(|p| {
+            let proto = match p.protocol.as_str() {
+                "udp" => Proto::Udp,
+                "tcp" | "" => Proto::Tcp,
+                _ => return None,
+            };
+            Some(HostPort {
+                proto,
+                port: u16::try_from(p.published_port).ok().filter(|p| *p > 0)?,
+                target_port: u16::try_from(p.target_port).ok()?,
+                backend: Ipv4Addr::UNSPECIFIED,
+            })
+        })
+        .collect()
+}
+
+/// The `i`-th gateway pair: (node end, task end) in 169.254.128.0/17, two addresses per task.
+fn gateway_pair(i: u32) -> (Ipv4Addr, Ipv4Addr) {
+    let base = u32::from(Ipv4Addr::new(169, 254, 128, 0)) + 2 * (i % 16384);
+    (Ipv4Addr::from(base), Ipv4Addr::from(base + 1))
 }
 
 /// (network ID, address) of each of a task's attachments.

@@ -268,7 +268,7 @@ async fn supervise<E: Engine>(shared: Arc<Shared<E>>, id: String, adopted: Optio
             }
             // the network sandbox: the engine starts the task in it, or it is plumbed through the PID after start
             let mut plumb_after_start = false;
-            if !task.networks_attachments.is_empty() {
+            if NetAgent::needs_sandbox(&task) {
                 let Some(net) = &shared.net else {
                     reject(&shared, &id, EngineError::Invalid("this node has no networking agent".into()));
                     return;
@@ -347,7 +347,7 @@ async fn supervise<E: Engine>(shared: Arc<Shared<E>>, id: String, adopted: Optio
 const DRAIN: Duration = Duration::from_millis(250);
 
 async fn release_net<E: Engine>(shared: &Arc<Shared<E>>, task: &Task) {
-    if let (Some(net), false) = (&shared.net, task.networks_attachments.is_empty()) {
+    if let (Some(net), true) = (&shared.net, NetAgent::needs_sandbox(task)) {
         net.release_task(&task.id).await;
     }
 }

@@ -213,6 +213,67 @@ async fn names_outside_the_scope_go_upstream_and_come_back_with_the_clients_id()
     assert_eq!(asked, ["db.", "example.org.", "example.net."]);
 }
 
+/// A resolver whose UDP answers are truncated (TC, no records) and whose TCP answers are whole.
+async fn truncating_upstream() -> (SocketAddr, JoinHandle<()>) {
+    // the same port for both: take a free UDP port, then the TCP one beside it (retried if taken)
+    let (udp, tcp) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        if let Ok(tcp) = tokio::net::TcpListener::bind(udp.local_addr().unwrap()).await {
+            break (udp, tcp);
+        }
+    };
+    let addr = udp.local_addr().unwrap();
+    fn answer(request: &Message, truncated: bool) -> Vec<u8> {
+        let mut response = Message::response(request.metadata.id, OpCode::Query);
+        response.add_query(request.queries[0].clone());
+        response.metadata.truncation = truncated;
+        if !truncated {
+            for last in 1..=3 {
+                let data = RData::A(A(Ipv4Addr::new(192, 0, 2, last)));
+                response.add_answer(Record::from_rdata(request.queries[0].name().clone(), 60, data));
+            }
+        }
+        response.to_vec().unwrap()
+    }
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            tokio::select! {
+                Ok((len, from)) = udp.recv_from(&mut buf) => {
+                    if let Ok(request) = Message::from_vec(&buf[..len]) {
+                        let _ = udp.send_to(&answer(&request, true), from).await;
+                    }
+                }
+                Ok((mut stream, _)) = tcp.accept() => {
+                    let mut len = [0u8; 2];
+                    if stream.read_exact(&mut len).await.is_err() { continue }
+                    let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
+                    if stream.read_exact(&mut query).await.is_err() { continue }
+                    let Ok(request) = Message::from_vec(&query) else { continue };
+                    let bytes = answer(&request, false);
+                    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+                    framed.extend_from_slice(&bytes);
+                    let _ = stream.write_all(&framed).await;
+                }
+            }
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_truncated_upstream_answer_is_relayed_to_udp_and_asked_again_over_tcp_for_tcp() {
+    let (upstream, _task) = truncating_upstream().await;
+    let f = start(table(), Upstream::new([upstream]));
+    let answer = ask(f.server.udp_addr(), "big.example", RecordType::A).await;
+    assert!(answer.metadata.truncation, "UDP client: TC relayed, so it retries over TCP");
+    assert!(answer.answers.is_empty());
+    let answer = ask_tcp(f.server.tcp_addr(), &query(77, "big.example", RecordType::A)).await;
+    assert_eq!(answer.metadata.id, 77);
+    assert!(!answer.metadata.truncation);
+    assert_eq!(answer.answers.len(), 3, "TCP client: the whole answer, fetched over TCP");
+}
+
 #[tokio::test]
 async fn a_records_change_is_answered_at_once() {
     let f = start(table(), Upstream::none());

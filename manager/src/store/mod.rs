@@ -413,8 +413,11 @@ impl ClusterState {
                             t.desired_state = old.desired_state;
                         }
                         t.created_at = old.created_at.clone();
-                        // addresses belong to the allocator, not to the proposer's copy
+                        // addresses and host-mode ports belong to the allocator, not to the proposer's copy
                         t.networks_attachments = old.networks_attachments.clone();
+                        if t.status.port_status.is_none() {
+                            t.status.port_status = old.status.port_status.clone();
+                        }
                         if !old.status.state.is_terminal() && t.status.state.is_terminal() {
                             self.release_task(&t);
                         }
@@ -436,7 +439,12 @@ impl ClusterState {
                             if !t.status.state.is_terminal() && st.state.is_terminal() {
                                 freed = Some(t.clone());
                             }
+                            let ports = t.status.port_status.take();
                             t.status = st.clone();
+                            // the allocator's host-mode ports stay unless the node reports its own
+                            if t.status.port_status.is_none() {
+                                t.status.port_status = ports;
+                            }
                             t.version = v;
                             t.updated_at = at.clone();
                         }

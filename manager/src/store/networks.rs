@@ -365,6 +365,17 @@ impl ClusterState {
                 }
             }
         }
+        // host-mode ports show on the task (`service ps` PORTS) and tell its node what to publish
+        let host: Vec<PortConfig> = svc
+            .endpoint
+            .iter()
+            .flat_map(|e| &e.ports)
+            .filter(|p| p.publish_mode == "host")
+            .cloned()
+            .collect();
+        if !host.is_empty() {
+            t.status.port_status = Some(skep_api::docker::PortStatus { ports: host });
+        }
         match failure {
             None => t.networks_attachments = got,
             Some(err) => {

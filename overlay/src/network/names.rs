@@ -49,6 +49,14 @@ pub fn vxlan_name(vni: u32) -> String {
     format!("skvx{vni}")
 }
 
+/// The sandbox end of a gateway link ([`super::DataPlane::sandbox_gateway`]).
+pub const GATEWAY_IF: &str = "gw0";
+
+/// The node end of a sandbox's gateway link: `skg` + the 8 hex digits of its (node-local) address.
+pub fn gateway_name(node_addr: Ipv4Addr) -> String {
+    format!("skg{:08x}", u32::from(node_addr))
+}
+
 /// The node's end of the host leg of network `vni` (in the node's namespace): `skh<vni>`, at most 11 bytes.
 pub fn host_leg_name(vni: u32) -> String {
     format!("skh{vni}")
@@ -92,6 +100,9 @@ pub fn parse_owned_ns(prefix: &str, name: &str) -> Option<OwnedNs> {
 
 /// Parses `skvx<vni>` / `skh<vni>` (node-namespace leftovers) back to the VNI.
 pub fn parse_node_link(name: &str) -> Option<u32> {
+    if let Some(hex) = name.strip_prefix("skg") {
+        return u32::from_str_radix(hex, 16).ok().filter(|_| hex.len() == 8);
+    }
     let digits = name.strip_prefix("skvx").or_else(|| name.strip_prefix("skh"))?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -10,8 +10,8 @@ use tokio::process::Command;
 
 use super::error::NftError;
 use super::rules::{
-    render_host_ports, render_ingress, render_removal, render_vips, HostPort, IngressPort, VipRule, HOST_PORTS_TABLE,
-    INGRESS_TABLE, VIP_TABLE,
+    render_dns_redirect, render_host_ports, render_ingress, render_removal, render_vips, HostPort, IngressPort, VipRule,
+    HOST_PORTS_TABLE, INGRESS_TABLE, VIP_TABLE,
 };
 
 /// How long one nft run may take before it is killed. A replace of a few thousand rules takes milliseconds; this
@@ -52,6 +52,11 @@ pub async fn apply_host_ports(
     masquerade_via: Option<&str>,
 ) -> Result<(), NftError> {
     apply(ns, &render_host_ports(ports, masquerade_via)?).await
+}
+
+/// Installs the sandbox's DNS redirect (see [`super::render_dns_redirect`]), atomically.
+pub async fn apply_dns_redirect(ns: Option<&Path>, udp_port: u16, tcp_port: u16) -> Result<(), NftError> {
+    apply(ns, &render_dns_redirect(udp_port, tcp_port)).await
 }
 
 /// Deletes the VIP table from `ns`; an absent table is fine.

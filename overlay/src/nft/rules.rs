@@ -12,6 +12,10 @@ pub const VIP_TABLE: &str = "skep_vip";
 pub const INGRESS_TABLE: &str = "skep_ingress";
 /// The table of host-mode published ports, in the node's namespace.
 pub const HOST_PORTS_TABLE: &str = "skep_hostports";
+/// The table that sends a sandbox's DNS queries for 127.0.0.11:53 to the embedded server's real ports.
+pub const DNS_TABLE: &str = "skep_dns";
+/// The embedded DNS address inside every sandbox.
+pub const DNS_ADDR: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 11);
 
 /// Priority of the nat chains that rewrite destinations (`dstnat`; nft 1.0.6 accepts the name only on
 /// `prerouting`, so skep writes the number everywhere).
@@ -88,6 +92,15 @@ struct PortDnat<'a> {
     port: u16,
     target_port: u16,
     backends: &'a [Ipv4Addr],
+}
+
+/// Renders the sandbox's DNS redirect: queries to 127.0.0.11:53 go to the embedded server on 127.0.0.11:`udp_port`
+/// and :`tcp_port`. The server does not take port 53 itself, so a task may run its own DNS server on 0.0.0.0:53
+/// (Docker redirects the same way, with iptables).
+pub fn render_dns_redirect(udp_port: u16, tcp_port: u16) -> String {
+    format!(
+        "table ip {DNS_TABLE} {{}}\ndelete table ip {DNS_TABLE}\ntable ip {DNS_TABLE} {{\n\tchain output {{\n\t\ttype nat hook output priority {PRIO_DSTNAT}; policy accept;\n\t\tip daddr {DNS_ADDR} udp dport 53 dnat to {DNS_ADDR}:{udp_port}\n\t\tip daddr {DNS_ADDR} tcp dport 53 dnat to {DNS_ADDR}:{tcp_port}\n\t}}\n}}\n"
+    )
 }
 
 /// The transaction that removes `table` if it exists and succeeds if it does not (`nft delete table` alone fails

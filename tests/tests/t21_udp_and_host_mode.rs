@@ -1,0 +1,82 @@
+//! Publishing beyond TCP through the mesh: a UDP port answers on every node, and a host-mode port answers only on
+//! the node that runs the task (1 manager + 1 worker, `process` engine).
+
+use anyhow::{ensure, Result};
+use skep_tests::services::node_of;
+use skep_tests::{require_root_and_netns, wait_until, Cluster};
+use std::time::Duration;
+
+const CONVERGE: Duration = Duration::from_secs(40);
+/// A UDP responder: answers each datagram with the task's addresses.
+const UDP_RESPONDER: &str = r"import socket,subprocess
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)
+s.bind(('',53))
+while True:
+  d,a=s.recvfrom(512)
+  s.sendto(subprocess.run(['busybox','ip','-o','-4','addr'],capture_output=True).stdout,a)
+";
+
+/// One UDP datagram to `ip:port` from host `i`; the answer (empty if none within 2 s).
+fn udp_ask(c: &Cluster, i: usize, ip: &str, port: u16) -> Result<String> {
+    let script = format!("exec 3<>/dev/udp/{ip}/{port}; echo hi >&3; timeout 2 dd bs=4096 count=1 <&3 2>/dev/null");
+    Ok(c.host(i).ns.exec("bash", &["-c", &script], Duration::from_secs(5))?.stdout)
+}
+
+/// One TCP connection to `ip:port` from host `i`; what came back.
+fn tcp_ask(c: &Cluster, i: usize, ip: &str, port: u16) -> Result<String> {
+    Ok(c.host(i).ns.exec("timeout", &["3", "busybox", "nc", "-w", "2", ip, &port.to_string()], Duration::from_secs(5))?.stdout)
+}
+
+#[test]
+fn udp_is_published_on_every_node_and_host_mode_only_where_the_task_runs() -> Result<()> {
+    if !require_root_and_netns() {
+        return Ok(());
+    }
+    if skep_tests::find_in_path("python3").is_none() {
+        anyhow::bail!("python3 is needed for the UDP responder (tests/run.sh installs it)");
+    }
+    let mut c = Cluster::new(2)?;
+    c.form(1, 1)?;
+    c.skep_ok(0, &["service", "create", "-d", "--name", "dns", "-p", "5353:53/udp", "python3", "-c", UDP_RESPONDER])?;
+    c.skep_ok(0, &[
+        "service", "create", "-d", "--name", "hm", "--publish", "mode=host,target=80,published=8088",
+        "busybox", "nc", "-ll", "-p", "80", "-e", "busybox", "ip", "-o", "-4", "addr",
+    ])?;
+    c.wait_running(0, "dns", 1, CONVERGE)?;
+    let hm = c.wait_running(0, "hm", 1, CONVERGE)?;
+    let ports = &hm[0]["Status"]["PortStatus"]["Ports"];
+    ensure!(ports[0]["PublishedPort"] == 8088 && ports[0]["PublishMode"] == "host", "PortStatus: {ports}");
+
+    // UDP through the mesh, asked on both nodes (one of them runs no dns task)
+    for node in 0..2 {
+        let ip = c.host(node).ip.clone();
+        wait_until(&format!("UDP 5353 answers on host {node}"), Duration::from_secs(10), || -> Result<()> {
+            let got = udp_ask(&c, (node + 1) % 2, &ip, 5353)?;
+            ensure!(got.contains("inet 10."), "no UDP answer from {ip}: {got:?}");
+            Ok(())
+        })?;
+    }
+
+    // host mode: the task's node answers 8088, the other does not
+    let ids: Vec<String> = (0..2).map(|i| c.node_id(i)).collect::<Result<_>>()?;
+    let on = ids.iter().position(|id| id == node_of(&hm[0])).expect("hm runs on a known node");
+    let off = 1 - on;
+    let (on_ip, off_ip) = (c.host(on).ip.clone(), c.host(off).ip.clone());
+    wait_until("the host-mode port answers on the task's node", Duration::from_secs(10), || -> Result<()> {
+        let got = tcp_ask(&c, off, &on_ip, 8088)?;
+        ensure!(got.contains("inet 169.254."), "no answer on {on_ip}:8088: {got:?}");
+        Ok(())
+    })?;
+    let got = tcp_ask(&c, on, &off_ip, 8088)?;
+    ensure!(!got.contains("inet"), "the node without the task answered its host-mode port: {got}");
+    eprintln!("UDP 5353 answered on both nodes; host-mode 8088 only on host {on}");
+
+    c.skep_ok(0, &["service", "rm", "dns", "hm"])?;
+    wait_until("the host-mode port is closed again", Duration::from_secs(20), || -> Result<()> {
+        let got = tcp_ask(&c, off, &on_ip, 8088)?;
+        ensure!(!got.contains("inet"), "still answering: {got}");
+        Ok(())
+    })?;
+    c.pass();
+    Ok(())
+}
