@@ -375,7 +375,9 @@ impl Cluster {
         let n = managers + workers;
         anyhow::ensure!(managers >= 1 && n <= self.len(), "{managers} managers + {workers} workers on {} hosts", self.len());
         for i in 0..n {
-            self.start(i)?;
+            if !self.is_running(i) {
+                self.start(i)?;
+            }
         }
         self.init(0)?;
         let mtoken = self.join_token(0, Role::Manager)?;

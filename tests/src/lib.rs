@@ -25,6 +25,7 @@
 //! - [`daemon`]: [`Daemon`]: spawn, SIGKILL, SIGTERM-then-SIGKILL, restart with the same data root, log tail.
 //! - [`cluster`]: [`Host`] and [`Cluster`]: hosts on a switch, daemons, `skep`/`docker` clients, swarm helpers;
 //!   [`cluster::slot`] caps how many clusters run daemons at once (env `SKEP_TEST_MAX_CLUSTERS`, default 2).
+//! - [`engine`]: the machine's Docker engine and the test image, for tests of the `docker` engine.
 //! - [`json`]: small helpers to read the CLI's JSON output.
 //! - [`services`]: the daemon's HTTP API over its socket, services and tasks (waits, counts, duplicate slots), and
 //!   the processes a host's `process` engine runs for tasks.
@@ -38,6 +39,7 @@
 
 pub mod cluster;
 pub mod daemon;
+pub mod engine;
 pub mod json;
 pub mod netns;
 pub mod process;

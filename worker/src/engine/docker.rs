@@ -135,6 +135,7 @@ impl Engine for DockerEngine {
         let some_vec = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
         let some_str = |s: &String| (!s.is_empty()).then(|| s.clone());
         let grace_secs = spec::grace_period(c).as_nanos().div_ceil(1_000_000_000);
+        let networked = !task.networks_attachments.is_empty();
         let body = ContainerCreateBody {
             image: Some(c.image.clone()),
             entrypoint: some_vec(&c.command),
@@ -152,6 +153,11 @@ impl Engine for DockerEngine {
                     name: Some(RestartPolicyNameEnum::NO),
                     maximum_retry_count: None,
                 }),
+                // a task on skep networks gets only what the agent plumbs into it after start (its overlay
+                // interfaces), and resolves through the embedded DNS the agent serves at 127.0.0.11 inside it
+                network_mode: networked.then(|| "none".to_string()),
+                dns: networked.then(|| vec!["127.0.0.11".to_string()]),
+                dns_options: networked.then(|| vec!["ndots:0".to_string()]),
                 ..Default::default()
             }),
             ..Default::default()
