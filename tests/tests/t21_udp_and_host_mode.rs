@@ -27,6 +27,20 @@ fn tcp_ask(c: &Cluster, i: usize, ip: &str, port: u16) -> Result<String> {
     Ok(c.host(i).ns.exec("timeout", &["3", "busybox", "nc", "-w", "2", ip, &port.to_string()], Duration::from_secs(5))?.stdout)
 }
 
+/// skep's links (`skvx*`, `skh*`, `skg*`) and nftables tables (`skep_*`) in host `i`'s namespace.
+fn leftovers(c: &Cluster, i: usize) -> Result<Vec<String>> {
+    let links = c.host(i).ns.exec("ip", &["-o", "link", "show"], Duration::from_secs(5))?.stdout;
+    let mut left: Vec<String> = links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or_default().to_string())
+        .filter(|n| n.starts_with("skvx") || n.starts_with("skh") || n.starts_with("skg"))
+        .collect();
+    let tables = c.host(i).ns.exec("nft", &["list", "tables"], Duration::from_secs(5))?.stdout;
+    left.extend(tables.lines().filter(|l| l.contains("skep_")).map(str::to_string));
+    Ok(left)
+}
+
 #[test]
 fn udp_is_published_on_every_node_and_host_mode_only_where_the_task_runs() -> Result<()> {
     if !require_root_and_netns() {
@@ -77,6 +91,16 @@ fn udp_is_published_on_every_node_and_host_mode_only_where_the_task_runs() -> Re
         ensure!(!got.contains("inet"), "still answering: {got}");
         Ok(())
     })?;
+    // with nothing published or attached, and after the worker leaves, no skep link or table is left on a host
+    for i in 0..2 {
+        wait_until(&format!("host {i} holds no skep links or tables"), Duration::from_secs(20), || -> Result<()> {
+            let left = leftovers(&c, i)?;
+            ensure!(left.is_empty(), "{left:?}");
+            Ok(())
+        })?;
+    }
+    c.skep_ok(1, &["swarm", "leave"])?;
+    ensure!(leftovers(&c, 1)?.is_empty(), "after leave: {:?}", leftovers(&c, 1)?);
     c.pass();
     Ok(())
 }
