@@ -346,3 +346,14 @@ impl Cluster {
         kill_task_processes_under(&self.host(i).dir)
     }
 }
+
+/// The overlay IPv4 addresses (10.x, not the tests' 10.213.x underlay) in `ip -o -4 addr` output: what the tests'
+/// network responders (`busybox nc -ll -p 80 -e busybox ip -o -4 addr`) answer with.
+pub fn overlay_addrs(text: &str) -> std::collections::BTreeSet<String> {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "inet" && w[1].starts_with("10.") && !w[1].starts_with("10.213."))
+        .map(|w| w[1].split('/').next().unwrap_or_default().to_string())
+        .collect()
+}

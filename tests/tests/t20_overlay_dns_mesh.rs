@@ -5,7 +5,7 @@
 
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
-use skep_tests::services::{node_of, running};
+use skep_tests::services::{node_of, overlay_addrs as responder_addrs, running};
 use skep_tests::{require_root_and_netns, wait_until, Cluster};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -25,15 +25,6 @@ fn in_task_netns(pid: u32, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The IPv4 addresses (10.x) a responder printed.
-fn responder_addrs(text: &str) -> BTreeSet<String> {
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .windows(2)
-        .filter(|w| w[0] == "inet" && w[1].starts_with("10.") && !w[1].starts_with("10.213."))
-        .map(|w| w[1].split('/').next().unwrap_or_default().to_string())
-        .collect()
-}
 
 /// `nslookup NAME 127.0.0.11` inside a task: the addresses answered.
 fn lookup(pid: u32, name: &str) -> Result<BTreeSet<String>> {

@@ -4,21 +4,12 @@
 
 use anyhow::{ensure, Context as _, Result};
 use skep_tests::engine::{docker_unavailable, engine, IMAGE};
+use skep_tests::services::overlay_addrs;
 use skep_tests::{require_root_and_netns, wait_until, Cluster};
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
-/// The overlay addresses (10.x, not the test underlay) in `ip -o -4 addr` output.
-fn overlay_addrs(text: &str) -> BTreeSet<String> {
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .windows(2)
-        .filter(|w| w[0] == "inet" && w[1].starts_with("10.") && !w[1].starts_with("10.213."))
-        .map(|w| w[1].split('/').next().unwrap_or_default().to_string())
-        .collect()
-}
 
 fn task_addr(c: &Cluster, svc: &str) -> Result<String> {
     let tasks = c.tasks(0, svc)?;
