@@ -127,13 +127,23 @@ fn tasks_reach_services_by_name_across_hosts_and_the_mesh_answers_on_every_node(
     }
 
     // scale: tasks.api follows
+    let t0 = std::time::Instant::now();
+    lookup(web_pid, "tasks.api")?;
+    let one_lookup = t0.elapsed();
     c.skep_ok(0, &["service", "scale", "-d", "api=3"])?;
     c.wait_running(0, "api", 3, CONVERGE)?;
+    // how long DNS lags the store: from the API reporting 3 running to the answer listing 3 (printed, not asserted)
+    let seen_running = std::time::Instant::now();
     wait_until("tasks.api lists 3 addresses", Duration::from_secs(10), || -> Result<()> {
         let got = lookup(web_pid, "tasks.api")?;
         ensure!(got.len() == 3, "tasks.api -> {got:?}");
         Ok(())
     })?;
+    eprintln!(
+        "DNS followed the scale {} ms after the API showed it; one nslookup alone takes {} ms",
+        seen_running.elapsed().as_millis(),
+        one_lookup.as_millis()
+    );
 
     // the mesh: every node answers 8080, from both web tasks
     let mut responders = BTreeSet::new();

@@ -56,18 +56,29 @@ impl Handler {
         if query.query_class() != DNSClass::IN {
             return Plan::Forward;
         }
+        match self.local_answer(query.name().iter(), query.query_type()) {
+            Some(addrs) => Plan::Local(ResponseCode::NoError, addrs),
+            None => Plan::Forward,
+        }
+    }
+
+    /// The A records answering `qtype` for the name of `labels` (class IN), rotated, or `None` when the name is not
+    /// ours for this task. A name of ours with no address or asked for another type has an empty answer.
+    pub(super) fn local_answer<'a>(
+        &self,
+        labels: impl IntoIterator<Item = &'a [u8]>,
+        qtype: RecordType,
+    ) -> Option<Vec<Ipv4Addr>> {
         let records = self.records.borrow();
-        let Some(addrs) = records.lookup_labels(&self.scope, query.name().iter()) else {
-            return Plan::Forward;
-        };
-        if addrs.is_empty() || !matches!(query.query_type(), RecordType::A | RecordType::ANY) {
-            return Plan::Local(ResponseCode::NoError, Vec::new());
+        let addrs = records.lookup_labels(&self.scope, labels)?;
+        if addrs.is_empty() || !matches!(qtype, RecordType::A | RecordType::ANY) {
+            return Some(Vec::new());
         }
         let start = self.rotation.fetch_add(1, Ordering::Relaxed) % addrs.len();
         let mut rotated = Vec::with_capacity(addrs.len());
         rotated.extend_from_slice(&addrs[start..]);
         rotated.extend_from_slice(&addrs[..start]);
-        Plan::Local(ResponseCode::NoError, rotated)
+        Some(rotated)
     }
 
     /// Whether answers say "recursion available": only when there is somewhere to forward to.

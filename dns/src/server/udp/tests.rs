@@ -27,7 +27,7 @@ fn addrs(n: usize) -> Vec<Ipv4Addr> {
 
 fn encode(request: &Request, code: ResponseCode, addrs: &[Ipv4Addr], ra: bool) -> (Vec<u8>, Message) {
     let mut out = Vec::new();
-    encode_local(request, code, addrs, ra, &mut out);
+    Reply::to(request, ra).encode(code, addrs, &mut out);
     let message = Message::from_vec(&out).expect("hickory reads our answer");
     (out, message)
 }
@@ -123,4 +123,86 @@ fn answerable_sources() {
     assert!(!answerable("0.0.0.0:53".parse().unwrap()));
     assert!(!answerable("255.255.255.255:53".parse().unwrap()));
     assert!(!answerable("[::]:53".parse().unwrap()));
+}
+
+fn plain_query(name: &str, rtype: RecordType) -> Vec<u8> {
+    let mut message = Message::new(0x0102, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    message.to_vec().unwrap()
+}
+
+#[test]
+fn plain_queries_are_read_from_the_datagram() {
+    let bytes = plain_query("Tasks.web.", RecordType::AAAA);
+    let query = PlainQuery::parse(&bytes).expect("a stub's query is plain");
+    let labels: Vec<&[u8]> = query.labels().collect();
+    assert_eq!(labels, [&b"Tasks"[..], &b"web"[..]]);
+    assert_eq!(query.qtype(), RecordType::AAAA);
+    assert!(query.qclass_is_in());
+    assert_eq!(query.header, &bytes[..12]);
+    assert_eq!(query.question, &bytes[12..]);
+}
+
+#[test]
+fn anything_unusual_is_left_to_hickory() {
+    let plain = plain_query("web", RecordType::A);
+    let with_edns = request("web", Some(1232));
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("EDNS", with_edns.as_slice().to_vec()),
+        ("trailing byte", [&plain[..], &[0]].concat()),
+        ("cut short", plain[..plain.len() - 1].to_vec()),
+        ("header only", plain[..12].to_vec()),
+        ("empty", Vec::new()),
+    ];
+    let mut response = plain.clone();
+    response[2] |= 0x80;
+    cases.push(("a response", response));
+    let mut notify = plain.clone();
+    notify[2] |= 4 << 3;
+    cases.push(("opcode NOTIFY", notify));
+    let mut two = plain.clone();
+    two[5] = 2;
+    cases.push(("two questions", two));
+    let mut answer_count = plain.clone();
+    answer_count[7] = 1;
+    cases.push(("an answer section", answer_count));
+    // a compression pointer as the name
+    let mut pointer = plain[..12].to_vec();
+    pointer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    cases.push(("compression pointer", pointer));
+    // 128 labels of 1 byte: 257 bytes of name
+    let mut long = plain[..12].to_vec();
+    for _ in 0..128 {
+        long.extend_from_slice(&[1, b'a']);
+    }
+    long.extend_from_slice(&[0, 0, 1, 0, 1]);
+    cases.push(("name over 255 bytes", long));
+    for (what, bytes) in cases {
+        assert!(PlainQuery::parse(&bytes).is_none(), "{what}");
+    }
+    // 127 labels of 1 byte + root = 255: still plain
+    let mut longest = plain[..12].to_vec();
+    for _ in 0..127 {
+        longest.extend_from_slice(&[1, b'a']);
+    }
+    longest.extend_from_slice(&[0, 0, 1, 0, 1]);
+    assert!(PlainQuery::parse(&longest).is_some());
+}
+
+#[test]
+fn the_plain_path_writes_the_same_bytes_as_the_general_path() {
+    for rtype in [RecordType::A, RecordType::AAAA] {
+        let bytes = plain_query("Tasks.Web", rtype);
+        let plain = PlainQuery::parse(&bytes).unwrap();
+        let request = Request::from_bytes(bytes.clone(), "127.0.0.1:5353".parse().unwrap(), Protocol::Udp).unwrap();
+        for (code, n) in [(ResponseCode::NoError, 3), (ResponseCode::NoError, 0), (ResponseCode::NoError, 100)] {
+            for ra in [false, true] {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                Reply::plain(&plain, ra).encode(code, &addrs(n), &mut a);
+                Reply::to(&request, ra).encode(code, &addrs(n), &mut b);
+                assert_eq!(a, b, "{rtype} {n} answers, ra {ra}");
+            }
+        }
+    }
 }
