@@ -83,6 +83,25 @@ fn the_docker_cli_creates_lists_inspects_scales_and_removes_services() -> Result
     let out = c.docker(0, &["service", "ps", "web"])?;
     let text = out.refused()?;
     assert!(text.contains("no such service: web"), "{text}");
+
+    // networks: create, ls, inspect, a service on it with a published port, rm (refused while in use)
+    let id = c.docker(0, &["network", "create", "-d", "overlay", "--subnet", "10.60.0.0/24", "front"])?.ok()?.trim().to_owned();
+    ensure!(id.len() == 25, "network create printed {id:?}");
+    let ls = c.docker(0, &["network", "ls"])?.ok()?.to_owned();
+    ensure!(ls.contains("front") && ls.contains("ingress") && ls.contains("overlay") && ls.contains("swarm"), "{ls}");
+    let v = c.docker(0, &["network", "inspect", "front"])?.json()?;
+    ensure!(v[0]["IPAM"]["Config"][0]["Subnet"] == "10.60.0.0/24" && v[0]["Scope"] == "swarm", "{v}");
+    let out = c.docker(0, &["service", "create", "-d", "--name", "api", "--network", "front", "-p", "8080:80", "busybox", "sleep", "3600"])?;
+    out.ok()?;
+    let ports = c.docker(0, &["service", "ls", "--format", "{{.Ports}}", "--filter", "name=api"])?.ok()?.trim().to_owned();
+    ensure!(ports == "*:8080->80/tcp", "PORTS {ports:?}");
+    let refused = c.docker(0, &["network", "rm", "front"])?;
+    ensure!(!refused.success() && refused.stderr.contains("in use"), "network rm while in use: {}", refused.stderr);
+    c.docker(0, &["service", "rm", "api"])?.ok()?;
+    wait_until("docker network rm front succeeds", Duration::from_secs(20), || -> Result<()> {
+        c.docker(0, &["network", "rm", "front"])?.ok()?;
+        Ok(())
+    })?;
     c.pass();
     Ok(())
 }
