@@ -35,10 +35,21 @@ pub struct DaemonArgs {
     pub log_level: String,
 }
 
+/// The log filter with hickory's per-request `info` lines turned down, unless the filter names hickory itself.
+fn quiet_dependencies(filter: &str) -> String {
+    if filter.contains("hickory") {
+        filter.to_string()
+    } else {
+        format!("{filter},hickory_server=warn,hickory_proto=warn")
+    }
+}
+
 /// Run the daemon until SIGINT/SIGTERM; returns the exit code.
 pub fn main(args: DaemonArgs) -> i32 {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(quiet_dependencies(&args.log_level)).unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
