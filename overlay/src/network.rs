@@ -291,6 +291,14 @@ impl DataPlane {
         if let Some(lo) = nl::index_of(&nl, "lo").await? {
             nl::set_link(&nl, lo, "lo", None, None).await?;
         }
+        // No TIME_WAIT sockets in task sandboxes: the routing mesh masquerades every client to the node's one leg
+        // address, so connections of different clients reuse the same leg:port → task:port tuples, and a tuple the
+        // task still held in TIME_WAIT refused the new SYN (1 s stalls under connection churn, bench/net (c)). The
+        // cost, stale segments of an old connection landing in a new one, needs a duplicate delayed past the old
+        // connection's close on a LAN overlay.
+        crate::nft::set_sysctl(Some(ns.path()), "net/ipv4/tcp_max_tw_buckets", "0")
+            .await
+            .map_err(|e| Error::Invalid(format!("sandbox sysctl: {e}")))?;
         Ok(ns)
     }
 
