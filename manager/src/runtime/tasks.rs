@@ -27,47 +27,87 @@ pub fn assignments_for(state: &ClusterState, node_id: &str) -> Vec<Task> {
     state.tasks.values().filter(|t| t.node_id == node_id && is_assigned(t)).cloned().collect()
 }
 
-/// Assignment sets of every node, computed once per store version and shared by all long polls.
+/// Assignment digests of every node, computed once per store version and shared by all long polls; the sets
+/// themselves are copied out of the store only for a node that is about to be answered. (Every status report makes a
+/// new version, and most versions change nothing a node acts on: cloning every task at every version was the
+/// leader's main cost with thousands of tasks.)
 #[derive(Default)]
 pub(super) struct AssignmentCache {
     index: u64,
-    sets: std::collections::HashMap<String, (u64, Arc<Vec<Task>>)>,
+    built: bool,
+    /// Per node: the digest of its set and the IDs in it (table order).
+    nodes: std::collections::HashMap<String, (u64, Vec<String>)>,
+    /// Sets copied out at this version so far.
+    sets: std::collections::HashMap<String, Arc<Vec<Task>>>,
     /// The network index of this version and the views cut from it so far (each with its digest).
     net: Option<crate::netview::ClusterNet>,
     views: std::collections::HashMap<String, (u64, Arc<NetworkView>)>,
 }
 
 impl AssignmentCache {
-    fn get(&mut self, state: &ClusterState, node_id: &str) -> (u64, Arc<Vec<Task>>) {
-        if self.index != state.index || self.sets.is_empty() && !state.tasks.is_empty() {
-            let mut by_node: std::collections::HashMap<String, Vec<Task>> = std::collections::HashMap::new();
-            for t in state.tasks.values().filter(|t| is_assigned(t)) {
-                by_node.entry(t.node_id.clone()).or_default().push(t.clone());
-            }
-            self.sets = by_node.into_iter().map(|(n, ts)| (n, (digest(&ts), Arc::new(ts)))).collect();
-            self.index = state.index;
-            self.net = None;
-            self.views.clear();
+    fn refresh(&mut self, state: &ClusterState) {
+        if self.built && self.index == state.index {
+            return;
         }
-        self.sets.get(node_id).cloned().unwrap_or_else(|| (digest(&[]), Arc::new(Vec::new())))
+        let mut keys: std::collections::HashMap<&str, Vec<(&str, TaskState)>> = std::collections::HashMap::new();
+        for t in state.tasks.values().filter(|t| is_assigned(t)) {
+            keys.entry(t.node_id.as_str()).or_default().push((t.id.as_str(), t.desired_state));
+        }
+        self.nodes = keys
+            .into_iter()
+            .map(|(n, k)| {
+                // the table is ordered by ID, so `k` is already in `digest`'s order
+                let mut h = DefaultHasher::new();
+                k.hash(&mut h);
+                (n.to_string(), (h.finish() | 1, k.into_iter().map(|(id, _)| id.to_string()).collect()))
+            })
+            .collect();
+        self.sets.clear();
+        self.net = None;
+        self.views.clear();
+        self.index = state.index;
+        self.built = true;
     }
 
-    /// The node's assignments and network view, with one digest over both (a network change wakes the long poll).
+    /// The node's set and its digest.
+    fn get(&mut self, state: &ClusterState, node_id: &str) -> (u64, Arc<Vec<Task>>) {
+        self.refresh(state);
+        let Some((d, ids)) = self.nodes.get(node_id) else { return (digest(&[]), Arc::new(Vec::new())) };
+        let set = self
+            .sets
+            .entry(node_id.to_string())
+            .or_insert_with(|| Arc::new(ids.iter().filter_map(|id| state.tasks.get(id).cloned()).collect()))
+            .clone();
+        (*d, set)
+    }
+
+    /// The digest over the node's assignments and network view (a network change wakes the long poll too).
+    fn digest_with_view(&mut self, state: &ClusterState, node_id: &str) -> u64 {
+        self.refresh(state);
+        let d = self.nodes.get(node_id).map(|(d, _)| *d).unwrap_or_else(|| digest(&[]));
+        let (vd, _) = self.view(state, node_id);
+        (d ^ vd.rotate_left(1)) | 1
+    }
+
+    fn view(&mut self, state: &ClusterState, node_id: &str) -> (u64, Arc<NetworkView>) {
+        if let Some(v) = self.views.get(node_id) {
+            return v.clone();
+        }
+        let net = self.net.get_or_insert_with(|| crate::netview::ClusterNet::new(state));
+        let view = net.view(state, node_id);
+        let mut h = DefaultHasher::new();
+        view.hash(&mut h);
+        let v = (h.finish(), Arc::new(view));
+        self.views.insert(node_id.to_string(), v.clone());
+        v
+    }
+
+    /// The node's assignments and network view, with one digest over both.
     fn get_with_view(&mut self, state: &ClusterState, node_id: &str) -> (u64, Arc<Vec<Task>>, Arc<NetworkView>) {
-        let (d, tasks) = self.get(state, node_id);
-        let (vd, view) = match self.views.get(node_id) {
-            Some(v) => v.clone(),
-            None => {
-                let net = self.net.get_or_insert_with(|| crate::netview::ClusterNet::new(state));
-                let view = net.view(state, node_id);
-                let mut h = DefaultHasher::new();
-                view.hash(&mut h);
-                let v = (h.finish(), Arc::new(view));
-                self.views.insert(node_id.to_string(), v.clone());
-                v
-            }
-        };
-        ((d ^ vd.rotate_left(1)) | 1, tasks, view)
+        let d = self.digest_with_view(state, node_id);
+        let (_, tasks) = self.get(state, node_id);
+        let (_, view) = self.view(state, node_id);
+        (d, tasks, view)
     }
 }
 
@@ -101,16 +141,19 @@ impl Manager {
             if !state.nodes.contains_key(&id.node_id) {
                 return werr(ErrorKind::Unavailable, "this node is not known to the managers yet");
             }
-            let (d, tasks, view) =
-                self.inner.assignments.lock().unwrap_or_else(|p| p.into_inner()).get_with_view(&state, &id.node_id);
-            let reply = || Response::Assignments { digest: d, tasks: tasks.to_vec(), network: (*view).clone() };
+            let reply = |state: &ClusterState| {
+                let (d, tasks, view) =
+                    self.inner.assignments.lock().unwrap_or_else(|p| p.into_inner()).get_with_view(state, &id.node_id);
+                Response::Assignments { digest: d, tasks: tasks.to_vec(), network: (*view).clone() }
+            };
+            let d = self.inner.assignments.lock().unwrap_or_else(|p| p.into_inner()).digest_with_view(&state, &id.node_id);
             if d != known {
-                return reply();
+                return reply(&state);
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) if self.is_leader() => continue,
                 Ok(Ok(())) => return self.not_leader(),
-                _ => return reply(),
+                _ => return reply(&state),
             }
         }
     }
@@ -163,27 +206,28 @@ impl Manager {
     }
 
     /// One round of orchestration, scheduling and reaping on the leader. Returns whether it changed anything.
+    ///
+    /// New tasks are placed in the same round: the orchestrators' changes are applied to a scratch copy of the
+    /// state, the scheduler runs on it, and each task is proposed once, already assigned. The chunks of a round go
+    /// to Raft a few at a time (they are independent), so a large create is not one commit round trip per chunk.
     pub(super) async fn reconcile_tasks(&self, reap: bool) -> bool {
         let state = self.local_state();
         let now_ns = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
         let mut new_id = || skep_api::id::new_id(&mut rand::thread_rng());
         let ops = orchestrator::reconcile(&state, &mut Env { now_ns, new_id: &mut new_id });
-        let mut changed = false;
-        for op in split(ops) {
-            changed = true;
-            if let Err(e) = self.propose_local(op).await {
-                tracing::debug!("orchestrator proposal: {e}");
-                return changed;
+        let ops = if ops.is_empty() {
+            schedule(&state, now_ns)
+        } else {
+            let mut scratch = (*state).clone();
+            let at = skep_api::time::format_unix_nanos(now_ns.max(0) as u128);
+            for op in &ops {
+                let _ = scratch.apply(scratch.index, &crate::store::Command { at: at.clone(), op: op.clone() });
             }
-        }
-        let state = self.local_state();
-        let ops = schedule(&state, now_ns);
-        for op in split(ops) {
-            changed = true;
-            if let Err(e) = self.propose_local(op).await {
-                tracing::debug!("scheduler proposal: {e}");
-                return changed;
-            }
+            merge_placements(ops, schedule(&scratch, now_ns))
+        };
+        let mut changed = !ops.is_empty();
+        if !self.propose_pipelined(split(ops)).await {
+            return changed;
         }
         if reap {
             let state = self.local_state();
@@ -203,6 +247,50 @@ impl Manager {
         }
         changed
     }
+}
+
+impl Manager {
+    /// Propose `ops` in order of submission, up to [`IN_FLIGHT`] at once; false after the first refusal.
+    async fn propose_pipelined(&self, ops: Vec<Op>) -> bool {
+        use futures::StreamExt;
+        let mut results = futures::stream::iter(ops.into_iter().map(|op| self.propose_local(op))).buffered(IN_FLIGHT);
+        while let Some(r) = results.next().await {
+            if let Err(e) = r {
+                tracing::debug!("orchestrator/scheduler proposal: {e}");
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Proposals of one reconcile round in flight at once.
+const IN_FLIGHT: usize = 4;
+
+/// The orchestrators' ops with the scheduler's placements folded in: a task both touched is proposed once, in the
+/// scheduler's (later) version; the scheduler's other changes follow.
+fn merge_placements(mut ops: Vec<Op>, placed: Vec<Op>) -> Vec<Op> {
+    let mut later: std::collections::HashMap<String, Task> = std::collections::HashMap::new();
+    for op in placed {
+        if let Op::PutTasks { tasks } = op {
+            later.extend(tasks.into_iter().map(|t| (t.id.clone(), t)));
+        }
+    }
+    for op in &mut ops {
+        if let Op::PutTasks { tasks } = op {
+            for t in tasks.iter_mut() {
+                if let Some(l) = later.remove(&t.id) {
+                    *t = l;
+                }
+            }
+        }
+    }
+    if !later.is_empty() {
+        let mut rest: Vec<Task> = later.into_values().collect();
+        rest.sort_by(|a, b| a.id.cmp(&b.id));
+        ops.push(Op::PutTasks { tasks: rest });
+    }
+    ops
 }
 
 /// Split big `PutTasks` into chunks.
