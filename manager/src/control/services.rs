@@ -334,7 +334,7 @@ pub fn filter_tasks<'a>(state: &'a ClusterState, f: &Filters) -> Result<Vec<&'a 
             !f.has("label")
                 || state.services.get(&t.service_id).is_some_and(|s| f.matches_labels("label", &s.spec.labels))
         })
-        .filter(|t| !up_to_date || state.services.get(&t.service_id).is_some_and(|s| crate::orchestrator::is_up_to_date(t, s)))
+        .filter(|t| !up_to_date || state.services.get(&t.service_id).is_some_and(|s| crate::orchestrator::is_current(state, t, s)))
         .filter(|_| f.matches_any("runtime", |r| r == "container"))
         .collect();
     Ok(out)

@@ -40,6 +40,15 @@ pub fn is_up_to_date(t: &Task, svc: &Service) -> bool {
     t.spec == svc.spec.task_template
 }
 
+/// [`is_up_to_date`] through the store's template indexes when both are known (no spec comparison), else by
+/// comparing specs.
+pub fn is_current(state: &ClusterState, t: &Task, svc: &Service) -> bool {
+    match (state.task_template.get(&t.id), state.template_index.get(&svc.id)) {
+        (Some(made), Some(now)) => made == now,
+        _ => is_up_to_date(t, svc),
+    }
+}
+
 fn ts(now_ns: i64) -> String {
     skep_api::time::format_unix_nanos(now_ns.max(0) as u128)
 }
@@ -262,12 +271,11 @@ fn reconcile_replicated(
     // live tasks that stopped, sit on lost nodes, or are out of date
     let in_flight = live
         .values()
-        .filter(|t| is_up_to_date(t, svc) && t.status.state < TaskState::Running && !t.status.state.is_terminal())
+        .filter(|t| is_current(state, t, svc) && t.status.state < TaskState::Running && !t.status.state.is_terminal())
         .count();
     let mut budget = update_parallelism(svc).saturating_sub(in_flight);
     let mut dirty = 0usize;
-    let snapshot: Vec<(u64, Task)> = live.iter().map(|(s, t)| (*s, (*t).clone())).collect();
-    for (slot, t) in snapshot {
+    for (&slot, &t) in live.iter() {
         if put.iter().any(|p| p.id == t.id) {
             continue; // made or changed this round
         }
@@ -277,7 +285,7 @@ fn reconcile_replicated(
         } else if !t.node_id.is_empty() && node_lost(state, &t.node_id) {
             put.push(shut_down(&t, "node is down or drained", env.now_ns));
             put.push(new_task(env, svc, slot, ""));
-        } else if !is_up_to_date(&t, svc) {
+        } else if !is_current(state, t, svc) {
             dirty += 1;
             if budget > 0 {
                 budget -= 1;
@@ -356,7 +364,7 @@ fn reconcile_global(
             }
         } else if t.status.state.is_terminal() {
             replace_if_due(state, svc, key, t, 0, node, env, put, ops);
-        } else if !is_up_to_date(t, svc) {
+        } else if !is_current(state, t, svc) {
             dirty += 1;
             if budget > 0 {
                 budget -= 1;
@@ -370,7 +378,7 @@ fn reconcile_global(
             put.push(new_task(env, svc, 0, node));
         }
     }
-    let in_flight = live.values().filter(|t| is_up_to_date(t, svc) && t.status.state < TaskState::Running).count();
+    let in_flight = live.values().filter(|t| is_current(state, t, svc) && t.status.state < TaskState::Running).count();
     update_status(svc, dirty, in_flight, env, ops);
 }
 

@@ -51,6 +51,14 @@ pub struct ClusterState {
     /// Swarm networks by ID, with their allocations.
     #[serde(default)]
     pub networks: Table<String, NetworkRecord>,
+    /// Per service: the log index at which its task template last changed.
+    #[serde(default)]
+    pub template_index: Table<String, u64>,
+    /// Per task: the template index of its service when the task was made from that template. With
+    /// `template_index` it tells whether a task is up to date without comparing whole specs, which the orchestrators
+    /// would otherwise do for every task on every round.
+    #[serde(default)]
+    pub task_template: Table<String, u64>,
 }
 
 /// The swarm object plus what only managers may see.
@@ -358,6 +366,7 @@ impl ClusterState {
                 }
                 let mut svc = (**service).clone();
                 self.allocate_endpoint(&mut svc, None)?;
+                self.template_index.insert(svc.id.clone(), index);
                 svc.version = v;
                 svc.created_at = at.clone();
                 svc.updated_at = at.clone();
@@ -377,6 +386,13 @@ impl ClusterState {
                 }
                 let old = svc.endpoint.take();
                 self.allocate_endpoint(&mut svc, old.as_ref())?;
+                let template_changed = match (&svc.previous_spec, *spec_changed) {
+                    (Some(prev), true) => prev.task_template != svc.spec.task_template,
+                    _ => false,
+                };
+                if template_changed || !self.template_index.contains_key(id) {
+                    self.template_index.insert(id.clone(), index);
+                }
                 svc.version = v;
                 svc.updated_at = at.clone();
                 self.services.insert(id.clone(), svc);
@@ -394,6 +410,7 @@ impl ClusterState {
                 if let Some(ep) = &svc.endpoint {
                     self.release_endpoint(ep);
                 }
+                self.template_index.remove(id);
                 let prefix = format!("{id}/");
                 let gone: Vec<String> = self.restarts.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
                 for k in gone {
@@ -425,6 +442,11 @@ impl ClusterState {
                         t.created_at = at.clone();
                         t.networks_attachments.clear();
                         self.allocate_task(&mut t);
+                        if let (Some(svc), Some(ix)) = (self.services.get(&t.service_id), self.template_index.get(&t.service_id)) {
+                            if t.spec == svc.spec.task_template {
+                                self.task_template.insert(t.id.clone(), *ix);
+                            }
+                        }
                     }
                     t.version = v;
                     t.updated_at = at.clone();
@@ -456,6 +478,7 @@ impl ClusterState {
             }
             Op::DeleteTasks { ids } => {
                 for id in ids {
+                    self.task_template.remove(id);
                     if let Some(t) = self.tasks.remove(id) {
                         if !t.status.state.is_terminal() {
                             self.release_task(&t);
