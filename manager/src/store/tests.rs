@@ -277,3 +277,29 @@ mod networks {
         assert_eq!(s.tasks["t9"].networks_attachments[0].addresses, s.tasks["t0"].networks_attachments[0].addresses);
     }
 }
+
+#[test]
+fn template_indexes_tell_up_to_date_tasks_without_comparing_specs() {
+    use crate::orchestrator::is_current;
+    let mut s = initialised();
+    let mut svc = Service { id: "s1".into(), ..Default::default() };
+    svc.spec.name = "web".into();
+    s.apply(2, &cmd(Op::CreateService { service: Box::new(svc) })).unwrap();
+    let mut t = task("t1", TaskState::New, TaskState::Running);
+    t.service_id = "s1".into();
+    t.spec = s.services["s1"].spec.task_template.clone();
+    s.apply(3, &cmd(Op::PutTasks { tasks: vec![t] })).unwrap();
+    assert_eq!(s.task_template.get("t1"), Some(&2));
+    assert!(is_current(&s, &s.tasks["t1"], &s.services["s1"]));
+    // a scale or a label change keeps the template: still current
+    let mut spec = s.services["s1"].spec.clone();
+    spec.labels.insert("a".into(), "b".into());
+    s.apply(4, &cmd(Op::UpdateService { id: "s1".into(), version: 2, spec: Box::new(spec.clone()), spec_changed: true })).unwrap();
+    assert!(is_current(&s, &s.tasks["t1"], &s.services["s1"]));
+    // a template change makes it out of date
+    spec.task_template.force_update += 1;
+    s.apply(5, &cmd(Op::UpdateService { id: "s1".into(), version: 4, spec: Box::new(spec), spec_changed: true })).unwrap();
+    assert!(!is_current(&s, &s.tasks["t1"], &s.services["s1"]));
+    s.apply(6, &cmd(Op::DeleteTasks { ids: vec!["t1".into()] })).unwrap();
+    assert!(s.task_template.get("t1").is_none());
+}
