@@ -1,5 +1,6 @@
-//! Publishing beyond TCP through the mesh: a UDP port answers on every node, and a host-mode port answers only on
-//! the node that runs the task (1 manager + 1 worker, `process` engine).
+//! Publishing beyond plain TCP through the mesh: a UDP port answers on every node, a port published with PROXY
+//! protocol v2 tells the task the client's address, and a host-mode port answers only on the node that runs the task
+//! (1 manager + 1 worker, `process` engine).
 
 use anyhow::{ensure, Result};
 use skep_tests::services::node_of;
@@ -14,6 +15,21 @@ s.bind(('',53))
 while True:
   d,a=s.recvfrom(512)
   s.sendto(subprocess.run(['busybox','ip','-o','-4','addr'],capture_output=True).stdout,a)
+";
+
+/// A TCP responder that reads a PROXY protocol v2 header and answers with the client address it carries.
+const PROXY_RESPONDER: &str = r"import socket,struct
+s=socket.socket()
+s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
+s.bind(('',80))
+s.listen(16)
+while True:
+  c,a=s.accept()
+  h=c.recv(16)
+  ok=h[:12]==b'\r\n\r\n\x00\r\nQUIT\n' and h[13]==0x11
+  b=c.recv(struct.unpack('!H',h[14:16])[0]) if ok else b''
+  c.sendall(('proxied-from %s\n' % socket.inet_ntoa(b[0:4]) if ok else 'no-proxy-header\n').encode())
+  c.close()
 ";
 
 /// One UDP datagram to `ip:port` from host `i`; the answer (empty if none within 2 s).
@@ -56,7 +72,12 @@ fn udp_is_published_on_every_node_and_host_mode_only_where_the_task_runs() -> Re
         "service", "create", "-d", "--name", "hm", "--publish", "mode=host,target=80,published=8088",
         "busybox", "nc", "-ll", "-p", "80", "-e", "busybox", "ip", "-o", "-4", "addr",
     ])?;
+    c.skep_ok(0, &[
+        "service", "create", "-d", "--name", "pp", "-p", "8090:80", "--label", "com.skep.proxy-protocol=v2",
+        "python3", "-c", PROXY_RESPONDER,
+    ])?;
     c.wait_running(0, "dns", 1, CONVERGE)?;
+    c.wait_running(0, "pp", 1, CONVERGE)?;
     let hm = c.wait_running(0, "hm", 1, CONVERGE)?;
     let ports = &hm[0]["Status"]["PortStatus"]["Ports"];
     ensure!(ports[0]["PublishedPort"] == 8088 && ports[0]["PublishMode"] == "host", "PortStatus: {ports}");
@@ -85,7 +106,19 @@ fn udp_is_published_on_every_node_and_host_mode_only_where_the_task_runs() -> Re
     ensure!(!got.contains("inet"), "the node without the task answered its host-mode port: {got}");
     eprintln!("UDP 5353 answered on both nodes; host-mode 8088 only on host {on}");
 
-    c.skep_ok(0, &["service", "rm", "dns", "hm"])?;
+    // PROXY protocol v2 through the mesh: the task learns the real client address, on both nodes
+    for node in 0..2 {
+        let (client, ip) = ((node + 1) % 2, c.host(node).ip.clone());
+        let want = format!("proxied-from {}", c.host(client).ip);
+        wait_until(&format!("the PROXY v2 port answers on host {node}"), Duration::from_secs(10), || -> Result<()> {
+            let got = tcp_ask(&c, client, &ip, 8090)?;
+            ensure!(got.contains(&want), "asked {ip}:8090 from {}: {got:?}", c.host(client).ip);
+            Ok(())
+        })?;
+    }
+    eprintln!("PROXY v2: the task saw the clients' own addresses");
+
+    c.skep_ok(0, &["service", "rm", "dns", "hm", "pp"])?;
     wait_until("the host-mode port is closed again", Duration::from_secs(20), || -> Result<()> {
         let got = tcp_ask(&c, off, &on_ip, 8088)?;
         ensure!(!got.contains("inet"), "still answering: {got}");
