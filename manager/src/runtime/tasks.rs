@@ -299,11 +299,14 @@ fn split(ops: Vec<Op>) -> Vec<Op> {
     for op in ops {
         match op {
             Op::PutTasks { tasks } if tasks.len() > CHUNK => {
-                let mut tasks = tasks;
-                while !tasks.is_empty() {
-                    let rest = tasks.split_off(tasks.len().min(CHUNK));
-                    out.push(Op::PutTasks { tasks });
-                    tasks = rest;
+                // move the tasks out chunk by chunk (`split_off` would copy the whole remainder every time)
+                let mut it = tasks.into_iter();
+                loop {
+                    let chunk: Vec<Task> = it.by_ref().take(CHUNK).collect();
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    out.push(Op::PutTasks { tasks: chunk });
                 }
             }
             other => out.push(other),
@@ -364,6 +367,16 @@ mod tests {
 
     fn task(id: &str, node: &str, state: TaskState, desired: TaskState) -> Task {
         Task { id: id.into(), node_id: node.into(), desired_state: desired, status: TaskStatus { state, ..Default::default() }, ..Default::default() }
+    }
+
+    #[test]
+    fn big_put_tasks_are_split_in_order() {
+        let tasks: Vec<Task> = (0..250).map(|i| task(&format!("t{i:03}"), "n1", TaskState::New, TaskState::Running)).collect();
+        let ops = split(vec![Op::PutTasks { tasks }]);
+        let sizes: Vec<usize> = ops.iter().map(|o| match o { Op::PutTasks { tasks } => tasks.len(), _ => 0 }).collect();
+        assert_eq!(sizes, vec![100, 100, 50]);
+        let Op::PutTasks { tasks } = &ops[2] else { panic!() };
+        assert_eq!(tasks[0].id, "t200");
     }
 
     #[test]
