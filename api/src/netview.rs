@@ -86,6 +86,21 @@ pub struct TaskEndpoint {
     pub backend: bool,
 }
 
+impl TaskEndpoint {
+    /// The task's address on network `net`.
+    pub fn addr_on(&self, net: &str) -> Option<Ipv4Addr> {
+        self.addrs.iter().find(|(n, _)| n == net).map(|(_, ip)| *ip)
+    }
+}
+
+impl ServiceInfo {
+    /// The addresses on network `net` of the tasks that take new connections (VIP and mesh backends, dnsrr and
+    /// `tasks.<name>` answers).
+    pub fn backends_on(&self, net: &str) -> Vec<Ipv4Addr> {
+        self.tasks.iter().filter(|t| t.backend).filter_map(|t| t.addr_on(net)).collect()
+    }
+}
+
 impl NetworkView {
     /// The network with this ID.
     pub fn network(&self, id: &str) -> Option<&NetworkInfo> {

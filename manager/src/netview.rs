@@ -42,10 +42,7 @@ impl ClusterNet {
         for t in state.tasks.values().filter(|t| holds_addresses(t)) {
             let mut addrs = Vec::new();
             for a in &t.networks_attachments {
-                let Some(ip) = a.addresses.first().and_then(|c| crate::allocator::parse_cidr(c).ok()).map(|(ip, _)| ip)
-                else {
-                    continue;
-                };
+                let Some((ip, _)) = a.ipv4() else { continue };
                 c.endpoints.entry(a.network.id.clone()).or_default().push((ip, t.node_id.clone()));
                 c.node_networks.entry(t.node_id.clone()).or_default().insert(a.network.id.clone());
                 addrs.push((a.network.id.clone(), ip));
@@ -60,19 +57,15 @@ impl ClusterNet {
                 backend: t.status.state == TaskState::Running && t.desired_state == TaskState::Running,
             });
         }
-        let ingress_id = state.ingress().map(|i| i.network.id.clone());
         for s in state.services.values() {
             let mesh = uses_ingress(s);
             c.mesh |= mesh;
-            let mut nets: BTreeSet<String> = s.spec.task_template.networks.iter().map(|a| a.target.clone()).collect();
-            if mesh {
-                nets.extend(ingress_id.clone());
-            }
+            let nets: BTreeSet<String> = state.attached_networks(&s.spec.task_template.networks, mesh).into_iter().collect();
             let ep = s.endpoint.as_ref();
             let vips = ep
                 .iter()
                 .flat_map(|e| &e.virtual_ips)
-                .filter_map(|v| Some((v.network_id.clone(), crate::allocator::parse_cidr(&v.addr).ok()?.0)))
+                .filter_map(|v| Some((v.network_id.clone(), v.ipv4()?)))
                 .collect();
             let aliases = s
                 .spec

@@ -217,7 +217,7 @@ impl NetAgent {
         }
         let addrs = addrs_of(task);
         for (i, a) in task.networks_attachments.iter().enumerate() {
-            let (Some(vni), Some((ip, len))) = (a.network.vni(), first_addr(&a.addresses)) else {
+            let (Some(vni), Some((ip, len))) = (a.network.vni(), a.ipv4()) else {
                 return Err(format!("network {}: no VXLAN ID or address allocated", a.network.name));
             };
             self.ensure_network(&mut inner, &a.network.id, vni, &a.network).await?;
@@ -265,7 +265,7 @@ impl NetAgent {
             None => {
                 let (subnet, len) = n
                     .subnet()
-                    .and_then(|s| parse_cidr(s))
+                    .and_then(skep_api::docker::parse_ipv4_cidr)
                     .ok_or_else(|| format!("network {} has no subnet", n.name))?;
                 NetworkPlan {
                     id: id.to_string(),
@@ -285,10 +285,13 @@ impl NetAgent {
     /// The sandbox's DNS server: sockets on 127.0.0.11 (ephemeral ports) made inside it, served on the daemon's
     /// runtime, and the redirect from port 53 to them.
     async fn start_dns(&self, ns: &Netns, addrs: &[(String, Ipv4Addr)]) -> Option<skep_dns::DnsServer> {
-        let sockets = ns.run(|| {
-            let any = SocketAddr::from((nft::DNS_ADDR, 0));
-            Ok::<_, std::io::Error>((std::net::UdpSocket::bind(any)?, std::net::TcpListener::bind(any)?))
-        });
+        // on a thread of its own (`run_async`), so no runtime worker waits for it
+        let sockets = ns
+            .run_async(|| {
+                let any = SocketAddr::from((nft::DNS_ADDR, 0));
+                Ok::<_, std::io::Error>((std::net::UdpSocket::bind(any)?, std::net::TcpListener::bind(any)?))
+            })
+            .await;
         let scope: Vec<String> = addrs.iter().map(|(n, _)| n.clone()).collect();
         let (udp, tcp) = match sockets {
             Ok(Ok(s)) => s,
@@ -430,21 +433,12 @@ impl NetAgent {
         let mut rules: Vec<IngressPort> = Vec::new();
         let mut relays: BTreeMap<u16, Vec<SocketAddr>> = BTreeMap::new();
         for s in &view.services {
-            let backends: Vec<Ipv4Addr> = s
-                .tasks
-                .iter()
-                .filter(|t| t.backend)
-                .filter_map(|t| t.addrs.iter().find(|(n, _)| *n == ing.id).map(|(_, ip)| *ip))
-                .collect();
+            let backends = s.backends_on(&ing.id);
             for p in s.ports.iter().filter(|p| p.publish_mode == "ingress") {
                 let (Ok(port), Ok(target)) = (u16::try_from(p.published_port), u16::try_from(p.target_port)) else {
                     continue;
                 };
-                let proto = match p.protocol.as_str() {
-                    "udp" => Proto::Udp,
-                    "tcp" => Proto::Tcp,
-                    _ => continue,
-                };
+                let Some(proto) = proto_of(&p.protocol) else { continue };
                 if s.proxy_protocol && proto == Proto::Tcp {
                     relays.insert(port, backends.iter().map(|ip| SocketAddr::new((*ip).into(), target)).collect());
                 } else {
@@ -503,13 +497,13 @@ fn plan_of(n: &NetworkInfo) -> NetworkPlan {
     }
 }
 
-fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
-    let (ip, len) = s.split_once('/')?;
-    Some((ip.parse().ok()?, len.parse().ok().filter(|l| *l <= 32)?))
-}
-
-fn first_addr(addrs: &[String]) -> Option<(Ipv4Addr, u8)> {
-    addrs.first().and_then(|a| parse_cidr(a))
+/// The nftables protocol of a published port (`""` is Docker's default, TCP); SCTP is not published.
+fn proto_of(protocol: &str) -> Option<Proto> {
+    match protocol {
+        "udp" => Some(Proto::Udp),
+        "tcp" | "" => Some(Proto::Tcp),
+        _ => None,
+    }
 }
 
 /// The host-mode ports the allocator put on a task (`Status.PortStatus`).
@@ -520,13 +514,8 @@ fn host_ports(task: &Task) -> Vec<HostPort> {
         .flat_map(|p| &p.ports)
         .filter(|p| p.publish_mode == "host")
         .filter_map(|p| {
-            let proto = match p.protocol.as_str() {
-                "udp" => Proto::Udp,
-                "tcp" | "" => Proto::Tcp,
-                _ => return None,
-            };
             Some(HostPort {
-                proto,
+                proto: proto_of(&p.protocol)?,
                 port: u16::try_from(p.published_port).ok().filter(|p| *p > 0)?,
                 target_port: u16::try_from(p.target_port).ok()?,
                 backend: Ipv4Addr::UNSPECIFIED,
@@ -545,7 +534,7 @@ fn gateway_pair(i: u32) -> (Ipv4Addr, Ipv4Addr) {
 fn addrs_of(task: &Task) -> Vec<(String, Ipv4Addr)> {
     task.networks_attachments
         .iter()
-        .filter_map(|a| first_addr(&a.addresses).map(|(ip, _)| (a.network.id.clone(), ip)))
+        .filter_map(|a| a.ipv4().map(|(ip, _)| (a.network.id.clone(), ip)))
         .collect()
 }
 
@@ -557,13 +546,7 @@ fn vip_rules(view: &NetworkView, addrs: &[(String, Ipv4Addr)]) -> Vec<VipRule> {
             if !addrs.iter().any(|(n, _)| n == net) {
                 continue;
             }
-            let backends = s
-                .tasks
-                .iter()
-                .filter(|t| t.backend)
-                .filter_map(|t| t.addrs.iter().find(|(n, _)| n == net).map(|(_, ip)| *ip))
-                .collect();
-            rules.push(VipRule { vip: *vip, backends });
+            rules.push(VipRule { vip: *vip, backends: s.backends_on(net) });
         }
     }
     rules.sort_by_key(|r| r.vip);
@@ -580,12 +563,7 @@ pub fn records_of(view: &NetworkView) -> Records {
             nets.extend(t.addrs.iter().map(|(n, _)| n.as_str()));
         }
         for net in nets {
-            let running: Vec<Ipv4Addr> = s
-                .tasks
-                .iter()
-                .filter(|t| t.backend)
-                .filter_map(|t| t.addrs.iter().find(|(n, _)| n == net).map(|(_, ip)| *ip))
-                .collect();
+            let running = s.backends_on(net);
             let aliases: Vec<&str> =
                 s.aliases.iter().filter(|(n, _)| n == net).flat_map(|(_, a)| a.iter().map(String::as_str)).collect();
             let answer: Vec<Ipv4Addr> = if s.endpoint_mode == "dnsrr" {
@@ -595,8 +573,8 @@ pub fn records_of(view: &NetworkView) -> Records {
             };
             b = b.service(net, &s.name, &aliases, &answer).tasks(net, &s.name, &running);
             for t in &s.tasks {
-                if let Some((_, ip)) = t.addrs.iter().find(|(n, _)| n == net) {
-                    b = b.task(net, &t.name, *ip);
+                if let Some(ip) = t.addr_on(net) {
+                    b = b.task(net, &t.name, ip);
                 }
             }
         }

@@ -3,6 +3,7 @@
 use super::{null_default, Labels};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 /// Driver options and the like.
 pub type Options = BTreeMap<String, String>;
@@ -197,6 +198,27 @@ pub struct NetworkAttachment {
     pub addresses: Vec<String>,
 }
 
+/// `a.b.c.d/len` (host bits allowed, surrounding blanks ignored) → the address and the prefix length; `None` when
+/// the text is not one. The form every address in these shapes takes (`Addresses`, `Addr`, IPAM subnets).
+pub fn parse_ipv4_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (ip, len) = s.trim().split_once('/')?;
+    Some((ip.parse().ok()?, len.parse().ok().filter(|l| *l <= 32)?))
+}
+
+impl NetworkAttachment {
+    /// The task's address on the network, with the prefix length.
+    pub fn ipv4(&self) -> Option<(Ipv4Addr, u8)> {
+        self.addresses.first().and_then(|a| parse_ipv4_cidr(a))
+    }
+}
+
+impl EndpointVirtualIp {
+    /// The VIP.
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        parse_ipv4_cidr(&self.addr).map(|(ip, _)| ip)
+    }
+}
+
 impl Network {
     /// The first subnet, if any (`10.0.1.0/24`).
     pub fn subnet(&self) -> Option<&str> {
@@ -232,6 +254,10 @@ mod tests {
             assert!(v.get(k).is_some(), "{k} missing in {v}");
         }
         assert_eq!(n.vni(), Some(4097));
+        let att = NetworkAttachment { addresses: vec![" 10.0.1.3/24".into()], ..Default::default() };
+        assert_eq!(att.ipv4(), Some((Ipv4Addr::new(10, 0, 1, 3), 24)));
+        assert_eq!(parse_ipv4_cidr("10.0.1.3/33"), None);
+        assert_eq!(parse_ipv4_cidr("10.0.1.3"), None);
         let a = NetworkAttachmentConfig { target: "x".into(), ..Default::default() };
         assert_eq!(serde_json::to_string(&a).unwrap(), r#"{"Target":"x"}"#);
     }

@@ -100,14 +100,7 @@ impl FromStr for Subnet {
 
 /// Parses `a.b.c.d/len` into the address and the prefix length (host bits allowed).
 pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), BadCidr> {
-    let bad = || BadCidr(s.to_string());
-    let (ip, len) = s.trim().split_once('/').ok_or_else(bad)?;
-    let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
-    let len: u8 = len.parse().map_err(|_| bad())?;
-    if len > 32 {
-        return Err(bad());
-    }
-    Ok((ip, len))
+    skep_api::docker::parse_ipv4_cidr(s).ok_or_else(|| BadCidr(s.to_string()))
 }
 
 /// The addresses of one network: which are taken, and where the round-robin cursor is.

@@ -182,7 +182,7 @@ pub fn view(state: &ClusterState, rec: &NetworkRecord, with_containers: bool) ->
             for a in t.networks_attachments.iter().filter(|a| a.network.id == n.id) {
                 let svc = state.services.get(&t.service_id).map(|s| s.spec.name.clone()).unwrap_or_default();
                 let slot = if t.slot > 0 { t.slot.to_string() } else { t.node_id.clone() };
-                let ip = a.addresses.first().and_then(|c| allocator::parse_cidr(c).ok()).map(|(ip, _)| ip);
+                let ip = a.ipv4().map(|(ip, _)| ip);
                 n.containers.insert(
                     t.id.clone(),
                     EndpointResource {

@@ -10,8 +10,8 @@ use super::{ClusterState, ResolveError, StoreError, Table};
 use crate::allocator::{self, AddrPool, Subnet};
 use serde::{Deserialize, Serialize};
 use skep_api::docker::{
-    Endpoint, EndpointSpec, EndpointVirtualIp, Network, NetworkAttachment, PortConfig, Service, Task, TaskState,
-    VXLAN_ID_OPTION,
+    Endpoint, EndpointSpec, EndpointVirtualIp, Network, NetworkAttachment, NetworkAttachmentConfig, PortConfig, Service,
+    Task, TaskState, VXLAN_ID_OPTION,
 };
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -180,15 +180,16 @@ impl ClusterState {
         }
     }
 
-    /// The networks a service's tasks attach to: the template's, then ingress when it publishes through the mesh.
-    fn service_networks(&self, svc: &Service) -> Vec<String> {
+    /// The networks a task attaches to: those its spec names, then ingress when its service publishes through the
+    /// mesh (`mesh`). A service's VIPs are on the same networks, from its template.
+    pub fn attached_networks(&self, networks: &[NetworkAttachmentConfig], mesh: bool) -> Vec<String> {
         let mut ids: Vec<String> = Vec::new();
-        for a in &svc.spec.task_template.networks {
+        for a in networks {
             if !ids.contains(&a.target) {
                 ids.push(a.target.clone());
             }
         }
-        if uses_ingress(svc) {
+        if mesh {
             if let Some(i) = self.ingress() {
                 if !ids.contains(&i.network.id) {
                     ids.push(i.network.id.clone());
@@ -268,9 +269,7 @@ impl ClusterState {
         if ports.iter().any(|p| p.publish_mode == "ingress") && self.ingress().is_none() {
             return Err(StoreError::Invalid("service needs ingress network, but no ingress network is present".into()));
         }
-        let mut probe = svc.clone();
-        probe.spec.endpoint_spec = Some(spec.clone());
-        let wanted = self.service_networks(&probe);
+        let wanted = self.attached_networks(&svc.spec.task_template.networks, uses_ingress(svc));
         for id in &wanted {
             if !self.networks.contains_key(id) {
                 return Err(StoreError::NotFound(format!("network {id} not found")));
@@ -333,15 +332,7 @@ impl ClusterState {
             return;
         }
         let Some(svc) = self.services.get(&t.service_id) else { return };
-        let mut wanted: Vec<String> = t.spec.networks.iter().map(|a| a.target.clone()).collect();
-        if uses_ingress(svc) {
-            if let Some(i) = self.ingress() {
-                if !wanted.contains(&i.network.id) {
-                    wanted.push(i.network.id.clone());
-                }
-            }
-        }
-        wanted.dedup();
+        let wanted = self.attached_networks(&t.spec.networks, uses_ingress(svc));
         let mut got: Vec<NetworkAttachment> = Vec::new();
         let mut failure = None;
         for id in &wanted {
