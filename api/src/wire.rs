@@ -26,11 +26,13 @@ pub enum Request {
         /// Which Raft RPC.
         kind: RaftKind,
         /// Encoded request.
+        #[serde(with = "as_bytes")]
         payload: Vec<u8>,
     },
     /// Manager → leader: a store command to propose.
     Propose {
         /// Encoded command.
+        #[serde(with = "as_bytes")]
         command: Vec<u8>,
     },
     /// Manager → leader: confirm leadership and return the index a linearizable read must wait for.
@@ -84,11 +86,13 @@ pub enum Response {
     /// Raft reply (bincode of the openraft response, or of its error).
     Raft {
         /// Encoded `Result` of the Raft call.
+        #[serde(with = "as_bytes")]
         payload: Vec<u8>,
     },
     /// Proposal result (encoded store result).
     Proposed {
         /// Encoded result.
+        #[serde(with = "as_bytes")]
         result: Vec<u8>,
     },
     /// Read index for a linearizable read.
@@ -218,6 +222,22 @@ impl WireError {
 /// Longest message accepted on the wire (Raft snapshots are sent whole for now; 64 MiB bounds them).
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 
+/// `Vec<u8>` fields as one byte string instead of a sequence of numbers: the same bincode encoding (a length, then the
+/// bytes), but written and read in one piece rather than byte by byte (which was 6% of a busy leader's CPU).
+pub mod as_bytes {
+    use serde::{Deserializer, Serializer};
+
+    /// Serialize as bytes.
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    /// Read bytes back (a byte string or, from self-describing formats, a sequence).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(super::as_json::Bytes)
+    }
+}
+
 /// Docker-shaped values inside wire messages travel as JSON bytes: their serde attributes (`null` as default,
 /// omitted empty fields, free-form JSON) only make sense for a self-describing format, not for bincode.
 pub mod as_json {
@@ -237,7 +257,7 @@ pub mod as_json {
         serde_json::from_slice(&bytes).map_err(de::Error::custom)
     }
 
-    struct Bytes;
+    pub(super) struct Bytes;
     impl<'de> de::Visitor<'de> for Bytes {
         type Value = Vec<u8>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

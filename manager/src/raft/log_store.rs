@@ -3,6 +3,10 @@
 //! Every append is one redb write transaction, committed with `Durability::Immediate` (fsync) before openraft is told
 //! the entries are flushed, so an acknowledged write is on disk on a quorum. Each stored entry and each metadata record
 //! is `[crc32 LE][bincode]`; a checksum mismatch on read is a storage error, never silently used data.
+//!
+//! The newest entries are also kept in memory ([`Tail`], bounded in bytes): openraft reads every entry back right
+//! after appending it, once per follower to replicate it and once to apply it, and decoding those from redb was most
+//! of a busy leader's work.
 
 use super::{decode, encode, TypeConfig};
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -82,10 +86,75 @@ fn decode_sealed<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result
     decode(unseal(what, b)?).map_err(|source| LogStoreError::Decode { what: what.into(), source })
 }
 
-/// The log store. Cheap to clone; clones share the database.
+/// Bytes of encoded entries the in-memory tail holds at most.
+const TAIL_BYTES: usize = 32 * 1024 * 1024;
+
+/// The newest entries, contiguous by index, as appended (entries are cheap to clone: see `Proposal`).
+#[derive(Default)]
+struct Tail {
+    entries: std::collections::BTreeMap<u64, (Entry<TypeConfig>, usize)>,
+    bytes: usize,
+}
+
+impl Tail {
+    /// Add appended entries; if they do not follow on from the tail, it starts over from them.
+    fn push(&mut self, entries: Vec<(Entry<TypeConfig>, usize)>) {
+        let Some(newest) = entries.first().map(|(e, _)| e.log_id.index) else { return };
+        for (e, len) in entries {
+            let i = e.log_id.index;
+            if self.entries.last_key_value().is_some_and(|(last, _)| *last + 1 != i) {
+                self.entries.clear();
+                self.bytes = 0;
+            }
+            self.bytes += len;
+            self.entries.insert(i, (e, len));
+        }
+        // the entries just pushed stay (they may not be on disk yet), however large
+        while self.bytes > TAIL_BYTES && self.first().is_some_and(|f| f < newest) {
+            if let Some((_, (_, len))) = self.entries.pop_first() {
+                self.bytes -= len;
+            }
+        }
+    }
+
+    /// Drop entries with index >= `from` (truncation).
+    fn truncate(&mut self, from: u64) {
+        for (_, (_, len)) in self.entries.split_off(&from) {
+            self.bytes -= len;
+        }
+    }
+
+    /// Drop entries with index <= `upto` (purge).
+    fn purge(&mut self, upto: u64) {
+        let keep = self.entries.split_off(&(upto + 1));
+        self.entries = keep;
+        self.bytes = self.entries.values().map(|(_, l)| l).sum();
+    }
+
+    fn first(&self) -> Option<u64> {
+        self.entries.first_key_value().map(|(k, _)| *k)
+    }
+
+    fn last_id(&self) -> Option<LogId<NodeId>> {
+        self.entries.last_key_value().map(|(_, (e, _))| e.log_id)
+    }
+
+    /// Entries in `start..end` from the tail.
+    fn range(&self, start: u64, end: Option<u64>) -> impl Iterator<Item = Entry<TypeConfig>> + '_ {
+        let it = match end {
+            Some(e) if e <= start => self.entries.range(start..start),
+            Some(e) => self.entries.range(start..e),
+            None => self.entries.range(start..),
+        };
+        it.map(|(_, (e, _))| e.clone())
+    }
+}
+
+/// The log store. Cheap to clone; clones share the database and the tail.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    tail: Arc<std::sync::Mutex<Tail>>,
 }
 
 impl LogStore {
@@ -98,7 +167,7 @@ impl LogStore {
             tx.open_table(META).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
-        Ok(LogStore { db: Arc::new(db) })
+        Ok(LogStore { db: Arc::new(db), tail: Default::default() })
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, LogStoreError> {
@@ -134,7 +203,31 @@ impl LogStore {
         .await
     }
 
+    fn lock_tail(&self) -> std::sync::MutexGuard<'_, Tail> {
+        // the tail is only ever changed by whole operations under the lock; a panic elsewhere leaves it consistent
+        self.tail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Entries in `start..end`: from the in-memory tail where it covers them, the rest from redb.
     fn read_range(&self, start: u64, end: Option<u64>) -> Result<Vec<Entry<TypeConfig>>, LogStoreError> {
+        // the tail's part first, in one look: what lies below its first entry was flushed before that entry was
+        // appended, so reading it from redb afterwards is safe
+        let (first, from_tail): (Option<u64>, Vec<_>) = {
+            let t = self.lock_tail();
+            let first = t.first();
+            (first, first.map(|f| t.range(start.max(f), end).collect()).unwrap_or_default())
+        };
+        let disk_end = match (first, end) {
+            (Some(f), Some(e)) => Some(f.min(e)),
+            (Some(f), None) => Some(f),
+            (None, e) => e,
+        };
+        let mut out = if disk_end.is_some_and(|d| d <= start) { Vec::new() } else { self.read_disk(start, disk_end)? };
+        out.extend(from_tail);
+        Ok(out)
+    }
+
+    fn read_disk(&self, start: u64, end: Option<u64>) -> Result<Vec<Entry<TypeConfig>>, LogStoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(LOG).map_err(db_err)?;
         let iter = match end {
@@ -151,6 +244,9 @@ impl LogStore {
     }
 
     fn last_entry_id(&self) -> Result<Option<LogId<NodeId>>, LogStoreError> {
+        if let Some(id) = self.lock_tail().last_id() {
+            return Ok(Some(id));
+        }
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(LOG).map_err(db_err)?;
         let last = t.last().map_err(db_err)?;
@@ -256,10 +352,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut rows = Vec::new();
+        let mut kept = Vec::new();
         for e in entries {
             let b = encode(&e).map_err(|err| StorageIOError::write_log_entry(e.log_id, AnyError::new(&err)))?;
             rows.push((e.log_id.index, seal(&b)));
+            kept.push((e, b.len()));
         }
+        // readable at once (openraft may read an entry before it is flushed); gone again if the write fails
+        let from = kept.first().map(|(e, _)| e.log_id.index);
+        self.lock_tail().push(kept);
         let db = self.db.clone();
         let res = blocking(move || {
             let tx = db.begin_write().map_err(db_err)?;
@@ -278,6 +379,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 Ok(())
             }
             Err(e) => {
+                if let Some(f) = from {
+                    self.lock_tail().truncate(f);
+                }
                 callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
                 Err(StorageIOError::write_logs(AnyError::new(&e)).into())
             }
@@ -285,6 +389,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
+        self.lock_tail().truncate(log_id.index);
         self.delete(log_id.index, None).await.map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
     }
 
@@ -292,6 +397,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_meta(KEY_PURGED, &log_id)
             .await
             .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
+        self.lock_tail().purge(log_id.index);
         self.delete(0, Some(log_id.index + 1)).await.map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
     }
 }
@@ -310,6 +416,54 @@ mod tests {
         assert!(matches!(unseal("x", &s[..3]), Err(LogStoreError::Truncated { .. })));
     }
 
+    fn entry(index: u64) -> (Entry<TypeConfig>, usize) {
+        let mut e = Entry::<TypeConfig>::default();
+        e.log_id.index = index;
+        (e, TAIL_BYTES / 4)
+    }
+
+    #[test]
+    fn the_tail_stays_contiguous_and_bounded_and_keeps_what_was_just_pushed() {
+        let mut t = Tail::default();
+        t.push((1..=3).map(entry).collect());
+        assert_eq!(t.range(2, None).map(|e| e.log_id.index).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(t.range(3, Some(3)).count(), 0);
+        // over the byte bound: the oldest go, never the ones just pushed
+        t.push((4..=9).map(entry).collect());
+        assert_eq!(t.first(), Some(4));
+        assert_eq!(t.last_id().map(|l| l.index), Some(9));
+        t.truncate(7);
+        assert_eq!(t.last_id().map(|l| l.index), Some(6));
+        assert_eq!(t.bytes, 3 * (TAIL_BYTES / 4));
+        t.purge(4);
+        assert_eq!(t.first(), Some(5));
+        // a gap (entries appended after a snapshot install) starts the tail over
+        t.push(vec![entry(20)]);
+        assert_eq!(t.first(), Some(20));
+        assert_eq!(t.bytes, TAIL_BYTES / 4);
+    }
+
+    #[tokio::test]
+    async fn reads_join_what_is_on_disk_with_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(&dir.path().join("raft.redb")).unwrap();
+        let tx = store.db.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(LOG).unwrap();
+            for i in 1..=3u64 {
+                let (e, _) = entry(i);
+                t.insert(i, seal(&encode(&e).unwrap()).as_slice()).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        store.lock_tail().push((4..=5).map(entry).collect());
+        let got = |v: Vec<Entry<TypeConfig>>| v.iter().map(|e| e.log_id.index).collect::<Vec<_>>();
+        assert_eq!(got(store.try_get_log_entries(2..5).await.unwrap()), vec![2, 3, 4]);
+        assert_eq!(got(store.try_get_log_entries(..).await.unwrap()), vec![1, 2, 3, 4, 5]);
+        assert_eq!(got(store.try_get_log_entries(5..).await.unwrap()), vec![5]);
+        assert_eq!(got(store.try_get_log_entries(1..2).await.unwrap()), vec![1]);
+    }
+
     #[test]
     fn a_corrupted_entry_on_disk_is_a_storage_error_not_data() {
         let dir = tempfile::tempdir().unwrap();
@@ -324,7 +478,7 @@ mod tests {
             t.insert(1u64, b.as_slice()).unwrap();
         }
         tx.commit().unwrap();
-        let err = store.read_range(0, None).unwrap_err();
+        let err = store.read_disk(0, None).unwrap_err();
         assert!(matches!(err, LogStoreError::Checksum { .. }), "{err}");
     }
 }

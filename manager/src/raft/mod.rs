@@ -6,7 +6,9 @@
 //! Messages to other managers go over the QUIC transport ([`network`]).
 //!
 //! Store commands travel as JSON inside the bincode frames, because the Docker shapes hold free-form JSON values that
-//! bincode cannot decode (see [`Proposal`]).
+//! bincode cannot decode (see [`Proposal`]). One entry carries a batch of commands: openraft 0.9 appends and fsyncs
+//! every client write as its own entry, one after the other, so concurrent proposals are grouped into one entry
+//! before they reach it (group commit, see `runtime::batch`).
 
 pub mod log_store;
 pub mod network;
@@ -16,6 +18,7 @@ use crate::store::{ApplyResult, Command};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::io::Cursor;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// A Raft member: which node it is and where its QUIC endpoint listens.
@@ -33,33 +36,72 @@ impl fmt::Display for Member {
     }
 }
 
-/// A store command as Raft carries it: serialised as JSON bytes (see the module docs).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Proposal(pub Command);
+/// The store commands of one Raft entry, applied in order, as JSON bytes (see the module docs).
+///
+/// An entry is encoded for the log and for every follower, and read back for replication and apply; the commands sit
+/// behind an `Arc` and their JSON is made once and kept (a decoded proposal keeps the bytes it came from), so none of
+/// that repeats the JSON work.
+#[derive(Clone, Debug)]
+pub struct Proposal {
+    cmds: Arc<Vec<Command>>,
+    json: Arc<OnceLock<Vec<u8>>>,
+}
+
+impl Proposal {
+    /// The entry for `cmds`.
+    pub fn new(cmds: Vec<Command>) -> Proposal {
+        Proposal { cmds: Arc::new(cmds), json: Arc::new(OnceLock::new()) }
+    }
+
+    /// The commands, in order.
+    pub fn commands(&self) -> &[Command] {
+        &self.cmds
+    }
+
+    /// The JSON of the commands, made on first use.
+    fn json(&self) -> Result<&[u8], serde_json::Error> {
+        if let Some(j) = self.json.get() {
+            return Ok(j);
+        }
+        let j = serde_json::to_vec(&*self.cmds)?;
+        Ok(self.json.get_or_init(|| j))
+    }
+}
+
+impl PartialEq for Proposal {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmds == other.cmds
+    }
+}
 
 impl Serialize for Proposal {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        skep_api::wire::as_json::serialize(&self.0, s)
+        s.serialize_bytes(self.json().map_err(serde::ser::Error::custom)?)
     }
 }
 
 impl<'de> Deserialize<'de> for Proposal {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        skep_api::wire::as_json::deserialize(d).map(Proposal)
+        let bytes = skep_api::wire::as_bytes::deserialize(d)?;
+        let cmds: Vec<Command> = serde_json::from_slice(&bytes).map_err(serde::de::Error::custom)?;
+        Ok(Proposal { cmds: Arc::new(cmds), json: Arc::new(OnceLock::from(bytes)) })
     }
 }
 
 impl fmt::Display for Proposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", std::mem::discriminant(&self.0.op))
+        write!(f, "{} command(s)", self.cmds.len())
     }
 }
+
+/// What applying one entry gives: a result per command of its [`Proposal`] (one for a blank or membership entry).
+pub type EntryResult = Vec<ApplyResult>;
 
 openraft::declare_raft_types!(
     /// skep's Raft types.
     pub TypeConfig:
         D = Proposal,
-        R = ApplyResult,
+        R = EntryResult,
         NodeId = u64,
         Node = Member,
 );
@@ -153,13 +195,15 @@ mod tests {
     fn proposals_round_trip_through_bincode_even_with_free_form_json() {
         let mut spec = skep_api::docker::SwarmSpec::default().with_defaults();
         spec.task_defaults = serde_json::json!({"LogDriver": {"Name": "json-file"}});
-        let p = Proposal(Command {
-            at: "t".into(),
-            op: Op::UpdateCluster { version: 3, spec: Box::new(spec), tokens: Default::default() },
-        });
+        let p = Proposal::new(vec![
+            Command { at: "t".into(), op: Op::UpdateCluster { version: 3, spec: Box::new(spec), tokens: Default::default() } },
+            Command { at: "u".into(), op: Op::KvPut { key: "k".into(), value: vec![1, 2] } },
+        ]);
         let b = encode(&p).unwrap();
         let back: Proposal = decode(&b).unwrap();
         assert_eq!(back, p);
+        // a decoded proposal re-encodes to the same bytes (its JSON is kept, not made again)
+        assert_eq!(encode(&back).unwrap(), b);
         assert!(decode::<Proposal>(&b[..b.len() - 1]).is_err());
         let mut extra = b.clone();
         extra.push(0);

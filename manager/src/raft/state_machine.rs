@@ -5,8 +5,8 @@
 //! full-cluster restart. A snapshot file whose checksum does not match is refused (the manager then fails to start
 //! rather than serve corrupted state).
 
-use super::{Member, TypeConfig};
-use crate::store::{Applied, ApplyResult, ClusterState};
+use super::{EntryResult, Member, TypeConfig};
+use crate::store::{Applied, ClusterState};
 use openraft::storage::RaftStateMachine;
 use openraft::{
     AnyError, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
@@ -182,7 +182,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((i.last_applied, i.last_membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ApplyResult>, SErr>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<EntryResult>, SErr>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -195,14 +195,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             for e in entries {
                 i.last_applied = Some(e.log_id);
                 match e.payload {
-                    EntryPayload::Blank => results.push(Ok(Applied { index: e.log_id.index, raft_id: None })),
+                    EntryPayload::Blank => results.push(vec![Ok(Applied { index: e.log_id.index, raft_id: None })]),
                     EntryPayload::Normal(p) => {
-                        results.push(Arc::make_mut(&mut state).apply(e.log_id.index, &p.0));
+                        let st = Arc::make_mut(&mut state);
+                        results.push(p.commands().iter().map(|cmd| st.apply(e.log_id.index, cmd)).collect());
                         changed = true;
                     }
                     EntryPayload::Membership(m) => {
                         i.last_membership = StoredMembership::new(Some(e.log_id), m);
-                        results.push(Ok(Applied { index: e.log_id.index, raft_id: None }));
+                        results.push(vec![Ok(Applied { index: e.log_id.index, raft_id: None })]);
                     }
                 }
             }

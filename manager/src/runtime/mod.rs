@@ -9,9 +9,9 @@ use crate::dispatcher::Liveness;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
 use crate::raft::state_machine::StateMachine;
-use crate::raft::{decode, encode, Member, Proposal, Raft, RaftTiming};
+use crate::raft::{decode, encode, Member, Raft, RaftTiming};
 use crate::store::{Applied, ApplyResult, ClusterState, Command, Op};
-use openraft::error::{ClientWriteError, RaftError};
+use batch::{Batcher, WriteError};
 use openraft::ChangeMembers;
 use skep_api::docker::{node_state, role, Node, Peer};
 use skep_api::wire::{ErrorKind, HeartbeatReply, JoinReply, Request, Response, WireError};
@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+mod batch;
 mod tasks;
 pub use tasks::{assignments_for, digest, schedule};
 
@@ -73,6 +74,8 @@ pub struct Manager {
 struct Inner {
     cfg: ManagerConfig,
     raft: Raft,
+    /// Group commit in front of `raft` for every proposal.
+    batch: Batcher,
     sm: StateMachine,
     endpoint: Endpoint,
     /// Heartbeat deadlines; meaningful on the leader only.
@@ -111,6 +114,7 @@ impl Manager {
         let m = Manager {
             inner: Arc::new(Inner {
                 cfg,
+                batch: Batcher::start(raft.clone()),
                 raft,
                 sm,
                 endpoint,
@@ -197,8 +201,8 @@ impl Manager {
     /// this manager is not (or no longer) the leader, the decision is dropped; the real leader makes its own.
     pub async fn propose_local(&self, op: Op) -> Result<Applied, ControlError> {
         let cmd = Command { at: now_string(), op };
-        match self.inner.raft.client_write(Proposal(cmd)).await {
-            Ok(resp) => resp.data.map_err(ControlError::from),
+        match self.inner.batch.write(cmd).await {
+            Ok(r) => r.map_err(ControlError::from),
             Err(e) => Err(ControlError::Unavailable(format!("{NO_LEADER} ({e})"))),
         }
     }
@@ -271,9 +275,9 @@ impl Manager {
         loop {
             let leader = self.wait_leader().await?;
             if leader == self.inner.cfg.raft_id {
-                match self.inner.raft.client_write(Proposal(cmd.clone())).await {
-                    Ok(resp) => return resp.data.map_err(ControlError::from),
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {}
+                match self.inner.batch.write(cmd.clone()).await {
+                    Ok(r) => return r.map_err(ControlError::from),
+                    Err(WriteError::ForwardToLeader(_)) => {}
                     Err(e) => return Err(ControlError::Unavailable(format!("{NO_LEADER} ({e})"))),
                 }
             } else if let Some(addr) = self.leader_addr() {
@@ -413,14 +417,14 @@ impl Manager {
                     Ok(c) => c,
                     Err(e) => return werr(ErrorKind::InvalidArgument, format!("bad command: {e}")),
                 };
-                match self.inner.raft.client_write(Proposal(cmd)).await {
-                    Ok(resp) => match encode(&resp.data) {
+                match self.inner.batch.write(cmd).await {
+                    Ok(r) => match encode(&r) {
                         Ok(result) => Response::Proposed { result },
                         Err(e) => werr(ErrorKind::Internal, e.to_string()),
                     },
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Response::NotLeader {
-                        leader_addr: f.leader_node.map(|n| n.addr),
-                    },
+                    Err(WriteError::ForwardToLeader(leader)) => {
+                        Response::NotLeader { leader_addr: leader.map(|n| n.addr) }
+                    }
                     Err(e) => werr(ErrorKind::Unavailable, e.to_string()),
                 }
             }

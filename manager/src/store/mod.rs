@@ -226,9 +226,25 @@ pub enum Op {
     KvPut {
         /// Key.
         key: String,
-        /// Value.
+        /// Value (base64 in the JSON of an entry, a third of the size of a list of numbers).
+        #[serde(with = "base64_bytes")]
         value: Vec<u8>,
     },
+}
+
+/// Bytes as a base64 string in JSON.
+mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(s.as_bytes()).map_err(serde::de::Error::custom)
+    }
 }
 
 /// What applying a command produced.
