@@ -118,15 +118,26 @@ impl Endpoint {
         frame: &[u8],
     ) -> Result<Resp, TransportError> {
         let received_before = conn.stats().udp_rx.datagrams;
-        match timeout_at(deadline, exchange(conn, frame, self.inner.cfg.max_frame)).await {
-            Ok(res) => res.map_err(|e| self.local_or(e)),
-            Err(_) => {
-                // A live peer acknowledges our request and keep-alives within milliseconds, even
-                // when its handler is slow. Total silence means it is gone (e.g. restarted without
-                // telling us): close the connection so the next call redials instead of waiting
-                // out the idle timeout.
+        let call = exchange(conn, frame, self.inner.cfg.max_frame);
+        tokio::pin!(call);
+        // A live peer acknowledges our request within milliseconds, even when its handler is slow. Total silence
+        // (first for `silence_timeout`, or for the whole call) means it is gone, e.g. killed or restarted without
+        // telling us: close the connection so the next call redials instead of waiting out the idle timeout.
+        let probe = (Instant::now() + self.inner.cfg.silence_timeout).min(deadline);
+        let first = tokio::select! {
+            res = &mut call => Some(res),
+            _ = tokio::time::sleep_until(probe) => None,
+        };
+        let res = match first {
+            Some(res) => Some(res),
+            None if conn.stats().udp_rx.datagrams == received_before => None,
+            None => timeout_at(deadline, &mut call).await.ok(),
+        };
+        match res {
+            Some(res) => res.map_err(|e| self.local_or(e)),
+            None => {
                 if conn.stats().udp_rx.datagrams == received_before {
-                    tracing::debug!(peer = %conn.remote_address(), "peer silent for a whole call; dropping connection");
+                    tracing::debug!(peer = %conn.remote_address(), "peer silent; dropping connection");
                     conn.close(quinn::VarInt::from_u32(CLOSE_UNRESPONSIVE), b"peer unresponsive");
                 }
                 Err(TransportError::Timeout)

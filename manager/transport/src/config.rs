@@ -21,6 +21,11 @@ pub struct TransportConfig {
     /// A connection with no traffic for this long is dead. Keep-alives are sent every fifth of it
     /// (2 s by default), so a live idle connection never times out and a dead peer is noticed.
     pub idle_timeout: Duration,
+    /// A call whose peer sends nothing at all (not even an acknowledgement) for this long after the request fails,
+    /// and its connection is closed so the next call redials. This, not a short `idle_timeout` with keep-alives every
+    /// few hundred milliseconds on every connection, is what notices a dead peer quickly: it costs nothing while
+    /// connections are idle.
+    pub silence_timeout: Duration,
 }
 
 impl Default for TransportConfig {
@@ -32,6 +37,7 @@ impl Default for TransportConfig {
             max_connections: 1024,
             max_streams_per_connection: 256,
             idle_timeout: Duration::from_secs(10),
+            silence_timeout: Duration::from_secs(1),
         }
     }
 }

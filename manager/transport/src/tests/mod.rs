@@ -148,6 +148,32 @@ async fn silent_peer_connection_is_replaced() {
     drop(first);
 }
 
+/// A peer that goes silent is given up after `silence_timeout`, long before the call's own deadline, while a peer that
+/// acknowledges the request but takes longer than that to answer is waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_fails_a_call_after_the_silence_timeout_and_a_slow_one_does_not() {
+    let pki = Pki::new();
+    let cfg = TransportConfig {
+        rpc_timeout: Duration::from_secs(5),
+        silence_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let server = Server::start(&pki, cfg.clone());
+    let proxy = Proxy::start(free_udp_port(), server.addr).await;
+    let client = Endpoint::client(pki.client_tls(true), cfg.clone()).unwrap();
+    let resp: Resp = client.call(proxy.addr, NAME, &Req::Sleep(700)).await.unwrap();
+    assert_eq!(resp, Resp::Slept);
+    // the proxy now forwards to nothing: the peer is silent
+    let nowhere = Server::start(&pki, cfg);
+    let nowhere_addr = nowhere.addr;
+    nowhere.stop().await;
+    let _proxy = proxy.redirect(nowhere_addr).await;
+    let start = Instant::now();
+    let err = client.call::<_, Resp>(_proxy.addr, NAME, &Req::Whoami).await.unwrap_err();
+    assert!(matches!(err, TransportError::Timeout), "{err:?}");
+    assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_refusal_is_typed() {
     let pki = Pki::new();
