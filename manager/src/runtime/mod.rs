@@ -29,6 +29,12 @@ mod batch;
 mod tasks;
 pub use tasks::{assignments_for, digest, schedule};
 
+/// Least time between the starts of two reconcile rounds (see `task_loop`).
+const ROUND_GAP: Duration = Duration::from_millis(100);
+
+/// Least time between two store versions published to the assignment long polls (see `dispatch_loop`).
+const DISPATCH_GAP: Duration = Duration::from_millis(50);
+
 /// How long a proposal or read may wait for a leader before giving up with 503.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
@@ -86,6 +92,8 @@ struct Inner {
     status_tx: tokio::sync::mpsc::Sender<tasks::StatusBatch>,
     /// Per-node assignment sets of the current store version.
     assignments: Mutex<tasks::AssignmentCache>,
+    /// The store version the long polls answer from: the newest, published at most every `DISPATCH_GAP`.
+    dispatched: watch::Sender<Arc<ClusterState>>,
 }
 
 fn now_string() -> String {
@@ -111,6 +119,7 @@ impl Manager {
         let ttl = Duration::from_millis(3 * skep_api::docker::defaults::HEARTBEAT_PERIOD_NS as u64 / 1_000_000);
         let (stop, _) = watch::channel(false);
         let (status_tx, status_rx) = tokio::sync::mpsc::channel(4096);
+        let (dispatched, _) = watch::channel(sm.state());
         let m = Manager {
             inner: Arc::new(Inner {
                 cfg,
@@ -122,11 +131,13 @@ impl Manager {
                 stop,
                 status_tx,
                 assignments: Mutex::new(Default::default()),
+                dispatched,
             }),
         };
         tokio::spawn(m.clone().leader_loop());
         tokio::spawn(m.clone().task_loop());
         tokio::spawn(m.clone().status_loop(status_rx));
+        tokio::spawn(m.clone().dispatch_loop());
         Ok(m)
     }
 
@@ -645,6 +656,9 @@ impl Manager {
     // Leader loops
 
     /// Orchestrate, schedule and reap whenever the store changes (and every 100 ms, for restart delays), while leader.
+    /// Rounds start at least `ROUND_GAP` apart: each scans every task, and under a stream of status reports a round
+    /// per store version kept the leader's CPU busy with rounds that found nothing to do; changes in between are
+    /// taken together by the next round.
     async fn task_loop(self) {
         let mut stop = self.inner.stop.subscribe();
         let mut changes = self.subscribe();
@@ -667,8 +681,10 @@ impl Manager {
             if reap {
                 last_reap = Instant::now();
             }
+            let started = Instant::now();
             self.reconcile_tasks(reap).await;
             changes.borrow_and_update();
+            tokio::time::sleep_until(started + ROUND_GAP).await;
         }
     }
 
