@@ -324,11 +324,19 @@ fn merge_placements(mut ops: Vec<Op>, placed: Vec<Op>) -> Vec<Op> {
 }
 
 /// Split big `PutTasks` into chunks.
+///
+/// When nothing in the op is being stopped (a create or a scale up), its tasks are grouped by node first, so that a
+/// node's new tasks come in one chunk: the tasks of one service are spread over every node, and in slot order each
+/// chunk touched a hundred nodes, so every node was sent its growing set once per chunk (about ten times for ten
+/// tasks). With stops in the op the order is kept, because it may be the order of a stop-first update.
 fn split(ops: Vec<Op>) -> Vec<Op> {
     let mut out = Vec::new();
     for op in ops {
         match op {
-            Op::PutTasks { tasks } if tasks.len() > CHUNK => {
+            Op::PutTasks { mut tasks } if tasks.len() > CHUNK => {
+                if tasks.iter().all(|t| t.desired_state <= TaskState::Running) {
+                    tasks.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+                }
                 // move the tasks out chunk by chunk (`split_off` would copy the whole remainder every time)
                 let mut it = tasks.into_iter();
                 loop {
@@ -389,7 +397,6 @@ pub fn schedule(state: &ClusterState, now_ns: i64) -> Vec<Op> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,6 +414,29 @@ mod tests {
         assert_eq!(sizes, vec![100, 100, 50]);
         let Op::PutTasks { tasks } = &ops[2] else { panic!() };
         assert_eq!(tasks[0].id, "t200");
+    }
+
+    #[test]
+    fn new_tasks_are_chunked_by_node_but_an_op_with_stops_keeps_its_order() {
+        let node = |i: usize| format!("n{}", i % 25);
+        let tasks: Vec<Task> =
+            (0..250).map(|i| task(&format!("t{i:03}"), &node(i), TaskState::Assigned, TaskState::Running)).collect();
+        let ops = split(vec![Op::PutTasks { tasks: tasks.clone() }]);
+        // 25 nodes x 10 tasks: every node's tasks sit in one chunk
+        let mut chunks_of: std::collections::HashMap<String, std::collections::HashSet<usize>> = Default::default();
+        for (i, op) in ops.iter().enumerate() {
+            let Op::PutTasks { tasks } = op else { panic!() };
+            for t in tasks {
+                chunks_of.entry(t.node_id.clone()).or_default().insert(i);
+            }
+        }
+        assert_eq!(chunks_of.len(), 25);
+        assert!(chunks_of.values().all(|c| c.len() == 1), "{chunks_of:?}");
+        let mut with_stop = tasks;
+        with_stop[0].desired_state = TaskState::Shutdown;
+        let ops = split(vec![Op::PutTasks { tasks: with_stop }]);
+        let Op::PutTasks { tasks } = &ops[0] else { panic!() };
+        assert_eq!(tasks[1].id, "t001");
     }
 
     #[test]
