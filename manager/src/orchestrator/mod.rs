@@ -43,8 +43,13 @@ pub fn is_up_to_date(t: &Task, svc: &Service) -> bool {
 /// [`is_up_to_date`] through the store's template indexes when both are known (no spec comparison), else by
 /// comparing specs.
 pub fn is_current(state: &ClusterState, t: &Task, svc: &Service) -> bool {
-    match (state.task_template.get(&t.id), state.template_index.get(&svc.id)) {
-        (Some(made), Some(now)) => made == now,
+    is_current_at(state, t, svc, state.template_index.get(&svc.id).copied())
+}
+
+/// [`is_current`] with the service's template index already looked up (once per service, not per task).
+fn is_current_at(state: &ClusterState, t: &Task, svc: &Service, now: Option<u64>) -> bool {
+    match (state.task_template.get(&t.id), now) {
+        (Some(made), Some(now)) => *made == now,
         _ => is_up_to_date(t, svc),
     }
 }
@@ -269,23 +274,30 @@ fn reconcile_replicated(
         next += 1;
     }
     // live tasks that stopped, sit on lost nodes, or are out of date
+    let now = state.template_index.get(&svc.id).copied();
     let in_flight = live
         .values()
-        .filter(|t| is_current(state, t, svc) && t.status.state < TaskState::Running && !t.status.state.is_terminal())
+        .filter(|t| {
+            t.status.state < TaskState::Running && !t.status.state.is_terminal() && is_current_at(state, t, svc, now)
+        })
         .count();
     let mut budget = update_parallelism(svc).saturating_sub(in_flight);
     let mut dirty = 0usize;
+    // what this round already made or changed (a set: `put` holds thousands of tasks during a large create or a mass
+    // node loss, and scanning it per slot was quadratic), and each node's verdict once
+    let touched: std::collections::HashSet<String> = put.iter().map(|p| p.id.clone()).collect();
+    let mut lost: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
     for (&slot, &t) in live.iter() {
-        if put.iter().any(|p| p.id == t.id) {
+        if touched.contains(&t.id) {
             continue; // made or changed this round
         }
         let key = format!("{}/{}", svc.id, slot);
         if t.status.state.is_terminal() {
             replace_if_due(state, svc, key, &t, slot, "", env, put, ops);
-        } else if !t.node_id.is_empty() && node_lost(state, &t.node_id) {
+        } else if !t.node_id.is_empty() && *lost.entry(t.node_id.as_str()).or_insert_with(|| node_lost(state, &t.node_id)) {
             put.push(shut_down(&t, "node is down or drained", env.now_ns));
             put.push(new_task(env, svc, slot, ""));
-        } else if !is_current(state, t, svc) {
+        } else if !is_current_at(state, t, svc, now) {
             dirty += 1;
             if budget > 0 {
                 budget -= 1;
