@@ -127,8 +127,9 @@ impl Tail {
     /// Drop entries with index <= `upto` (purge).
     fn purge(&mut self, upto: u64) {
         let keep = self.entries.split_off(&(upto + 1));
-        self.entries = keep;
-        self.bytes = self.entries.values().map(|(_, l)| l).sum();
+        for (_, (_, len)) in std::mem::replace(&mut self.entries, keep) {
+            self.bytes -= len;
+        }
     }
 
     fn first(&self) -> Option<u64> {

@@ -29,7 +29,7 @@ pub const MAX_WEIGHT: usize = 256;
 const QUEUE: usize = 4096;
 
 /// Why a proposal was not applied.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum WriteError {
     /// This manager is not the leader (any more); the leader, if known.
     #[error("not the leader")]
@@ -135,11 +135,7 @@ fn deliver(outcome: Result<Vec<ApplyResult>, WriteError>, replies: Vec<oneshot::
         }
         Err(e) => {
             for r in replies {
-                let e = match &e {
-                    WriteError::ForwardToLeader(m) => WriteError::ForwardToLeader(m.clone()),
-                    WriteError::Unavailable(s) => WriteError::Unavailable(s.clone()),
-                };
-                let _ = r.send(Err(e));
+                let _ = r.send(Err(e.clone()));
             }
         }
     }
