@@ -16,6 +16,7 @@ use skep_transport::Endpoint;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
@@ -39,6 +40,9 @@ struct Shared<E> {
     desired: Mutex<BTreeMap<String, watch::Sender<TaskState>>>,
     /// Serialises writes of `tasks.json` (runners save concurrently; they share the temporary file).
     saving: Mutex<()>,
+    /// Changes made to the table that must be written (a counter), and how many of them the last write held.
+    changes: AtomicU64,
+    saved: AtomicU64,
     /// Networking (sandboxes, overlays, DNS), when the node has it.
     net: Option<Arc<NetAgent>>,
 }
@@ -52,8 +56,17 @@ fn status(state: TaskState, message: &str) -> TaskStatus {
 }
 
 impl<E: Engine> Shared<E> {
+    /// Write the table; concurrent callers share one write (group commit): a caller whose change is already in a
+    /// write that finished while it waited for its turn returns at once.
     fn save(&self) {
+        // the caller's change is in the table before it takes a ticket, so a write that read the counter at or past
+        // the ticket (and cloned the table after) holds it
+        let ticket = self.changes.fetch_add(1, Ordering::SeqCst) + 1;
         let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
+        if self.saved.load(Ordering::SeqCst) >= ticket {
+            return;
+        }
+        let upto = self.changes.load(Ordering::SeqCst);
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let body = match serde_json::to_vec(&table) {
             Ok(b) => b,
@@ -68,13 +81,20 @@ impl<E: Engine> Shared<E> {
             std::fs::File::open(&tmp)?.sync_all()?;
             std::fs::rename(&tmp, &self.file)
         })();
-        if let Err(e) = r {
-            tracing::warn!("saving {}: {e}", self.file.display());
+        match r {
+            Ok(()) => self.saved.store(upto, Ordering::SeqCst),
+            Err(e) => tracing::warn!("saving {}: {e}", self.file.display()),
         }
     }
 
     /// Record and report a forward move; returns false when the task is already at or past `st.state`.
+    ///
+    /// Only what a restarted agent acts on is written before the report: a new handle (the task is adopted through
+    /// it) and the end of a task. The steps in between (accepted, preparing, starting) would change nothing after a
+    /// restart, since a task without a handle is reported as never started; writing the whole table at each of them
+    /// was most of a busy worker's CPU.
     fn advance(&self, id: &str, st: TaskStatus, handle: Option<Handle>) -> bool {
+        let durable = handle.is_some() || st.state.is_terminal();
         {
             let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
             let Some(l) = t.get_mut(id) else { return false };
@@ -86,7 +106,9 @@ impl<E: Engine> Shared<E> {
                 l.handle = handle;
             }
         }
-        self.save();
+        if durable {
+            self.save();
+        }
         let _ = self.reports.send((id.to_string(), st));
         true
     }
@@ -122,6 +144,8 @@ pub async fn run<E: Engine>(endpoint: Endpoint, engine: E, cfg: TaskManagerConfi
         reports: tx,
         desired: Mutex::new(BTreeMap::new()),
         saving: Mutex::new(()),
+        changes: AtomicU64::new(0),
+        saved: AtomicU64::new(0),
         net: cfg.net.clone(),
     });
     // network views are applied by their own loop, latest first, so a slow kernel update never delays assignments
@@ -523,7 +547,7 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let file = dir.join("tasks.json");
         let table = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        (Arc::new(Shared { engine, table: Mutex::new(table), file, reports: tx, desired: Mutex::new(BTreeMap::new()), saving: Mutex::new(()), net: None }), rx)
+        (Arc::new(Shared { engine, table: Mutex::new(table), file, reports: tx, desired: Mutex::new(BTreeMap::new()), saving: Mutex::new(()), changes: AtomicU64::new(0), saved: AtomicU64::new(0), net: None }), rx)
     }
 
     /// Collect reports until `task` reaches `state` (bounded).
@@ -573,6 +597,36 @@ mod tests {
                 break;
             }
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Runners that save at once share writes, and the file still holds every handle recorded before each of them
+    /// returned (what a restarted agent adopts through).
+    #[test]
+    fn concurrent_saves_lose_no_handle() {
+        let dir = std::env::temp_dir().join(format!("skep-tm-{}-d", std::process::id()));
+        let (s, _rx) = shared(&dir, Fake::default());
+        let ids: Vec<String> = (0..64).map(|i| format!("t{i:02}")).collect();
+        {
+            let mut t = s.table.lock().unwrap();
+            for id in &ids {
+                t.insert(id.clone(), Local { task: task(id, "prog", TaskState::Running), handle: None, state: TaskState::Starting });
+            }
+        }
+        std::thread::scope(|scope| {
+            for id in &ids {
+                let s = s.clone();
+                scope.spawn(move || {
+                    let h = Handle { task_id: id.clone(), engine: "fake".into(), id: format!("c-{id}"), pid: 1 };
+                    assert!(s.advance(id, status(TaskState::Running, "started"), Some(h)));
+                    // what this runner recorded is on disk once `advance` returned
+                    let on_disk: BTreeMap<String, Local> = serde_json::from_slice(&std::fs::read(&s.file).unwrap()).unwrap();
+                    assert!(on_disk[id.as_str()].handle.is_some(), "{id}");
+                });
+            }
+        });
+        let on_disk: BTreeMap<String, Local> = serde_json::from_slice(&std::fs::read(&s.file).unwrap()).unwrap();
+        assert!(ids.iter().all(|id| on_disk[id.as_str()].handle.as_ref().is_some_and(|h| h.id == format!("c-{id}"))));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

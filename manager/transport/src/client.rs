@@ -1,6 +1,6 @@
 //! The calling side: [`Endpoint::call`], [`Endpoint::call_with`] and the connection cache.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::time::{timeout, timeout_at, Instant};
@@ -123,15 +123,34 @@ impl Endpoint {
         // A live peer acknowledges our request within milliseconds, even when its handler is slow. Total silence
         // (first for `silence_timeout`, or for the whole call) means it is gone, e.g. killed or restarted without
         // telling us: close the connection so the next call redials instead of waiting out the idle timeout.
-        let probe = (Instant::now() + self.inner.cfg.silence_timeout).min(deadline);
-        let first = tokio::select! {
-            res = &mut call => Some(res),
-            _ = tokio::time::sleep_until(probe) => None,
-        };
-        let res = match first {
-            Some(res) => Some(res),
-            None if conn.stats().udp_rx.datagrams == received_before => None,
-            None => timeout_at(deadline, &mut call).await.ok(),
+        //
+        // Silence is judged only when this process was able to look: if the probe fired late, or the runtime is so
+        // busy that a yield takes a while to come back, what the peer sent may still sit unread in our socket or in
+        // the queue of the task that reads it, so the probe is taken again shortly, up to the call's deadline. A
+        // starved worker used to drop healthy connections to its managers this way, and redial them (a TLS
+        // handshake each) just when the managers were busiest.
+        let mut probe = (Instant::now() + self.inner.cfg.silence_timeout).min(deadline);
+        let res = loop {
+            tokio::select! {
+                res = &mut call => break Some(res),
+                _ = tokio::time::sleep_until(probe) => {}
+            }
+            let heard = || conn.stats().udp_rx.datagrams != received_before;
+            if !heard() {
+                let late = Instant::now().saturating_duration_since(probe) > PROBE_SLACK;
+                let t = Instant::now();
+                // a yield returns after the runtime has polled its I/O driver once more
+                tokio::task::yield_now().await;
+                let busy = t.elapsed() > BUSY_YIELD;
+                if !heard() && ((!late && !busy) || Instant::now() >= deadline) {
+                    break None;
+                }
+                if !heard() {
+                    probe = (Instant::now() + PROBE_SLACK).min(deadline);
+                    continue;
+                }
+            }
+            break timeout_at(deadline, &mut call).await.ok();
         };
         match res {
             Some(res) => res.map_err(|e| self.local_or(e)),
@@ -154,6 +173,13 @@ impl Endpoint {
         }
     }
 }
+
+/// A silence probe that fires later than this was late because this process was busy: it is taken again this much
+/// later.
+const PROBE_SLACK: Duration = Duration::from_millis(100);
+/// A yield that takes longer than this to come back means the runtime has a queue of work (which may hold the
+/// peer's reply).
+const BUSY_YIELD: Duration = Duration::from_millis(5);
 
 async fn exchange<Resp: DeserializeOwned>(conn: &quinn::Connection, frame: &[u8], max: usize) -> Result<Resp, TransportError> {
     let (mut send, mut recv) = conn.open_bi().await.map_err(TransportError::from_connection)?;

@@ -174,6 +174,45 @@ async fn a_silent_peer_fails_a_call_after_the_silence_timeout_and_a_slow_one_doe
     assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
 }
 
+/// A client too busy to read its socket when the silence probe is due (its only thread blocked by other work) does not
+/// take a live peer for a silent one: the call gets its answer and the connection is kept.
+#[test]
+fn a_busy_client_keeps_a_live_peer() {
+    let pki = Pki::new();
+    let cfg = TransportConfig { silence_timeout: Duration::from_millis(300), ..Default::default() };
+    let client_tls = pki.client_tls(true);
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_cfg = cfg.clone();
+    // the server on a runtime of its own, so blocking the client's thread does not stop it
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let s = Server::start(&pki, server_cfg);
+            addr_tx.send(s.addr).unwrap();
+            let _ = stop_rx.await;
+            s.stop().await;
+        });
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let client = Endpoint::client(client_tls, cfg).unwrap();
+        let _: Resp = client.call(addr, NAME, &Req::Whoami).await.unwrap();
+        // while the next call is in flight, other work holds the only thread well past the silence timeout
+        let hog = tokio::spawn(async {
+            sleep(Duration::from_millis(50)).await;
+            std::thread::sleep(Duration::from_millis(900));
+        });
+        let resp: Resp = client.call(addr, NAME, &Req::Sleep(100)).await.unwrap();
+        assert_eq!(resp, Resp::Slept);
+        hog.await.unwrap();
+        assert_eq!(dials(&client), 1, "the connection was dropped");
+    });
+    let _ = stop_tx.send(());
+    server.join().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_refusal_is_typed() {
     let pki = Pki::new();
