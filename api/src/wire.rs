@@ -111,6 +111,26 @@ pub enum Response {
         #[serde(with = "as_json")]
         network: crate::netview::NetworkView,
     },
+    /// What changed in the node's assignment set since the set it holds (its `known` digest, named here as `base`):
+    /// the leader sends this instead of [`Response::Assignments`] when it still knows which set that was, so a node
+    /// is not sent every task again whenever one of them changes (nor on every long poll that times out).
+    AssignmentChanges {
+        /// Digest of the resulting assignments and network view (send it back as `known`).
+        digest: u64,
+        /// The `known` digest these changes apply to.
+        base: u64,
+        /// [`assignment_digest`] of the task set after the changes: a node whose set comes out otherwise asks for the
+        /// whole set (`known: 0`).
+        set_digest: u64,
+        /// Tasks new to the set, or whose desired state changed (whole objects).
+        #[serde(with = "as_json")]
+        updated: Vec<Task>,
+        /// IDs of tasks no longer in the set.
+        removed: Vec<String>,
+        /// The networks and services this node must program (whole, as in `Assignments`).
+        #[serde(with = "as_json")]
+        network: crate::netview::NetworkView,
+    },
     /// Done, nothing to return.
     Ok,
     /// This manager is not the leader; try the leader.
@@ -120,6 +140,16 @@ pub enum Response {
     },
     /// Refused or failed.
     Error(WireError),
+}
+
+/// Digest of an assignment set from its `(task ID, desired state)` pairs in ascending ID order: what a node must act
+/// on, not status details. Leader and node compute it alike (the same build), and it is never 0 (0 means "no set").
+pub fn assignment_digest<'a>(keys: impl IntoIterator<Item = (&'a str, crate::docker::TaskState)>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let keys: Vec<(&str, crate::docker::TaskState)> = keys.into_iter().collect();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    keys.hash(&mut h);
+    h.finish() | 1
 }
 
 /// Join a swarm.

@@ -168,26 +168,80 @@ pub async fn run<E: Engine>(endpoint: Endpoint, engine: E, cfg: TaskManagerConfi
     let leader = Arc::new(Mutex::new(None::<SocketAddr>));
     tokio::spawn(report_loop(endpoint.clone(), cfg.managers.clone(), leader.clone(), rx, stop.clone()));
     adopt(&shared).await;
-    let mut known = 0u64;
+    let mut set = AssignedSet::default();
     loop {
         if *stop.borrow() {
             return;
         }
-        let req = Request::Assignments { known };
+        let req = Request::Assignments { known: set.known };
         let reply = tokio::select! {
             r = call_leader(&endpoint, &cfg.managers, &leader, &req, Duration::from_secs(15)) => r,
             _ = stop.changed() => return,
         };
-        match reply {
-            Some(Response::Assignments { digest, tasks, network }) => {
-                known = digest;
+        match reply.map(|r| set.take(r)) {
+            Some(Taken::Set { tasks, network }) => {
                 views.send_replace(Some(network));
-                apply_assignments(&shared, tasks);
+                if let Some(tasks) = tasks {
+                    apply_assignments(&shared, tasks);
+                }
             }
-            _ => {
+            Some(Taken::Mismatch) => tracing::debug!("assignment changes did not apply to this node's set; asking for all"),
+            Some(Taken::Other) | None => {
                 // no leader reachable: keep everything running and try again soon
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
+        }
+    }
+}
+
+/// The node's copy of its assignment set, kept whole from the leader's whole sets and changes.
+#[derive(Default)]
+struct AssignedSet {
+    /// Digest to send as `known` (0: ask for the whole set).
+    known: u64,
+    tasks: BTreeMap<String, Task>,
+}
+
+/// What an answer to the long poll came to.
+#[derive(Debug)]
+enum Taken {
+    /// The set to act on (`None`: unchanged, nothing to do) and the network view.
+    Set { tasks: Option<Vec<Task>>, network: NetworkView },
+    /// Changes that do not apply to the set held; the next poll asks for the whole set.
+    Mismatch,
+    /// Not an assignments answer (an error, or not the leader).
+    Other,
+}
+
+impl AssignedSet {
+    fn take(&mut self, reply: Response) -> Taken {
+        match reply {
+            Response::Assignments { digest, tasks, network } => {
+                self.known = digest;
+                self.tasks = tasks.iter().map(|t| (t.id.clone(), t.clone())).collect();
+                Taken::Set { tasks: Some(tasks), network }
+            }
+            Response::AssignmentChanges { digest, base, set_digest, updated, removed, network } => {
+                if base != self.known {
+                    self.known = 0;
+                    return Taken::Mismatch;
+                }
+                let changed = !updated.is_empty() || !removed.is_empty();
+                for id in &removed {
+                    self.tasks.remove(id);
+                }
+                for t in updated {
+                    self.tasks.insert(t.id.clone(), t);
+                }
+                let got = skep_api::wire::assignment_digest(self.tasks.values().map(|t| (t.id.as_str(), t.desired_state)));
+                if got != set_digest {
+                    self.known = 0;
+                    return Taken::Mismatch;
+                }
+                self.known = digest;
+                Taken::Set { tasks: changed.then(|| self.tasks.values().cloned().collect()), network }
+            }
+            _ => Taken::Other,
         }
     }
 }
@@ -598,6 +652,44 @@ mod tests {
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_assigned_set_follows_whole_sets_and_changes_and_asks_again_when_they_do_not_fit() {
+        let digest = |ts: &[&Task]| skep_api::wire::assignment_digest(ts.iter().map(|t| (t.id.as_str(), t.desired_state)));
+        let a = task("a", "prog", TaskState::Running);
+        let b = task("b", "prog", TaskState::Running);
+        let mut set = AssignedSet::default();
+        let full = Response::Assignments { digest: 7, tasks: vec![a.clone(), b.clone()], network: Default::default() };
+        assert!(matches!(set.take(full), Taken::Set { tasks: Some(t), .. } if t.len() == 2));
+        assert_eq!(set.known, 7);
+        // b stops, c arrives
+        let mut b2 = b.clone();
+        b2.desired_state = TaskState::Shutdown;
+        let c = task("c", "prog", TaskState::Running);
+        let changes = Response::AssignmentChanges {
+            digest: 8,
+            base: 7,
+            set_digest: digest(&[&a, &b2, &c]),
+            updated: vec![b2.clone(), c.clone()],
+            removed: vec![],
+            network: Default::default(),
+        };
+        let Taken::Set { tasks: Some(t), .. } = set.take(changes) else { panic!() };
+        assert_eq!(t.iter().map(|t| (t.id.as_str(), t.desired_state)).collect::<Vec<_>>(),
+            [("a", TaskState::Running), ("b", TaskState::Shutdown), ("c", TaskState::Running)]);
+        assert_eq!(set.known, 8);
+        // nothing changed (a long poll that timed out): nothing to act on
+        let same = Response::AssignmentChanges {
+            digest: 8, base: 8, set_digest: digest(&[&a, &b2, &c]), updated: vec![], removed: vec![], network: Default::default(),
+        };
+        assert!(matches!(set.take(same), Taken::Set { tasks: None, .. }));
+        // changes whose result is not what the leader computed: ask for the whole set
+        let wrong = Response::AssignmentChanges {
+            digest: 9, base: 8, set_digest: digest(&[&a]), updated: vec![], removed: vec!["b".into()], network: Default::default(),
+        };
+        assert!(matches!(set.take(wrong), Taken::Mismatch));
+        assert_eq!(set.known, 0);
     }
 
     /// Runners that save at once share writes, and the file still holds every handle recorded before each of them

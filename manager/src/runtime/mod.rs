@@ -92,6 +92,8 @@ struct Inner {
     status_tx: tokio::sync::mpsc::Sender<tasks::StatusBatch>,
     /// Per-node assignment sets of the current store version.
     assignments: Mutex<tasks::AssignmentCache>,
+    /// What each node was last sent, so the next answer can carry only the changes.
+    sent: Mutex<tasks::Sent>,
     /// The store version the long polls answer from: the newest, published at most every `DISPATCH_GAP`.
     dispatched: watch::Sender<Arc<ClusterState>>,
 }
@@ -131,6 +133,7 @@ impl Manager {
                 stop,
                 status_tx,
                 assignments: Mutex::new(Default::default()),
+                sent: Mutex::new(Default::default()),
                 dispatched,
             }),
         };

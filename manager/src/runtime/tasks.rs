@@ -6,9 +6,10 @@ use crate::orchestrator::{self, Env};
 use crate::store::{ClusterState, Op};
 use skep_api::docker::{Task, TaskState, TaskStatus};
 use skep_api::netview::NetworkView;
-use skep_api::wire::{ErrorKind, Response};
+use skep_api::wire::{assignment_digest, ErrorKind, Response};
 use skep_pki::PeerIdentity;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -62,9 +63,8 @@ impl AssignmentCache {
             .into_iter()
             .map(|(n, k)| {
                 // the table is ordered by ID, so `k` is already in `digest`'s order
-                let mut h = DefaultHasher::new();
-                k.hash(&mut h);
-                (n.to_string(), (h.finish() | 1, k.into_iter().map(|(id, _)| id.to_string()).collect()))
+                let d = assignment_digest(k.iter().copied());
+                (n.to_string(), (d, k.into_iter().map(|(id, _)| id.to_string()).collect()))
             })
             .collect();
         self.sets.clear();
@@ -126,11 +126,46 @@ fn is_assigned(t: &Task) -> bool {
 
 /// Digest of an assignment set: what the node must act on (IDs and desired states), not status details.
 pub fn digest(tasks: &[Task]) -> u64 {
-    let mut h = DefaultHasher::new();
     let mut keys: Vec<(&str, TaskState)> = tasks.iter().map(|t| (t.id.as_str(), t.desired_state)).collect();
     keys.sort();
-    keys.hash(&mut h);
-    h.finish() | 1
+    assignment_digest(keys)
+}
+
+/// What the leader last sent a node: the digest the node will send back as `known`, and the set's
+/// `(ID, desired state)` pairs, so that the next answer can be the changes alone.
+#[derive(Default)]
+pub(super) struct Sent {
+    by_node: std::collections::HashMap<String, (u64, Arc<BTreeMap<String, TaskState>>)>,
+}
+
+impl Sent {
+    /// The answer to a long poll from `node_id` holding `known`: the changes since the set last sent, when `known`
+    /// is that set's digest, else the whole set. Records what is sent.
+    fn answer(&mut self, node_id: &str, known: u64, digest: u64, tasks: &[Task], network: NetworkView) -> Response {
+        let now: BTreeMap<String, TaskState> = tasks.iter().map(|t| (t.id.clone(), t.desired_state)).collect();
+        let prev = self.by_node.get(node_id).filter(|(d, _)| known != 0 && *d == known).map(|(_, p)| p.clone());
+        let set_digest = assignment_digest(now.iter().map(|(id, d)| (id.as_str(), *d)));
+        self.by_node.insert(node_id.to_string(), (digest, Arc::new(now)));
+        match prev {
+            Some(prev) => Response::AssignmentChanges {
+                digest,
+                base: known,
+                set_digest,
+                updated: tasks.iter().filter(|t| prev.get(&t.id) != Some(&t.desired_state)).cloned().collect(),
+                removed: {
+                    let ids: std::collections::HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+                    prev.keys().filter(|id| !ids.contains(id.as_str())).cloned().collect()
+                },
+                network,
+            },
+            None => Response::Assignments { digest, tasks: tasks.to_vec(), network },
+        }
+    }
+
+    /// Forget nodes no longer in the store, and everything when leadership was lost and regained.
+    pub(super) fn retain(&mut self, state: &ClusterState) {
+        self.by_node.retain(|n, _| state.nodes.contains_key(n));
+    }
 }
 
 /// Pending status reports and who waits for them.
@@ -154,6 +189,9 @@ impl Manager {
             let state = changes.borrow_and_update().clone();
             if self.is_leader() {
                 self.inner.assignments.lock().unwrap_or_else(|p| p.into_inner()).refresh(&state);
+                self.inner.sent.lock().unwrap_or_else(|p| p.into_inner()).retain(&state);
+            } else {
+                *self.inner.sent.lock().unwrap_or_else(|p| p.into_inner()) = Sent::default();
             }
             self.inner.dispatched.send_replace(state);
             tokio::time::sleep(super::DISPATCH_GAP).await;
@@ -174,7 +212,8 @@ impl Manager {
             let reply = |state: &Arc<ClusterState>| {
                 let (d, tasks, view) =
                     self.inner.assignments.lock().unwrap_or_else(|p| p.into_inner()).get_with_view(state, &id.node_id);
-                Response::Assignments { digest: d, tasks: tasks.to_vec(), network: (*view).clone() }
+                let mut sent = self.inner.sent.lock().unwrap_or_else(|p| p.into_inner());
+                sent.answer(&id.node_id, known, d, &tasks, (*view).clone())
             };
             let d = self.inner.assignments.lock().unwrap_or_else(|p| p.into_inner()).digest_with_view(&state, &id.node_id);
             if d != known {
@@ -437,6 +476,39 @@ mod tests {
         let ops = split(vec![Op::PutTasks { tasks: with_stop }]);
         let Op::PutTasks { tasks } = &ops[0] else { panic!() };
         assert_eq!(tasks[1].id, "t001");
+    }
+
+    #[test]
+    fn a_node_holding_the_last_set_sent_gets_only_the_changes() {
+        let mut sent = Sent::default();
+        let net = NetworkView::default();
+        let a = task("a", "n1", TaskState::Running, TaskState::Running);
+        let b = task("b", "n1", TaskState::Assigned, TaskState::Running);
+        // first poll (known 0): the whole set
+        let r = sent.answer("n1", 0, 11, &[a.clone(), b.clone()], net.clone());
+        assert!(matches!(&r, Response::Assignments { digest: 11, tasks, .. } if tasks.len() == 2), "{r:?}");
+        // b is stopped, c is new, a unchanged: only b and c go out, nothing removed yet
+        let mut b2 = b.clone();
+        b2.desired_state = TaskState::Shutdown;
+        let c = task("c", "n1", TaskState::Assigned, TaskState::Running);
+        let r = sent.answer("n1", 11, 12, &[a.clone(), b2.clone(), c.clone()], net.clone());
+        let Response::AssignmentChanges { digest, base, set_digest, updated, removed, .. } = r else { panic!("{r:?}") };
+        assert_eq!((digest, base), (12, 11));
+        assert_eq!(updated.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+        assert!(removed.is_empty());
+        assert_eq!(set_digest, digest_of(&[a.clone(), b2, c.clone()]));
+        // b is done and leaves the set
+        let r = sent.answer("n1", 12, 13, &[a.clone(), c.clone()], net.clone());
+        let Response::AssignmentChanges { updated, removed, .. } = r else { panic!("{r:?}") };
+        assert!(updated.is_empty());
+        assert_eq!(removed, ["b"]);
+        // a node holding something else (say, an answer it never got) is sent the whole set
+        let r = sent.answer("n1", 12, 13, &[a, c], net);
+        assert!(matches!(&r, Response::Assignments { tasks, .. } if tasks.len() == 2), "{r:?}");
+    }
+
+    fn digest_of(tasks: &[Task]) -> u64 {
+        digest(tasks)
     }
 
     #[test]
