@@ -7,6 +7,11 @@
 //! Nor does a busy leader: time the leader itself did not look (its checks, normally every few hundred milliseconds,
 //! came late because its runtime was saturated) is not counted against anyone, because the heartbeats of that time
 //! may be sitting unread in its own queues. Every deadline moves out by the stall.
+//!
+//! And when the leader hears from fewer than half of the ready nodes within a TTL, the fault is more likely its own
+//! (its network, or a machine too loaded to read its sockets) than half the cluster failing at once: it holds its
+//! verdicts, for one more TTL at most (in clusters of 8 nodes or more). Marking half the nodes down would move all their tasks onto the other half,
+//! which is how an overloaded cluster collapses. A real mass failure is still noticed, one TTL later.
 
 use crate::store::{ClusterState, Op};
 use skep_api::docker::node_state;
@@ -22,6 +27,10 @@ pub struct Liveness {
     /// When `expired` last ran.
     last_check: Option<Instant>,
 }
+
+/// Verdicts are held when the leader hears from fewer than half of the ready nodes, in clusters of at least this many
+/// (in a smaller one, half the nodes failing together is not unlikely enough to doubt).
+pub const HOLD_MIN_NODES: usize = 8;
 
 /// Checks further apart than this mean the leader stalled; the excess is forgiven.
 pub const CHECK_SLACK: Duration = Duration::from_millis(500);
@@ -72,10 +81,23 @@ impl Liveness {
         }
         self.last_check = Some(now);
         let mut ops = Vec::new();
+        let ready = state.nodes.values().filter(|r| r.node.status.state != node_state::DOWN).count();
+        let heard = state
+            .nodes
+            .iter()
+            .filter(|(id, r)| r.node.status.state != node_state::DOWN && self.alive(id, now))
+            .count();
+        // hearing from fewer than half: hold verdicts on nodes silent for less than two TTLs (see the module docs)
+        let hold = ready >= HOLD_MIN_NODES && heard * 2 < ready;
+        let mut held = 0usize;
         for (id, rec) in &state.nodes {
             let deadline = *self.deadlines.entry(id.clone()).or_insert(now + self.ttl);
             if deadline <= now && rec.node.status.state != node_state::DOWN {
                 let silent = now.saturating_duration_since(deadline) + self.ttl;
+                if hold && silent < self.ttl * 2 {
+                    held += 1;
+                    continue;
+                }
                 tracing::warn!(node = %id, silent_ms = silent.as_millis() as u64, "node marked down: no heartbeat");
                 ops.push(Op::SetNodeStatus {
                     id: id.clone(),
@@ -84,6 +106,9 @@ impl Liveness {
                     addr: String::new(),
                 });
             }
+        }
+        if held > 0 {
+            tracing::warn!(heard, ready, held, "heard from fewer than half of the ready nodes; verdicts held for one more TTL");
         }
         self.deadlines.retain(|id, _| state.nodes.contains_key(id));
         ops
@@ -147,6 +172,53 @@ mod tests {
             }
         }
         assert_eq!(down_at, Some(t0 + Duration::from_millis(6600)));
+    }
+
+    #[test]
+    fn hearing_from_fewer_than_half_holds_verdicts_for_one_more_ttl() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(3);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let ids: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
+        let s = st(&ids.iter().map(|i| (i.as_str(), "ready")).collect::<Vec<_>>());
+        // 3 of 10 go silent: a minority, marked down on time
+        let mut l = Liveness::new(ttl);
+        let mut down_at = std::collections::BTreeMap::new();
+        for ms in (0..=8000).step_by(200) {
+            for id in &ids[3..] {
+                l.heartbeat(id, at(ms));
+            }
+            for op in l.expired(&s, at(ms)) {
+                let Op::SetNodeStatus { id, .. } = op else { panic!() };
+                down_at.entry(id).or_insert(ms);
+            }
+            if ms == 0 {
+                for id in &ids[..3] {
+                    l.heartbeat(id, at(0));
+                }
+            }
+        }
+        assert_eq!(down_at.len(), 3);
+        assert!(down_at.values().all(|ms| *ms == 3000), "{down_at:?}");
+        // 6 of 10 go silent at once: held for one more TTL, then marked down all the same
+        let mut l = Liveness::new(ttl);
+        let mut down_at = std::collections::BTreeMap::new();
+        for ms in (0..=10000).step_by(200) {
+            for id in &ids[6..] {
+                l.heartbeat(id, at(ms));
+            }
+            if ms == 0 {
+                for id in &ids[..6] {
+                    l.heartbeat(id, at(0));
+                }
+            }
+            for op in l.expired(&s, at(ms)) {
+                let Op::SetNodeStatus { id, .. } = op else { panic!() };
+                down_at.entry(id).or_insert(ms);
+            }
+        }
+        assert_eq!(down_at.len(), 6);
+        assert!(down_at.values().all(|ms| *ms == 6000), "{down_at:?}");
     }
 
     #[test]
