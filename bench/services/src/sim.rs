@@ -54,9 +54,10 @@ pub struct SimArgs {
     /// Keep the scratch directories (manager logs) for post-mortems
     #[arg(long)]
     pub keep: bool,
-    /// The simulator's nice value. Its workers stand for other machines, so by default they yield the CPU to the
-    /// managers under test (which run at nice 0); 0 makes them compete evenly.
-    #[arg(long, default_value_t = 10)]
+    /// The simulator's nice value (the managers run at nice 0). By default the two compete evenly: a simulator that
+    /// yields (e.g. 10) is starved by any outside load, and its thousand workers, which stand for a thousand other
+    /// machines, stop heartbeating.
+    #[arg(long, default_value_t = 0)]
     pub nice: i32,
 }
 
