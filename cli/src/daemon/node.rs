@@ -114,8 +114,19 @@ pub type ApiResult<T> = Result<T, ApiError>;
 fn transport_config() -> TransportConfig {
     // A dead peer is noticed by a call it leaves unacknowledged for 1 s (`silence_timeout`), which bounds failover;
     // idle connections keep the default 10 s idle timeout, so a thousand of them cost no keep-alive traffic to speak of.
-    TransportConfig { rpc_timeout: Duration::from_secs(5), silence_timeout: Duration::from_secs(1), ..Default::default() }
+    // A leader holds a connection from every node (and, briefly, the old one of a node that redials): the transport's
+    // default of 1024 would refuse nodes in a cluster of about a thousand. QUIC connections share the one UDP socket,
+    // so the bound is memory (tens of KiB each), not descriptors.
+    TransportConfig {
+        rpc_timeout: Duration::from_secs(5),
+        silence_timeout: Duration::from_secs(1),
+        max_connections: MAX_CONNECTIONS,
+        ..Default::default()
+    }
 }
+
+/// Connections a daemon accepts at once.
+const MAX_CONNECTIONS: usize = 16_384;
 
 /// The transport handler: every RPC goes to the manager, if this node runs one.
 struct RpcHandler {
