@@ -10,8 +10,9 @@
 //!
 //! And when the leader hears from fewer than half of the ready nodes within a TTL, the fault is more likely its own
 //! (its network, or a machine too loaded to read its sockets) than half the cluster failing at once: it holds its
-//! verdicts, for one more TTL at most (in clusters of 8 nodes or more). Marking half the nodes down would move all their tasks onto the other half,
-//! which is how an overloaded cluster collapses. A real mass failure is still noticed, one TTL later.
+//! verdicts, for one more TTL at most (in clusters of [`HOLD_MIN_NODES`] or more). Marking half the nodes down would
+//! move all their tasks onto the other half, which is how an overloaded cluster collapses. A real mass failure is
+//! still noticed, one TTL later.
 
 use crate::store::{ClusterState, Op};
 use skep_api::docker::node_state;

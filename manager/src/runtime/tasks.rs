@@ -135,7 +135,7 @@ pub fn digest(tasks: &[Task]) -> u64 {
 /// `(ID, desired state)` pairs, so that the next answer can be the changes alone.
 #[derive(Default)]
 pub(super) struct Sent {
-    by_node: std::collections::HashMap<String, (u64, Arc<BTreeMap<String, TaskState>>)>,
+    by_node: std::collections::HashMap<String, (u64, BTreeMap<String, TaskState>)>,
 }
 
 impl Sent {
@@ -143,9 +143,9 @@ impl Sent {
     /// is that set's digest, else the whole set. Records what is sent.
     fn answer(&mut self, node_id: &str, known: u64, digest: u64, tasks: &[Task], network: NetworkView) -> Response {
         let now: BTreeMap<String, TaskState> = tasks.iter().map(|t| (t.id.clone(), t.desired_state)).collect();
-        let prev = self.by_node.get(node_id).filter(|(d, _)| known != 0 && *d == known).map(|(_, p)| p.clone());
+        let prev = self.by_node.remove(node_id).filter(|(d, _)| known != 0 && *d == known).map(|(_, p)| p);
         let set_digest = assignment_digest(now.iter().map(|(id, d)| (id.as_str(), *d)));
-        self.by_node.insert(node_id.to_string(), (digest, Arc::new(now)));
+        self.by_node.insert(node_id.to_string(), (digest, now));
         match prev {
             Some(prev) => Response::AssignmentChanges {
                 digest,

@@ -139,7 +139,8 @@ impl Endpoint {
             if !heard() {
                 let late = Instant::now().saturating_duration_since(probe) > PROBE_SLACK;
                 let t = Instant::now();
-                // a yield returns after the runtime has polled its I/O driver once more
+                // a yield comes back after the work queued before it, and (in tokio's scheduler since 1.24, not a
+                // documented guarantee) after the runtime has polled its I/O driver once more
                 tokio::task::yield_now().await;
                 let busy = t.elapsed() > BUSY_YIELD;
                 if !heard() && ((!late && !busy) || Instant::now() >= deadline) {
