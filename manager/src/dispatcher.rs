@@ -58,6 +58,12 @@ impl Liveness {
         self.deadlines.insert(node.to_string(), now + self.ttl);
     }
 
+    /// A node just joined: it has yet to start its agent and dial the leader with its new certificate, which on a
+    /// leader busy with other joins can take longer than a heartbeat period, so its first deadline is two TTLs away.
+    pub fn joined(&mut self, node: &str, now: Instant) {
+        self.deadlines.insert(node.to_string(), now + self.ttl * 2);
+    }
+
     /// Stop tracking a node (removed).
     pub fn forget(&mut self, node: &str) {
         self.deadlines.remove(node);
@@ -220,6 +226,27 @@ mod tests {
         }
         assert_eq!(down_at.len(), 6);
         assert!(down_at.values().all(|ms| *ms == 6000), "{down_at:?}");
+    }
+
+    #[test]
+    fn a_node_that_just_joined_has_two_ttls_to_send_its_first_heartbeat() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Duration::from_secs(3));
+        let s = st(&[("a", "ready")]);
+        l.joined("a", t0);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        for ms in (200..6000).step_by(200) {
+            assert!(l.expired(&s, at(ms)).is_empty(), "{ms}");
+        }
+        assert_eq!(l.expired(&s, at(6000)).len(), 1);
+        // once it heartbeats, the usual TTL applies
+        let mut l = Liveness::new(Duration::from_secs(3));
+        l.joined("a", t0);
+        l.heartbeat("a", at(1000));
+        for ms in (1200..4000).step_by(200) {
+            assert!(l.expired(&s, at(ms)).is_empty(), "{ms}");
+        }
+        assert_eq!(l.expired(&s, at(4000)).len(), 1);
     }
 
     #[test]

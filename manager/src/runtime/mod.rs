@@ -510,7 +510,7 @@ impl Manager {
         node.spec.availability = availability;
         node.status.state = node_state::READY.into();
         node.status.addr = ip;
-        self.lock_live().heartbeat(&node_id, Instant::now());
+        self.lock_live().joined(&node_id, Instant::now());
         let applied = match self.propose(Op::AddNode { node: Box::new(node), cluster_addr }).await {
             Ok(a) => a,
             Err(e) => return werr(ErrorKind::Unavailable, e.to_string()),
