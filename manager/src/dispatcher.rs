@@ -184,48 +184,34 @@ mod tests {
     #[test]
     fn hearing_from_fewer_than_half_holds_verdicts_for_one_more_ttl() {
         let t0 = Instant::now();
-        let ttl = Duration::from_secs(3);
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let ids: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
         let s = st(&ids.iter().map(|i| (i.as_str(), "ready")).collect::<Vec<_>>());
+        // every node heartbeats at 0, then the first `silent` stop; checks every 200 ms until `until_ms`: when each
+        // silent node was marked down
+        let down_at = |silent: usize, until_ms: u64| {
+            let mut l = Liveness::new(Duration::from_secs(3));
+            let mut down_at = std::collections::BTreeMap::new();
+            for ms in (0..=until_ms).step_by(200) {
+                let talking = if ms == 0 { &ids[..] } else { &ids[silent..] };
+                for id in talking {
+                    l.heartbeat(id, at(ms));
+                }
+                for op in l.expired(&s, at(ms)) {
+                    let Op::SetNodeStatus { id, .. } = op else { panic!() };
+                    down_at.entry(id).or_insert(ms);
+                }
+            }
+            down_at
+        };
         // 3 of 10 go silent: a minority, marked down on time
-        let mut l = Liveness::new(ttl);
-        let mut down_at = std::collections::BTreeMap::new();
-        for ms in (0..=8000).step_by(200) {
-            for id in &ids[3..] {
-                l.heartbeat(id, at(ms));
-            }
-            for op in l.expired(&s, at(ms)) {
-                let Op::SetNodeStatus { id, .. } = op else { panic!() };
-                down_at.entry(id).or_insert(ms);
-            }
-            if ms == 0 {
-                for id in &ids[..3] {
-                    l.heartbeat(id, at(0));
-                }
-            }
-        }
-        assert_eq!(down_at.len(), 3);
-        assert!(down_at.values().all(|ms| *ms == 3000), "{down_at:?}");
+        let down = down_at(3, 8000);
+        assert_eq!(down.len(), 3);
+        assert!(down.values().all(|ms| *ms == 3000), "{down:?}");
         // 6 of 10 go silent at once: held for one more TTL, then marked down all the same
-        let mut l = Liveness::new(ttl);
-        let mut down_at = std::collections::BTreeMap::new();
-        for ms in (0..=10000).step_by(200) {
-            for id in &ids[6..] {
-                l.heartbeat(id, at(ms));
-            }
-            if ms == 0 {
-                for id in &ids[..6] {
-                    l.heartbeat(id, at(0));
-                }
-            }
-            for op in l.expired(&s, at(ms)) {
-                let Op::SetNodeStatus { id, .. } = op else { panic!() };
-                down_at.entry(id).or_insert(ms);
-            }
-        }
-        assert_eq!(down_at.len(), 6);
-        assert!(down_at.values().all(|ms| *ms == 6000), "{down_at:?}");
+        let down = down_at(6, 10000);
+        assert_eq!(down.len(), 6);
+        assert!(down.values().all(|ms| *ms == 6000), "{down:?}");
     }
 
     #[test]

@@ -109,12 +109,13 @@ impl AssignmentCache {
     }
 
     /// The node's assignments and network view, with one digest over both.
-    fn get_with_view(&mut self, state: &Arc<ClusterState>, node_id: &str) -> (u64, Arc<Vec<Task>>, Arc<NetworkView>) {
+    /// Also the digest of the task set alone (what a node checks changes against).
+    fn get_with_view(&mut self, state: &Arc<ClusterState>, node_id: &str) -> (u64, u64, Arc<Vec<Task>>, Arc<NetworkView>) {
         let d = self.digest_with_view(state, node_id);
-        let (_, tasks) = self.get(state, node_id);
+        let (set_digest, tasks) = self.get(state, node_id);
         let current = self.refresh(state);
         let (_, view) = self.view(&current, node_id);
-        (d, tasks, view)
+        (d, set_digest, tasks, view)
     }
 }
 
@@ -140,26 +141,31 @@ pub(super) struct Sent {
 
 impl Sent {
     /// The answer to a long poll from `node_id` holding `known`: the changes since the set last sent, when `known`
-    /// is that set's digest, else the whole set. Records what is sent.
-    fn answer(&mut self, node_id: &str, known: u64, digest: u64, tasks: &[Task], network: NetworkView) -> Response {
+    /// is that set's digest, else the whole set. `digest` covers the set and the view, `set_digest` the set alone
+    /// (both from the [`AssignmentCache`]). Records what is sent.
+    fn answer(
+        &mut self,
+        node_id: &str,
+        known: u64,
+        (digest, set_digest): (u64, u64),
+        tasks: &[Task],
+        network: NetworkView,
+    ) -> Response {
         let now: BTreeMap<String, TaskState> = tasks.iter().map(|t| (t.id.clone(), t.desired_state)).collect();
         let prev = self.by_node.remove(node_id).filter(|(d, _)| known != 0 && *d == known).map(|(_, p)| p);
-        let set_digest = assignment_digest(now.iter().map(|(id, d)| (id.as_str(), *d)));
-        self.by_node.insert(node_id.to_string(), (digest, now));
-        match prev {
+        let reply = match prev {
             Some(prev) => Response::AssignmentChanges {
                 digest,
                 base: known,
                 set_digest,
                 updated: tasks.iter().filter(|t| prev.get(&t.id) != Some(&t.desired_state)).cloned().collect(),
-                removed: {
-                    let ids: std::collections::HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
-                    prev.keys().filter(|id| !ids.contains(id.as_str())).cloned().collect()
-                },
+                removed: prev.into_keys().filter(|id| !now.contains_key(id)).collect(),
                 network,
             },
             None => Response::Assignments { digest, tasks: tasks.to_vec(), network },
-        }
+        };
+        self.by_node.insert(node_id.to_string(), (digest, now));
+        reply
     }
 
     /// Forget nodes no longer in the store, and everything when leadership was lost and regained.
@@ -210,10 +216,10 @@ impl Manager {
                 return werr(ErrorKind::Unavailable, "this node is not known to the managers yet");
             }
             let reply = |state: &Arc<ClusterState>| {
-                let (d, tasks, view) =
+                let (d, set_d, tasks, view) =
                     self.inner.assignments.lock().unwrap_or_else(|p| p.into_inner()).get_with_view(state, &id.node_id);
                 let mut sent = self.inner.sent.lock().unwrap_or_else(|p| p.into_inner());
-                sent.answer(&id.node_id, known, d, &tasks, (*view).clone())
+                sent.answer(&id.node_id, known, (d, set_d), &tasks, (*view).clone())
             };
             let d = self.inner.assignments.lock().unwrap_or_else(|p| p.into_inner()).digest_with_view(&state, &id.node_id);
             if d != known {
@@ -485,30 +491,28 @@ mod tests {
         let a = task("a", "n1", TaskState::Running, TaskState::Running);
         let b = task("b", "n1", TaskState::Assigned, TaskState::Running);
         // first poll (known 0): the whole set
-        let r = sent.answer("n1", 0, 11, &[a.clone(), b.clone()], net.clone());
+        let r = sent.answer("n1", 0, (11, digest(&[a.clone(), b.clone()])), &[a.clone(), b.clone()], net.clone());
         assert!(matches!(&r, Response::Assignments { digest: 11, tasks, .. } if tasks.len() == 2), "{r:?}");
         // b is stopped, c is new, a unchanged: only b and c go out, nothing removed yet
         let mut b2 = b.clone();
         b2.desired_state = TaskState::Shutdown;
         let c = task("c", "n1", TaskState::Assigned, TaskState::Running);
-        let r = sent.answer("n1", 11, 12, &[a.clone(), b2.clone(), c.clone()], net.clone());
-        let Response::AssignmentChanges { digest, base, set_digest, updated, removed, .. } = r else { panic!("{r:?}") };
-        assert_eq!((digest, base), (12, 11));
+        let set = [a.clone(), b2.clone(), c.clone()];
+        let r = sent.answer("n1", 11, (12, digest(&set)), &set, net.clone());
+        let Response::AssignmentChanges { digest: d, base, set_digest, updated, removed, .. } = r else { panic!("{r:?}") };
+        assert_eq!((d, base), (12, 11));
         assert_eq!(updated.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["b", "c"]);
         assert!(removed.is_empty());
-        assert_eq!(set_digest, digest_of(&[a.clone(), b2, c.clone()]));
+        assert_eq!(set_digest, digest(&set));
         // b is done and leaves the set
-        let r = sent.answer("n1", 12, 13, &[a.clone(), c.clone()], net.clone());
+        let set = [a.clone(), c.clone()];
+        let r = sent.answer("n1", 12, (13, digest(&set)), &set, net.clone());
         let Response::AssignmentChanges { updated, removed, .. } = r else { panic!("{r:?}") };
         assert!(updated.is_empty());
         assert_eq!(removed, ["b"]);
         // a node holding something else (say, an answer it never got) is sent the whole set
-        let r = sent.answer("n1", 12, 13, &[a, c], net);
+        let r = sent.answer("n1", 12, (13, digest(&set)), &set, net);
         assert!(matches!(&r, Response::Assignments { tasks, .. } if tasks.len() == 2), "{r:?}");
-    }
-
-    fn digest_of(tasks: &[Task]) -> u64 {
-        digest(tasks)
     }
 
     #[test]

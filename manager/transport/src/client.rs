@@ -136,22 +136,22 @@ impl Endpoint {
                 _ = tokio::time::sleep_until(probe) => {}
             }
             let heard = || conn.stats().udp_rx.datagrams != received_before;
-            if !heard() {
-                let late = Instant::now().saturating_duration_since(probe) > PROBE_SLACK;
-                let t = Instant::now();
-                // a yield comes back after the work queued before it, and (in tokio's scheduler since 1.24, not a
-                // documented guarantee) after the runtime has polled its I/O driver once more
-                tokio::task::yield_now().await;
-                let busy = t.elapsed() > BUSY_YIELD;
-                if !heard() && ((!late && !busy) || Instant::now() >= deadline) {
-                    break None;
-                }
-                if !heard() {
-                    probe = (Instant::now() + PROBE_SLACK).min(deadline);
-                    continue;
-                }
+            if heard() {
+                break timeout_at(deadline, &mut call).await.ok();
             }
-            break timeout_at(deadline, &mut call).await.ok();
+            let late = Instant::now().saturating_duration_since(probe) > PROBE_SLACK;
+            let t = Instant::now();
+            // a yield comes back after the work queued before it, and (in tokio's scheduler since 1.24, not a
+            // documented guarantee) after the runtime has polled its I/O driver once more
+            tokio::task::yield_now().await;
+            let busy = t.elapsed() > BUSY_YIELD;
+            if heard() {
+                break timeout_at(deadline, &mut call).await.ok();
+            }
+            if (!late && !busy) || Instant::now() >= deadline {
+                break None;
+            }
+            probe = (Instant::now() + PROBE_SLACK).min(deadline);
         };
         match res {
             Some(res) => res.map_err(|e| self.local_or(e)),
