@@ -7,7 +7,9 @@
 #
 # Layout: switch namespace skep-sw holds bridge br0; hosts skep-n1..skep-n5 have eth0 = 10.213.250.1-5/24 and
 # no default route (they reach each other only). Data, sockets and logs live in /tmp/skep-local/nX.
-# n1 inits the swarm, n2 and n3 join as managers, n4 and n5 as workers.
+# n1 inits the swarm, n2 and n3 join as managers, n4 and n5 as workers. n1 also runs a registry (Debian's
+# docker-registry, installed if missing) at 10.213.250.1:5000, which every daemon may reach over plain HTTP
+# (--insecure-registry); the demo's image is built there from busybox-static with `skep image import`.
 #
 # Environment: SKEP_BIN (use this binary, skip the build), SKEP_LOCAL_DIR (default /tmp/skep-local),
 # RUST_LOG (daemon log filter, default info), SKEP_ENGINE (process, the default, or docker), SKEP_DEMO=0 (no demo
@@ -21,6 +23,7 @@ NODES=(1 2 3 4 5)
 MANAGERS=(2 3)
 WORKERS=(4 5)
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REGISTRY=$NET.1:5000
 START_TRIES=60   # × 0.5 s for a daemon's API to answer
 STOP_TRIES=20    # × 0.5 s between SIGTERM and SIGKILL
 BIN=""
@@ -145,7 +148,7 @@ start_daemon() {
     mkdir -p "$dir"
     # each host also gets its own UTS namespace, so nodes show as skep-n1..skep-n5 in `node ls` and `service ps`
     RUST_LOG=${RUST_LOG:-info} setsid ip netns exec "$(ns_of "$n")" unshare --uts sh -c 'hostname "$0" && exec "$@"' \
-        "skep-n$n" "$BIN" daemon --engine "${SKEP_ENGINE:-process}" --net-prefix "skep-n$n-x" --data-root "$dir" -H "$(sock_of "$n")" </dev/null >>"$dir/daemon.log" 2>&1 &
+        "skep-n$n" "$BIN" daemon --engine "${SKEP_ENGINE:-process}" --insecure-registry "$REGISTRY" --net-prefix "skep-n$n-x" --data-root "$dir" -H "$(sock_of "$n")" </dev/null >>"$dir/daemon.log" 2>&1 &
     echo $! >"$dir/daemon.pid"
     for ((i = 0; i < START_TRIES; i++)); do
         if skep "$n" info >/dev/null 2>&1; then
@@ -159,23 +162,66 @@ start_daemon() {
     die "daemon n$n did not come up; its log is above"
 }
 
-# The demo: an overlay network and a web service published through the routing mesh on port 8080. Each task runs
-# busybox httpd (process engine, its own namespaces) whose page names the node and the task's addresses; the script
-# then asks every node for the page, including nodes that run no demo task.
-demo() {
-    command -v busybox >/dev/null || { say "installing busybox-static for the demo service"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; }
-    local www=$ROOT_DIR/www n i
-    mkdir -p "$www/cgi-bin"
-    cat >"$www/cgi-bin/index.cgi" <<'CGI'
+# The registry on n1 (its files under $ROOT_DIR/registry), for the demo's image.
+start_registry() {
+    command -v docker-registry >/dev/null || { say "installing docker-registry for the demo's image"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null; }
+    local dir=$ROOT_DIR/registry i
+    mkdir -p "$dir/data"
+    printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' "$dir/data" "$REGISTRY" >"$dir/config.yml"
+    setsid ip netns exec "$(ns_of 1)" docker-registry serve "$dir/config.yml" </dev/null >>"$dir/registry.log" 2>&1 &
+    echo $! >"$dir/registry.pid"
+    for ((i = 0; i < START_TRIES; i++)); do
+        if ip netns exec "$(ns_of 1)" bash -c "exec 3<>/dev/tcp/${REGISTRY%:*}/${REGISTRY#*:}" 2>/dev/null; then
+            say "registry at $REGISTRY (log $dir/registry.log)"
+            return 0
+        fi
+        sleep 0.5
+    done
+    die "the registry did not come up; see $dir/registry.log"
+}
+
+# The demo's image root: busybox-static and a CGI page naming the task.
+make_image_root() {
+    local root=$ROOT_DIR/image
+    mkdir -p "$root/bin" "$root/www/cgi-bin" "$root/tmp"
+    cp "$(command -v busybox)" "$root/bin/busybox"
+    ln -sf busybox "$root/bin/sh"
+    cat >"$root/www/cgi-bin/index.cgi" <<'CGI'
 #!/bin/sh
 printf 'Content-Type: text/plain\r\n\r\n'
-echo "hello from $(hostname), task address $(busybox ip -o -4 addr show eth0 | busybox awk '{print $4}')"
+echo "hello from $(busybox hostname), task address $(busybox ip -o -4 addr show eth0 | busybox awk '{print $4}')"
 CGI
-    chmod +x "$www/cgi-bin/index.cgi"
+    chmod +x "$root/www/cgi-bin/index.cgi"
+}
+
+# The demo's image: that root as one layer, pushed with `skep image import`.
+build_image() {
+    local root=$ROOT_DIR/image
+    make_image_root
+    ip netns exec "$(ns_of 1)" "$BIN" image import --insecure --cmd /bin/busybox --cmd httpd --cmd -f --cmd -p --cmd 80 \
+        --cmd -h --cmd /www "$root" "$REGISTRY/demo/web:1" >/dev/null
+    say "image $REGISTRY/demo/web:1 built from busybox-static and pushed"
+}
+
+# The demo: an overlay network and a web service published through the routing mesh on port 8080. Each task runs
+# the demo image (process engine: pulled from the registry on n1, its own root and namespaces) whose page names the
+# task and its address; the script then asks every node for the page, including nodes that run no demo task.
+demo() {
+    command -v busybox >/dev/null || { say "installing busybox-static for the demo service"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; }
+    local n i
     say "demo: overlay network 'demo-net' and service 'demo' (3 replicas, published on port 8080 of every node)"
     skep 1 network create -d overlay demo-net >/dev/null
-    skep 1 service create --name demo --replicas 3 --network demo-net --publish 8080:80 --update-monitor 1s \
-        busybox httpd -f -p 80 -h "$www"
+    if [ "${SKEP_ENGINE:-process}" = docker ]; then
+        # the docker engine pulls through the machine's Docker daemon, which cannot reach the lab's registry
+        local www=$ROOT_DIR/image/www
+        make_image_root
+        skep 1 service create --name demo --replicas 3 --network demo-net --publish 8080:80 \
+            --mount "type=bind,source=$www,target=/www" busybox httpd -f -p 80 -h /www
+    else
+        start_registry
+        build_image
+        skep 1 service create --name demo --replicas 3 --network demo-net --publish 8080:80 "$REGISTRY/demo/web:1"
+    fi
     skep 1 service ps demo
     say "the routing mesh: GET http://10.213.250.N:8080/ on every node (asked from n1)"
     local k

@@ -5,7 +5,8 @@
 //! This crate does no I/O and knows nothing of tokio: it is shared by every other crate.
 //!
 //! # Layout
-//! - [`docker`]: JSON shapes (swarm, nodes, info, version, errors) with Go's field names, and their defaults.
+//! - [`docker`]: JSON shapes (swarm, nodes, info, version, errors) with Go's field names, and their defaults; the
+//!   node vocabulary (`NodeRole`, `Availability`, `NodeState`, `Reachability`) as enums spelled as Docker spells them.
 //! - [`filters`]: the `filters=` query parameter (both JSON forms) and its matching rules.
 //! - [`id`]: swarmkit-style 25-character base36 IDs.
 //! - [`netview`]: what a node must know about the networks (sent with its assignments).
@@ -17,6 +18,7 @@
 pub mod docker;
 pub mod filters;
 pub mod id;
+pub mod logs;
 pub mod netview;
 pub mod time;
 pub mod wire;

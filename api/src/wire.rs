@@ -2,8 +2,11 @@
 //!
 //! Payloads that only managers understand (Raft messages, store commands) travel as opaque bytes, so that this crate
 //! does not depend on the Raft library; the manager encodes and decodes them with the same bounded codec.
+//!
+//! The node vocabulary in these messages ([`NodeRole`], [`Availability`]) is encoded as its word, like the `String`
+//! fields it replaced: the bytes are the same as earlier builds sent.
 
-use crate::docker::{NodeDescription, Peer, Task, TaskStatus};
+use crate::docker::{Availability, NodeDescription, NodeRole, Peer, Task, TaskStatus};
 use serde::{Deserialize, Serialize};
 
 /// Version of this message set; a peer with another version is refused with [`ErrorKind::Version`].
@@ -56,6 +59,8 @@ pub enum Request {
         #[serde(with = "as_json")]
         updates: Vec<(String, TaskStatus)>,
     },
+    /// Manager → any node: records of a task this node runs or ran (`docker service logs`; long poll when following).
+    TaskLogs(crate::logs::LogsRequest),
 }
 
 /// Which Raft RPC a [`Request::Raft`] carries.
@@ -110,6 +115,8 @@ pub enum Response {
         /// The networks and services this node must program (part of the digest).
         #[serde(with = "as_json")]
         network: crate::netview::NetworkView,
+        /// The secrets and configs the node's tasks use (only while one of them may still run there).
+        dependencies: Vec<Dependency>,
     },
     /// What changed in the node's assignment set since the set it holds (its `known` digest, named here as `base`):
     /// the leader sends this instead of [`Response::Assignments`] when it still knows which set that was, so a node
@@ -130,6 +137,12 @@ pub enum Response {
         /// The networks and services this node must program (whole, as in `Assignments`).
         #[serde(with = "as_json")]
         network: crate::netview::NetworkView,
+        /// Secrets and configs new to the node's set.
+        dependencies: Vec<Dependency>,
+        /// Secrets and configs no task of the node needs any more: the node forgets them.
+        removed_dependencies: Vec<DependencyKey>,
+        /// [`dependency_digest`] of the node's dependencies after the changes (checked like `set_digest`).
+        dependency_digest: u64,
     },
     /// Done, nothing to return.
     Ok,
@@ -140,6 +153,8 @@ pub enum Response {
     },
     /// Refused or failed.
     Error(WireError),
+    /// Records of a task's logs.
+    TaskLogs(crate::logs::LogsBatch),
 }
 
 /// Digest of an assignment set from its `(task ID, desired state)` pairs in ascending ID order: what a node must act
@@ -147,6 +162,64 @@ pub enum Response {
 pub fn assignment_digest<'a>(keys: impl IntoIterator<Item = (&'a str, crate::docker::TaskState)>) -> u64 {
     use std::hash::{Hash, Hasher};
     let keys: Vec<(&str, crate::docker::TaskState)> = keys.into_iter().collect();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    keys.hash(&mut h);
+    h.finish() | 1
+}
+
+/// Which kind of object a [`Dependency`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum DependencyKind {
+    /// A secret (`ContainerSpec.Secrets`).
+    Secret,
+    /// A config (`ContainerSpec.Configs`).
+    Config,
+}
+
+/// Names one dependency in an assignment set.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DependencyKey {
+    /// Secret or config.
+    pub kind: DependencyKind,
+    /// The object's ID.
+    pub id: String,
+    /// For a templated object, the task it was rendered for (its content is that task's alone); `None` for the
+    /// object's own payload, shared by every task using it.
+    pub task: Option<String>,
+}
+
+/// A secret's or config's content as a node receives it with the assignments of the tasks that use it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    /// What it is.
+    pub key: DependencyKey,
+    /// Its content.
+    pub content: DependencyContent,
+}
+
+/// The content of a [`Dependency`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DependencyContent {
+    /// The bytes of the file.
+    Data(#[serde(with = "as_bytes")] Vec<u8>),
+    /// The file could not be made (a template that does not render for its task): the task is refused with this.
+    Error(String),
+}
+
+impl std::fmt::Debug for DependencyContent {
+    /// Never the bytes: they may be a secret's.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DependencyContent::Data(d) => write!(f, "Data({} bytes)", d.len()),
+            DependencyContent::Error(e) => write!(f, "Error({e:?})"),
+        }
+    }
+}
+
+/// Digest of a node's dependency keys in ascending order; leader and node compute it alike, never 0.
+pub fn dependency_digest<'a>(keys: impl IntoIterator<Item = &'a DependencyKey>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let keys: Vec<&DependencyKey> = keys.into_iter().collect();
     let mut h = std::collections::hash_map::DefaultHasher::new();
     keys.hash(&mut h);
     h.finish() | 1
@@ -164,8 +237,8 @@ pub struct JoinRequest {
     pub description: NodeDescription,
     /// Cluster address other nodes reach the joiner at (`IP:port`); empty: the address the request came from.
     pub advertise_addr: String,
-    /// Requested availability (`active` when empty).
-    pub availability: String,
+    /// Requested availability (the joining node resolves the API's empty value to `active`).
+    pub availability: Availability,
 }
 
 /// What a joining node receives.
@@ -175,8 +248,8 @@ pub struct JoinReply {
     pub node_id: String,
     /// Cluster ID.
     pub cluster_id: String,
-    /// `manager` or `worker`, from the token.
-    pub role: String,
+    /// From the token.
+    pub role: NodeRole,
     /// Node certificate, PEM.
     pub cert_pem: String,
     /// Root CA, PEM.
@@ -197,6 +270,9 @@ pub struct Heartbeat {
     pub description: Option<NodeDescription>,
     /// The node's cluster address (`IP:port`).
     pub addr: String,
+    /// On a manager: whether its Raft has caught up (it knows the leader and has applied what it holds), i.e. it can
+    /// serve the API. The leader lists a manager as reachable only when it says so. `None` on workers.
+    pub manager_ready: Option<bool>,
 }
 
 /// The leader's answer to a heartbeat.
@@ -207,7 +283,7 @@ pub struct HeartbeatReply {
     /// Current managers, to fail over to.
     pub managers: Vec<Peer>,
     /// The role the node should have (`manager` after a promotion).
-    pub desired_role: String,
+    pub desired_role: NodeRole,
     /// The Raft ID to use when the node is (or becomes) a manager.
     pub raft_id: Option<u64>,
     /// The store's description of the node differs from what it has: send the description next time.
@@ -230,6 +306,8 @@ pub enum ErrorKind {
     Version,
     /// Anything else.
     Internal,
+    /// The object asked about is not there (a task this node has no logs of).
+    NotFound,
 }
 
 /// An error reply.
@@ -325,7 +403,7 @@ mod tests {
     fn messages_with_docker_shapes_survive_bincode() {
         let mut d = NodeDescription { hostname: "h".into(), ..Default::default() };
         d.engine.labels.insert("a".into(), "b".into());
-        let r = round_trip(&Request::Heartbeat(Heartbeat { description: Some(d.clone()), addr: "x".into() }));
+        let r = round_trip(&Request::Heartbeat(Heartbeat { description: Some(d.clone()), addr: "x".into(), manager_ready: Some(true) }));
         match r {
             Request::Heartbeat(h) => assert_eq!(h.description, Some(d.clone())),
             other => panic!("{other:?}"),
@@ -335,12 +413,103 @@ mod tests {
             csr_pem: "c".into(),
             description: d.clone(),
             advertise_addr: String::new(),
-            availability: String::new(),
+            availability: Availability::Drain,
         });
         match round_trip(&j) {
             Request::Join(j) => assert_eq!(j.description, d),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(round_trip(&Request::Heartbeat(Heartbeat { description: None, addr: String::new() })), Request::Heartbeat(h) if h.description.is_none()));
+        assert!(matches!(round_trip(&Request::Heartbeat(Heartbeat { description: None, addr: String::new(), manager_ready: None })), Request::Heartbeat(h) if h.description.is_none()));
+    }
+
+    /// The fields that were `String`s before the node vocabulary became enums, as earlier builds declared them.
+    #[derive(Serialize)]
+    struct LegacyJoinReply {
+        node_id: String,
+        cluster_id: String,
+        role: String,
+        cert_pem: String,
+        ca_pem: String,
+        raft_id: Option<u64>,
+        managers: Vec<Peer>,
+        heartbeat_ms: u64,
+    }
+
+    #[derive(Serialize)]
+    struct LegacyHeartbeatReply {
+        period_ms: u64,
+        managers: Vec<Peer>,
+        desired_role: String,
+        raft_id: Option<u64>,
+        want_description: bool,
+    }
+
+    #[test]
+    fn the_node_vocabulary_encodes_as_the_strings_it_replaced() {
+        fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+            bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap()
+        }
+        for &role in NodeRole::ALL {
+            let managers = vec![Peer { node_id: "m1".into(), addr: "10.0.0.1:2377".into() }];
+            let now = JoinReply {
+                node_id: "n".into(),
+                cluster_id: "c".into(),
+                role,
+                cert_pem: "cert".into(),
+                ca_pem: "ca".into(),
+                raft_id: Some(3),
+                managers: managers.clone(),
+                heartbeat_ms: 5000,
+            };
+            let before = LegacyJoinReply {
+                node_id: "n".into(),
+                cluster_id: "c".into(),
+                role: role.to_string(),
+                cert_pem: "cert".into(),
+                ca_pem: "ca".into(),
+                raft_id: Some(3),
+                managers: managers.clone(),
+                heartbeat_ms: 5000,
+            };
+            assert_eq!(enc(&now), enc(&before), "{role}");
+            let now = HeartbeatReply { period_ms: 5000, managers: managers.clone(), desired_role: role, raft_id: None, want_description: true };
+            let before =
+                LegacyHeartbeatReply { period_ms: 5000, managers, desired_role: role.to_string(), raft_id: None, want_description: true };
+            assert_eq!(enc(&now), enc(&before), "{role}");
+        }
+        for a in Availability::ALL {
+            assert_eq!(enc(a), enc(&a.to_string()));
+        }
+        // and a word from an earlier build decodes
+        let (back, _): (HeartbeatReply, usize) = bincode::serde::decode_from_slice(
+            &enc(&LegacyHeartbeatReply { period_ms: 1, managers: vec![], desired_role: "manager".into(), raft_id: Some(1), want_description: false }),
+            bincode::config::standard().with_limit::<{ MAX_FRAME }>(),
+        )
+        .unwrap();
+        assert_eq!(back.desired_role, NodeRole::Manager);
+    }
+
+    #[test]
+    fn assignment_answers_carry_dependencies_through_bincode() {
+        let key = DependencyKey { kind: DependencyKind::Config, id: "c1".into(), task: Some("t1".into()) };
+        let r = Response::AssignmentChanges {
+            digest: 3,
+            base: 2,
+            set_digest: 5,
+            updated: vec![],
+            removed: vec![],
+            network: Default::default(),
+            dependencies: vec![Dependency { key: key.clone(), content: DependencyContent::Data(vec![0, 1, 255]) }],
+            removed_dependencies: vec![DependencyKey { kind: DependencyKind::Secret, id: "s1".into(), task: None }],
+            dependency_digest: dependency_digest([&key]),
+        };
+        let b = bincode::serde::encode_to_vec(&r, bincode::config::standard()).unwrap();
+        let (back, _): (Response, usize) =
+            bincode::serde::decode_from_slice(&b, bincode::config::standard().with_limit::<{ MAX_FRAME }>()).unwrap();
+        let Response::AssignmentChanges { dependencies, removed_dependencies, .. } = back else { panic!("{back:?}") };
+        assert_eq!(dependencies[0].content, DependencyContent::Data(vec![0, 1, 255]));
+        assert_eq!(removed_dependencies[0].id, "s1");
+        // a secret's bytes never show in logs
+        assert_eq!(format!("{:?}", dependencies[0].content), "Data(3 bytes)");
     }
 }

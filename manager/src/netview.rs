@@ -1,7 +1,8 @@
 //! Each node's [`NetworkView`], computed from the store: which networks it takes part in, every remote endpoint on
 //! them, and the services it can reach there. The dispatcher sends it with the node's assignments; since it is a pure
 //! function of the replicated state, every node's data plane and DNS follow the managers, with no gossip to diverge
-//! (Docker's networkdb is eventually consistent: swarmkit.md §5, pain points 3 and 5).
+//! (Docker spreads this state by gossip, in libnetwork's networkdb, moby/moby `libnetwork/networkdb/`, which is only
+//! eventually consistent).
 
 use crate::store::{endpoint_mode, normalize_port, uses_ingress, ClusterState};
 use skep_api::docker::{Task, TaskState};
@@ -143,7 +144,7 @@ mod tests {
     use super::*;
     use crate::store::{Command, Op};
     use skep_api::docker::{
-        EndpointSpec, Ipam, IpamConfig, Network, NetworkAttachmentConfig, Node, PortConfig, Service, TaskStatus,
+        EndpointSpec, Ipam, IpamConfig, Network, NetworkAttachmentConfig, Node, NodeRole, PortConfig, Service, TaskStatus,
     };
 
     fn apply(s: &mut ClusterState, op: Op) {
@@ -154,7 +155,7 @@ mod tests {
     fn node(id: &str, addr: &str) -> Op {
         let mut n = Node { id: id.into(), ..Default::default() };
         n.status.addr = addr.into();
-        n.spec.role = "worker".into();
+        n.spec.role = NodeRole::Worker;
         Op::AddNode { node: Box::new(n), cluster_addr: String::new() }
     }
 

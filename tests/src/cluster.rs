@@ -82,7 +82,8 @@ impl Host {
 ///
 /// Dropping it kills every daemon (process groups), deletes every namespace (which removes the veths),
 /// and removes the data directories, except when the test failed (panicked, or [`Cluster::pass`] was not
-/// called): then the last [`LOG_TAIL`] lines of each daemon log are printed and the directory is kept.
+/// called): then the last [`LOG_TAIL`] lines of each daemon log are printed and the directory is kept. With env
+/// `SKEP_TEST_KEEP=1` the directory (daemon logs included) is kept after a pass too.
 #[derive(Debug)]
 pub struct Cluster {
     /// `skt-<pid>-<n>`: prefix of every name of this cluster.
@@ -105,6 +106,8 @@ pub struct Cluster {
     slot: Option<slot::Slot>,
     /// `--engine` of daemons created from now on (see [`Cluster::set_engine`]).
     engine: Option<String>,
+    /// Further daemon flags for daemons created from now on (`None`: the harness's defaults).
+    extra_args: Option<Vec<String>>,
 }
 
 impl Cluster {
@@ -139,6 +142,7 @@ impl Cluster {
             passed: false,
             slot: None,
             engine: default_engine(),
+            extra_args: None,
         };
         for i in 0..n_hosts {
             let name = format!("h{}", i + 1);
@@ -235,6 +239,44 @@ impl Cluster {
         }
     }
 
+    /// Host `i`'s daemon, made (not started) on first use, with the cluster's further flags.
+    fn daemon_entry(&mut self, i: usize) -> anyhow::Result<&mut Daemon> {
+        if self.daemons[i].is_none() {
+            let bin = crate::skep_bin()?;
+            let h = &self.hosts[i];
+            let mut d = Daemon::new(&h.name, h.ns.name(), &h.dir, &bin);
+            d.set_engine(self.engine.as_deref());
+            if let Some(a) = &self.extra_args {
+                d.set_extra_args(a);
+            }
+            self.daemons[i] = Some(d);
+        }
+        Ok(self.daemons[i].as_mut().expect("created above"))
+    }
+
+    /// Sets more flags (besides the cluster's, see [`Cluster::set_daemon_args`]) and environment for host `i`'s
+    /// daemon from its next start on.
+    pub fn set_daemon_extras(&mut self, i: usize, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
+        let mut all: Vec<String> = match &self.extra_args {
+            Some(a) => a.clone(),
+            None => crate::daemon::DEFAULT_EXTRA_ARGS.iter().map(|s| s.to_string()).collect(),
+        };
+        all.extend(args.iter().map(|s| s.to_string()));
+        let d = self.daemon_entry(i)?;
+        d.set_extra_args(&all);
+        d.set_extra_env(env);
+        Ok(())
+    }
+
+    /// Sets further daemon flags (replacing `daemon::DEFAULT_EXTRA_ARGS`) for every daemon from its next start on.
+    pub fn set_daemon_args(&mut self, args: &[&str]) {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        for d in self.daemons.iter_mut().flatten() {
+            d.set_extra_args(&args);
+        }
+        self.extra_args = Some(args);
+    }
+
     /// Whether host `i`'s daemon runs.
     pub fn is_running(&mut self, i: usize) -> bool {
         self.daemons[i].as_mut().is_some_and(Daemon::is_running)
@@ -246,14 +288,7 @@ impl Cluster {
         if self.slot.is_none() {
             self.slot = Some(slot::Slot::acquire()?);
         }
-        if self.daemons[i].is_none() {
-            let bin = crate::skep_bin()?;
-            let h = &self.hosts[i];
-            let mut d = Daemon::new(&h.name, h.ns.name(), &h.dir, &bin);
-            d.set_engine(self.engine.as_deref());
-            self.daemons[i] = Some(d);
-        }
-        let d = self.daemons[i].as_mut().expect("created above");
+        let d = self.daemon_entry(i)?;
         d.start()?;
         d.wait_socket(START_TIMEOUT)?;
         let what = format!("daemon {} to answer `info`", self.hosts[i].name);
@@ -329,16 +364,8 @@ impl Cluster {
     /// environment of the caller.
     pub fn docker(&self, i: usize, args: &[&str]) -> anyhow::Result<Output> {
         let mut c = Command::new(crate::docker_bin());
-        c.arg("-H")
-            .arg(self.host_arg(i))
-            .args(args)
-            .env("DOCKER_CONFIG", self.root.join("docker-config"))
-            .env("DOCKER_CLI_HINTS", "false")
-            .env_remove("DOCKER_HOST")
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_TLS_VERIFY")
-            .env_remove("DOCKER_CERT_PATH")
-            .env_remove("DOCKER_API_VERSION");
+        clean_docker_env(&mut c, &self.root.join("docker-config"));
+        c.arg("-H").arg(self.host_arg(i)).args(args);
         run(c, self.client_timeout)
     }
 
@@ -500,6 +527,7 @@ pub mod slot {
                 for k in 0..n {
                     let path = dir.join(format!("slot-{k}.lock"));
                     let file = File::options().create(true).truncate(false).write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+                    #[allow(unsafe_code)]
                     // SAFETY: flock on a descriptor we own.
                     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
                         return Ok(Slot { _file: file });
@@ -545,8 +573,9 @@ impl Drop for Cluster {
             drop(d.take());
         }
         let tasks = crate::services::kill_task_processes_under(&self.root);
-        if tasks > 0 && failed {
-            eprintln!("harness: killed {tasks} task processes of cluster {}", self.stem);
+        let cgroups = crate::services::remove_task_cgroups_under(&self.root);
+        if (tasks > 0 || cgroups > 0) && failed {
+            eprintln!("harness: killed {tasks} task processes of cluster {}, removed {cgroups} task cgroups", self.stem);
         }
         self.hosts.clear();
         // the daemons' network and sandbox namespaces (`<host>-x-…`) lived in their mount namespaces and are gone
@@ -558,9 +587,22 @@ impl Drop for Cluster {
         }
         if failed {
             eprintln!("harness: test failed; kept data of cluster {} in {}", self.stem, self.root.display());
+        } else if std::env::var("SKEP_TEST_KEEP").as_deref() == Ok("1") {
+            eprintln!("harness: SKEP_TEST_KEEP=1: kept data of cluster {} in {}", self.stem, self.root.display());
         } else if let Err(e) = std::fs::remove_dir_all(&self.root) {
             eprintln!("harness: could not remove {}: {e}", self.root.display());
         }
         // `switch` drops after this body, deleting the bridge namespace; then `slot` is released.
     }
+}
+
+/// Gives a docker CLI command an own `DOCKER_CONFIG` and none of the caller's docker environment.
+pub fn clean_docker_env(c: &mut Command, config: &std::path::Path) {
+    c.env("DOCKER_CONFIG", config)
+        .env("DOCKER_CLI_HINTS", "false")
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_TLS_VERIFY")
+        .env_remove("DOCKER_CERT_PATH")
+        .env_remove("DOCKER_API_VERSION");
 }

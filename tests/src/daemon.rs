@@ -26,7 +26,16 @@ pub struct Daemon {
     starts: u32,
     /// `--engine` value (`auto`, `process`, `docker`); `None` leaves the daemon's default (`auto`).
     engine: Option<String>,
+    /// Further flags for the next starts ([`DEFAULT_EXTRA_ARGS`] unless set; e.g. a `-H tcp://…` with
+    /// `--tlsverify …`).
+    extra_args: Vec<String>,
+    /// More environment for the next starts.
+    extra_env: Vec<(String, String)>,
 }
+
+/// Flags every test daemon gets unless a test says otherwise: the process engine runs `busybox`, `sleep`, … as the
+/// host's programs (`--host-programs names`), which most tests rely on; the image tests run real images instead.
+pub const DEFAULT_EXTRA_ARGS: [&str; 2] = ["--host-programs", "names"];
 
 impl Daemon {
     /// A daemon of host `name` in namespace `netns` with data root `data_root` (not started).
@@ -39,7 +48,19 @@ impl Daemon {
             proc: None,
             starts: 0,
             engine: None,
+            extra_args: DEFAULT_EXTRA_ARGS.iter().map(|s| s.to_string()).collect(),
+            extra_env: Vec::new(),
         }
+    }
+
+    /// Sets the further flags of the next starts (replacing [`DEFAULT_EXTRA_ARGS`]).
+    pub fn set_extra_args(&mut self, args: &[String]) {
+        self.extra_args = args.to_vec();
+    }
+
+    /// Sets more environment variables for the next starts.
+    pub fn set_extra_env(&mut self, env: &[(&str, &str)]) {
+        self.extra_env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     }
 
     /// Sets the `--engine` flag of the next starts (`None`: the daemon's default, `auto`).
@@ -118,6 +139,8 @@ impl Daemon {
             .arg("--net-prefix")
             .arg(format!("{}-x", self.netns))
             .args(self.engine.iter().flat_map(|e| ["--engine", e.as_str()]))
+            .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", std::env::var("SKEP_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env_remove("SKEP_HOST")
             .stdout(Stdio::from(log.try_clone()?))

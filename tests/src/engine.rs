@@ -48,3 +48,43 @@ pub fn docker_unavailable() -> Option<String> {
     built.err().map(|e| format!("building {IMAGE}: {e:#}"))
 }
 
+
+/// IDs of the engine's containers of a skep service (by its `com.skep.service.id` label): running ones, or all.
+pub fn service_containers(service_id: &str, all: bool) -> anyhow::Result<Vec<String>> {
+    let filter = format!("label=com.skep.service.id={service_id}");
+    let mut args = vec!["ps", "-q", "--no-trunc", "--filter", &filter];
+    if all {
+        args.push("-a");
+    }
+    Ok(engine(&args, Duration::from_secs(20))?.ok()?.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect())
+}
+
+/// Removes, on drop, whatever containers a failed run left in the engine for the service whose ID it holds.
+#[derive(Default)]
+pub struct Leftovers(pub Option<String>);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        if let Some(ids) = self.0.as_deref().and_then(|id| service_containers(id, true).ok()).filter(|ids| !ids.is_empty()) {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.iter().map(String::as_str));
+            let _ = engine(&args, Duration::from_secs(30));
+        }
+    }
+}
+
+/// A swarm of `managers` + `workers` hosts whose daemons run the `docker` engine, formed; `None` (with the reason
+/// printed) when the test must be skipped: no root and `ip netns`, or no usable Docker engine.
+pub fn docker_cluster(managers: usize, workers: usize) -> anyhow::Result<Option<crate::Cluster>> {
+    if !crate::require_root_and_netns() {
+        return Ok(None);
+    }
+    if let Some(why) = docker_unavailable() {
+        eprintln!("skipped: the docker engine is unavailable ({why})");
+        return Ok(None);
+    }
+    let mut c = crate::Cluster::new(managers + workers)?;
+    c.set_engine(Some("docker"));
+    c.form(managers, workers)?;
+    Ok(Some(c))
+}

@@ -25,8 +25,12 @@
 //! - [`daemon`]: [`Daemon`]: spawn, SIGKILL, SIGTERM-then-SIGKILL, restart with the same data root, log tail.
 //! - [`cluster`]: [`Host`] and [`Cluster`]: hosts on a switch, daemons, `skep`/`docker` clients, swarm helpers;
 //!   [`cluster::slot`] caps how many clusters run daemons at once (env `SKEP_TEST_MAX_CLUSTERS`, default 2).
+//! - [`faults`]: a daemon frozen with `SIGSTOP` ([`faults::Paused`]), links between two hosts cut or lossy (nftables).
 //! - [`engine`]: the machine's Docker engine and the test image, for tests of the `docker` engine.
+//! - [`files`]: where daemons put their tasks' secret and config files (tmpfs mounts, `/dev/shm`).
 //! - [`json`]: small helpers to read the CLI's JSON output.
+//! - [`registers`]: clients reading and writing registers through several managers, their history checked by
+//!   [`linearizability`].
 //! - [`services`]: the daemon's HTTP API over its socket, services and tasks (waits, counts, duplicate slots), and
 //!   the processes a host's `process` engine runs for tasks.
 //! - [`wait`]: [`wait_until`], the only way tests wait (bounded in time and tries).
@@ -40,9 +44,13 @@
 pub mod cluster;
 pub mod daemon;
 pub mod engine;
+pub mod faults;
+pub mod files;
 pub mod json;
+pub mod linearizability;
 pub mod netns;
 pub mod process;
+pub mod registers;
 pub mod services;
 pub mod wait;
 

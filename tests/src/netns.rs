@@ -67,6 +67,7 @@ pub fn netns_pids(name: &str) -> Vec<u32> {
 pub fn require_root_and_netns() -> bool {
     static OK: OnceLock<Result<(), String>> = OnceLock::new();
     let ok = OK.get_or_init(|| {
+        #[allow(unsafe_code)]
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err("not root".into());
@@ -148,6 +149,7 @@ fn delete_netns(name: &str) {
     for pid in netns_pids(name) {
         // A process left inside is ours (spawned through `ip netns exec`): kill its group and itself.
         signal_group(pid, libc::SIGKILL);
+        #[allow(unsafe_code)]
         // SAFETY: plain syscall.
         unsafe {
             libc::kill(pid as libc::pid_t, libc::SIGKILL);

@@ -98,6 +98,7 @@ pub fn command_line(cmd: &Command) -> String {
 /// Puts the child in its own process group and makes it die with its parent thread.
 fn harden(cmd: &mut Command) {
     cmd.process_group(0);
+    #[allow(unsafe_code)]
     // SAFETY: prctl is async-signal-safe; the closure touches no memory of the parent.
     unsafe {
         cmd.pre_exec(|| {
@@ -111,6 +112,7 @@ fn harden(cmd: &mut Command) {
 
 /// Sends `sig` to the process group `pgid` (ignores "no such process").
 pub fn signal_group(pgid: u32, sig: i32) {
+    #[allow(unsafe_code)]
     // SAFETY: plain syscall on a pid we own; a negative pid addresses the group.
     unsafe {
         libc::kill(-(pgid as libc::pid_t), sig);

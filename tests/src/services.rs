@@ -2,10 +2,10 @@
 //! sees status codes and the full task objects), waits on a service's tasks, and the processes a host's `process`
 //! engine runs for its tasks.
 //!
-//! The `process` engine runs a task under `setsid unshare … sh -c SUPERVISOR skep-supervisor <data root>/engine/
-//! tasks/<task ID>/exit …` with its own PID, mount and network namespaces, so its processes are *not* in the host's
-//! network namespace (`ip netns pids` does not list them). They are found here by that path instead: every process
-//! whose command line names `<host dir>/engine/tasks/`, and all their descendants.
+//! The `process` engine runs a task under its init (`skep __skep-task-init outer|supervise <data root>/engine/tasks/
+//! <task ID>`, then the program) with its own PID, mount and network namespaces, so its processes are *not* in the
+//! host's network namespace (`ip netns pids` does not list them). They are found here by that path instead: every
+//! process whose command line names `<host dir>/engine/tasks/`, and all their descendants.
 
 use crate::cluster::{Cluster, CLIENT_TIMEOUT};
 use crate::json::{self, str_at};
@@ -223,7 +223,7 @@ fn all_processes() -> Vec<(u32, u32, String)> {
 }
 
 /// Pids of the task processes whose command line contains `marker` and `/engine/tasks/` (the `process` engine's
-/// `unshare` wrappers and supervisors), and all their descendants.
+/// init steps), and all their descendants.
 fn task_tree(marker: &str) -> Vec<(u32, String)> {
     let procs = all_processes();
     let mut set: BTreeSet<u32> =
@@ -250,12 +250,49 @@ pub fn kill_task_processes_under(dir: &std::path::Path) -> usize {
     let procs = task_tree(&marker);
     for (pid, _) in &procs {
         signal_group(*pid, libc::SIGKILL);
+        #[allow(unsafe_code)]
         // SAFETY: plain syscall on a pid just read from /proc.
         unsafe {
             libc::kill(*pid as libc::pid_t, libc::SIGKILL);
         }
     }
     procs.len()
+}
+
+/// Removes the cgroups of the process-engine tasks under data directory `dir` (a host's, or a whole cluster's):
+/// tasks killed by the harness never reach the engine's own cleanup. A task's cgroup is `skep/<task ID>` in every
+/// cgroup hierarchy (the daemons, in their own mount namespaces, may have recorded other paths for the same
+/// directories). Call after [`kill_task_processes_under`]. Returns how many directories were removed.
+pub fn remove_task_cgroups_under(dir: &std::path::Path) -> usize {
+    let mut ids = Vec::new();
+    for base in [dir.to_path_buf()].into_iter().chain(std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path())) {
+        let tasks = base.join("engine").join("tasks");
+        ids.extend(std::fs::read_dir(tasks).into_iter().flatten().flatten().map(|e| e.file_name()));
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let hierarchies: Vec<std::path::PathBuf> = mountinfo
+        .lines()
+        .filter(|l| l.split(" - ").nth(1).is_some_and(|r| r.starts_with("cgroup ") || r.starts_with("cgroup2 ")))
+        .filter_map(|l| l.split(' ').nth(4).map(std::path::PathBuf::from))
+        .collect();
+    let mut cgroups: Vec<std::path::PathBuf> =
+        ids.iter().flat_map(|id| hierarchies.iter().map(move |h| h.join("skep").join(id))).filter(|d| d.exists()).collect();
+    let mut removed = 0;
+    // the killed processes may take a moment to leave their cgroups
+    for _ in 0..100 {
+        cgroups.retain(|d| match std::fs::remove_dir(d) {
+            Ok(()) => {
+                removed += 1;
+                false
+            }
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        });
+        if cgroups.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    removed
 }
 
 /// Kills the task processes left by harness runs whose test process is gone (`<base dir>/skt-<dead pid>-…`); part of
@@ -275,7 +312,8 @@ pub fn kill_stale_task_processes() -> Vec<String> {
         .into_iter()
         .map(|stem| {
             let n = kill_task_processes_under(&crate::netns::base_dir().join(&stem));
-            format!("{n} task processes of {stem}")
+            let cg = remove_task_cgroups_under(&crate::netns::base_dir().join(&stem));
+            format!("{n} task processes and {cg} task cgroups of {stem}")
         })
         .collect()
 }
@@ -325,19 +363,35 @@ impl Cluster {
     }
 
     /// The processes that host `i`'s `process` engine runs for tasks: each whose command line names
-    /// `<host dir>/engine/tasks/` (the `unshare` wrapper and the supervisor) and all their descendants.
+    /// `<host dir>/engine/tasks/` (the init's outer step and the supervisor) and all their descendants.
     pub fn task_processes(&self, i: usize) -> Vec<TaskProcess> {
         let marker = format!("{}/engine/tasks/", self.host(i).dir.display());
         task_tree(&marker).into_iter().map(|(pid, cmdline)| TaskProcess { pid, cmdline }).collect()
     }
 
-    /// Host `i`'s task *programs* whose command line contains `needle` (e.g. `sleep 3600`): the wrappers (`unshare`
-    /// and the supervisor, whose command lines repeat the program's) are left out.
+    /// Host `i`'s task *programs* whose command line contains `needle` (e.g. `sleep 3600`): the init's steps (whose
+    /// command lines name the task directory) are left out.
     pub fn task_processes_matching(&self, i: usize, needle: &str) -> Vec<TaskProcess> {
         self.task_processes(i)
             .into_iter()
             .filter(|p| p.cmdline.contains(needle) && !p.cmdline.contains("/engine/tasks/"))
             .collect()
+    }
+
+    /// Every host's running tasks among `tasks` (per the API; `ids[i]` is host `i`'s node ID) equal its task programs
+    /// matching `program`, and `n` run in all: nothing runs twice, nothing runs unknown to the API.
+    pub fn processes_match_tasks(&self, ids: &[String], program: &str, tasks: &[Value], n: usize) -> anyhow::Result<()> {
+        let per_node = running_per_node(tasks);
+        let mut total = 0;
+        for (i, id) in ids.iter().enumerate() {
+            let procs = self.task_processes_matching(i, program);
+            let want = per_node.get(id).copied().unwrap_or(0);
+            let name = &self.host(i).name;
+            anyhow::ensure!(procs.len() == want, "{name}: {want} running tasks but {} programs: {procs:?}", procs.len());
+            total += procs.len();
+        }
+        anyhow::ensure!(total == n, "{total} programs in all, want {n}");
+        Ok(())
     }
 
     /// `SIGKILL`s every task process of host `i` (groups and processes), e.g. to simulate the loss of a whole

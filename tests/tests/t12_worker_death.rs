@@ -19,16 +19,7 @@ const REPLACE_BOUND: Duration = Duration::from_secs(30);
 
 /// Every host's running tasks (per the API) equal the programs that run there, and `N` run in all.
 fn processes_match_tasks(c: &Cluster, ids: &[String], tasks: &[Value]) -> Result<()> {
-    let per_node = running_per_node(tasks);
-    let mut total = 0;
-    for (i, id) in ids.iter().enumerate() {
-        let procs = c.task_processes_matching(i, PROGRAM);
-        let want = per_node.get(id).copied().unwrap_or(0);
-        ensure!(procs.len() == want, "{}: {want} running tasks but {} programs: {procs:?}", c.host(i).name, procs.len());
-        total += procs.len();
-    }
-    ensure!(total == N, "{total} programs in all, want {N}");
-    Ok(())
+    c.processes_match_tasks(ids, PROGRAM, tasks, N)
 }
 
 /// Forms 3 managers + 2 workers and runs `N` replicas; the victim is the worker with the most tasks. Returns the node

@@ -3,50 +3,14 @@
 //! Skipped, with the reason printed, when that engine does not answer.
 
 use anyhow::{ensure, Context as _, Result};
-use skep_tests::engine::{docker_unavailable, engine, IMAGE};
+use skep_tests::engine::{docker_cluster, engine, service_containers as containers, Leftovers, IMAGE};
 use skep_tests::services::summarize_tasks;
-use skep_tests::{require_root_and_netns, wait_until, Cluster};
+use skep_tests::wait_until;
 use std::time::{Duration, Instant};
-
-/// IDs of the engine's containers labelled with the service (running only, unless `all`).
-fn containers(service_id: &str, all: bool) -> Result<Vec<String>> {
-    let filter = format!("label=com.skep.service.id={service_id}");
-    let mut args = vec!["ps", "-q", "--no-trunc", "--filter", &filter];
-    if all {
-        args.push("-a");
-    }
-    Ok(engine(&args, Duration::from_secs(20))?.ok()?.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect())
-}
-
-/// Removes whatever a failed run left in the engine for this service.
-struct Leftovers(Option<String>);
-
-impl Drop for Leftovers {
-    fn drop(&mut self) {
-        if let Some(id) = &self.0 {
-            if let Ok(ids) = containers(id, true) {
-                if !ids.is_empty() {
-                    let mut args = vec!["rm", "-f"];
-                    args.extend(ids.iter().map(String::as_str));
-                    let _ = engine(&args, Duration::from_secs(30));
-                }
-            }
-        }
-    }
-}
 
 #[test]
 fn docker_engine_runs_tasks_as_containers_and_removes_them() -> Result<()> {
-    if !require_root_and_netns() {
-        return Ok(());
-    }
-    if let Some(why) = docker_unavailable() {
-        eprintln!("skipped: the docker engine is unavailable ({why})");
-        return Ok(());
-    }
-    let mut c = Cluster::new(1)?;
-    c.set_engine(Some("docker"));
-    c.form(1, 0)?;
+    let Some(mut c) = docker_cluster(1, 0)? else { return Ok(()) };
     let mut leftovers = Leftovers(None);
 
     // The image has no entrypoint and no /bin/sleep (sleep is a builtin of busybox's shell only), so, as with

@@ -15,7 +15,11 @@
 //!
 //! Everything is reconciled from the latest view under one lock, so the kernel follows the managers' store and a
 //! failed step is retried with the next view. Errors are logged, never fatal to the agent; a task whose sandbox
-//! cannot be made is rejected with the reason.
+//! cannot be made is rejected with the reason ([`NetError`], in `network/error.rs`).
+
+mod error;
+
+pub use error::NetError;
 
 use skep_api::docker::Task;
 use skep_api::netview::{NetworkInfo, NetworkView};
@@ -82,7 +86,7 @@ pub struct NetAgent {
 
 impl NetAgent {
     /// Starts the agent (no kernel change until the first view or task).
-    pub async fn new(cfg: NetConfig) -> Result<NetAgent, String> {
+    pub async fn new(cfg: NetConfig) -> Result<NetAgent, NetError> {
         let plane = DataPlane::new(DataPlaneConfig {
             prefix: cfg.prefix.clone(),
             underlay: cfg.underlay,
@@ -90,7 +94,7 @@ impl NetAgent {
             node_ns: None,
         })
         .await
-        .map_err(|e| format!("overlay data plane: {e}"))?;
+        .map_err(NetError::DataPlane)?;
         let _ = std::fs::create_dir_all(&cfg.state_dir);
         Ok(NetAgent {
             cfg,
@@ -119,11 +123,11 @@ impl NetAgent {
 
     /// Make the sandbox of a task about to start. Returns its namespace path and resolv.conf, or `None` when the
     /// task has no networks.
-    pub async fn prepare_task(&self, task: &Task) -> Result<Option<(PathBuf, PathBuf)>, String> {
+    pub async fn prepare_task(&self, task: &Task) -> Result<Option<(PathBuf, PathBuf)>, NetError> {
         if !Self::needs_sandbox(task) {
             return Ok(None);
         }
-        let ns = self.plane.sandbox_create(&task.id).await.map_err(|e| format!("network sandbox: {e}"))?;
+        let ns = self.plane.sandbox_create(&task.id).await.map_err(NetError::Sandbox)?;
         let path = ns.path().to_path_buf();
         self.attach(task, ns, true).await?;
         Ok(Some((path, self.resolv_conf(&task.id)?)))
@@ -136,11 +140,11 @@ impl NetAgent {
 
     /// Plumb a task that runs in its own namespace (a container), through its PID. (Host-mode ports are not
     /// published for such tasks yet: their namespace has its own default route.)
-    pub async fn attach_pid(&self, task: &Task, pid: i64) -> Result<(), String> {
+    pub async fn attach_pid(&self, task: &Task, pid: i64) -> Result<(), NetError> {
         if task.networks_attachments.is_empty() || pid <= 0 {
             return Ok(());
         }
-        let ns = Netns::open(format!("/proc/{pid}/ns/net")).map_err(|e| format!("network namespace of pid {pid}: {e}"))?;
+        let ns = Netns::open(format!("/proc/{pid}/ns/net")).map_err(|source| NetError::TaskNamespace { pid, source })?;
         self.attach(task, ns, false).await
     }
 
@@ -210,7 +214,7 @@ impl NetAgent {
         inner.view = NetworkView::default();
     }
 
-    async fn attach(&self, task: &Task, ns: Netns, own: bool) -> Result<(), String> {
+    async fn attach(&self, task: &Task, ns: Netns, own: bool) -> Result<(), NetError> {
         let mut inner = self.inner.lock().await;
         if own {
             self.gateway(&mut inner, task, &ns).await?;
@@ -218,13 +222,13 @@ impl NetAgent {
         let addrs = addrs_of(task);
         for (i, a) in task.networks_attachments.iter().enumerate() {
             let (Some(vni), Some((ip, len))) = (a.network.vni(), a.ipv4()) else {
-                return Err(format!("network {}: no VXLAN ID or address allocated", a.network.name));
+                return Err(NetError::NotAllocated { network: a.network.name.clone() });
             };
             self.ensure_network(&mut inner, &a.network.id, vni, &a.network).await?;
             self.plane
                 .sandbox_attach(&ns, vni, &format!("eth{i}"), ip, len)
                 .await
-                .map_err(|e| format!("attaching to network {}: {e}", a.network.name))?;
+                .map_err(|source| NetError::Attach { network: a.network.name.clone(), source })?;
         }
         let dns = self.start_dns(&ns, &addrs).await;
         inner.sandboxes.insert(task.id.clone(), Sandbox { ns, addrs, dns, vips: None });
@@ -233,15 +237,15 @@ impl NetAgent {
     }
 
     /// Host-mode ports: a gateway link between the node and the sandbox, and the task's ports in the node's table.
-    async fn gateway(&self, inner: &mut Inner, task: &Task, ns: &Netns) -> Result<(), String> {
+    async fn gateway(&self, inner: &mut Inner, task: &Task, ns: &Netns) -> Result<(), NetError> {
         let mut ports = host_ports(task);
         if ports.is_empty() {
             return Ok(());
         }
         let used: BTreeSet<u32> = inner.gateways.values().map(|(i, _)| *i).collect();
-        let i = (0..16384).find(|i| !used.contains(i)).ok_or("no gateway address left on this node")?;
+        let i = (0..16384).find(|i| !used.contains(i)).ok_or(NetError::NoGatewayAddress)?;
         let (node_end, task_end) = gateway_pair(i);
-        self.plane.sandbox_gateway(ns, node_end, task_end).await.map_err(|e| format!("gateway link: {e}"))?;
+        self.plane.sandbox_gateway(ns, node_end, task_end).await.map_err(NetError::Gateway)?;
         for p in &mut ports {
             p.backend = task_end;
         }
@@ -256,7 +260,7 @@ impl NetAgent {
         id: &str,
         vni: u32,
         n: &skep_api::docker::Network,
-    ) -> Result<(), String> {
+    ) -> Result<(), NetError> {
         if inner.synced.contains_key(&vni) {
             return Ok(());
         }
@@ -266,7 +270,7 @@ impl NetAgent {
                 let (subnet, len) = n
                     .subnet()
                     .and_then(skep_api::docker::parse_ipv4_cidr)
-                    .ok_or_else(|| format!("network {} has no subnet", n.name))?;
+                    .ok_or_else(|| NetError::NoSubnet { network: n.name.clone() })?;
                 NetworkPlan {
                     id: id.to_string(),
                     vni,
@@ -277,7 +281,7 @@ impl NetAgent {
                 }
             }
         };
-        self.plane.sync_network(&plan).await.map_err(|e| format!("network {}: {e}", n.name))?;
+        self.plane.sync_network(&plan).await.map_err(|source| NetError::Network { network: n.name.clone(), source })?;
         inner.synced.insert(vni, plan);
         Ok(())
     }
@@ -319,9 +323,9 @@ impl NetAgent {
         }
     }
 
-    fn resolv_conf(&self, task_id: &str) -> Result<PathBuf, String> {
+    fn resolv_conf(&self, task_id: &str) -> Result<PathBuf, NetError> {
         let p = self.cfg.state_dir.join(format!("{task_id}.resolv.conf"));
-        std::fs::write(&p, "nameserver 127.0.0.11\noptions ndots:0\n").map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::write(&p, "nameserver 127.0.0.11\noptions ndots:0\n").map_err(|source| NetError::ResolvConf { path: p.clone(), source })?;
         Ok(p)
     }
 

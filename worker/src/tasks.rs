@@ -5,16 +5,20 @@
 //! is persisted (`<dir>/tasks.json`), so after an agent restart it adopts the tasks still running instead of starting
 //! duplicates. A node cut off from the managers keeps its tasks running; when it gets through again, tasks that were
 //! replaced meanwhile arrive with desired state shutdown and are stopped.
+//!
+//! The secrets and configs of the node's tasks arrive with the assignments and stay in memory (never in
+//! `tasks.json`); a task that uses some gets them as files on a tmpfs for as long as it runs (see [`crate::secrets`]).
 
 use crate::engine::{Engine, EngineError, Exit, Handle};
-use serde::{Deserialize, Serialize};
 use crate::network::NetAgent;
-use skep_api::docker::{ContainerStatus, Peer, Task, TaskState, TaskStatus};
+use crate::secrets::{self, Dependencies};
+use serde::{Deserialize, Serialize};
+use skep_api::docker::health::Health;
+use skep_api::docker::{ContainerStatus, Task, TaskState, TaskStatus};
 use skep_api::netview::NetworkView;
 use skep_api::wire::{Request, Response};
-use skep_transport::Endpoint;
+use skep_transport::{LeaderCaller, Policy};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,6 +49,8 @@ struct Shared<E> {
     saved: AtomicU64,
     /// Networking (sandboxes, overlays, DNS), when the node has it.
     net: Option<Arc<NetAgent>>,
+    /// The secrets and configs the managers sent for the node's tasks (in memory only).
+    deps: Mutex<Dependencies>,
 }
 
 fn now() -> String {
@@ -72,16 +78,7 @@ impl<E: Engine> Shared<E> {
             Ok(b) => b,
             Err(e) => return tracing::warn!("encoding the task table: {e}"),
         };
-        let tmp = self.file.with_extension("tmp");
-        let r = (|| -> std::io::Result<()> {
-            if let Some(d) = self.file.parent() {
-                std::fs::create_dir_all(d)?;
-            }
-            std::fs::write(&tmp, &body)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &self.file)
-        })();
-        match r {
+        match crate::private_file::write(&self.file, &body) {
             Ok(()) => self.saved.store(upto, Ordering::SeqCst),
             Err(e) => tracing::warn!("saving {}: {e}", self.file.display()),
         }
@@ -113,24 +110,35 @@ impl<E: Engine> Shared<E> {
         true
     }
 
+    /// Record a started task's handle (durably: a restarted agent adopts the task through it), without a report.
+    fn record_handle(&self, id: &str, h: Handle) {
+        if let Some(l) = self.table.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
+            l.handle = Some(h);
+        }
+        self.save();
+    }
+
     fn desired(&self, id: &str) -> watch::Receiver<TaskState> {
         let mut d = self.desired.lock().unwrap_or_else(|p| p.into_inner());
         d.entry(id.to_string()).or_insert_with(|| watch::channel(TaskState::Running).0).subscribe()
     }
 }
 
+/// Longest wait for an assignments long poll: the leader answers within 4 s even when nothing changed.
+const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Task manager settings.
 pub struct TaskManagerConfig {
     /// Where `tasks.json` lives.
     pub dir: PathBuf,
-    /// Managers to reach the leader through (kept current by the agent).
-    pub managers: Arc<Mutex<Vec<Peer>>>,
+    /// How the leader is reached (the agent keeps its manager list current).
+    pub leader: LeaderCaller,
     /// The node's networking agent (`None`: tasks with networks are rejected, views are ignored).
     pub net: Option<Arc<NetAgent>>,
 }
 
 /// Run the task manager until `stop` turns true.
-pub async fn run<E: Engine>(endpoint: Endpoint, engine: E, cfg: TaskManagerConfig, mut stop: watch::Receiver<bool>) {
+pub async fn run<E: Engine>(engine: E, cfg: TaskManagerConfig, mut stop: watch::Receiver<bool>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let file = cfg.dir.join("tasks.json");
     let table: BTreeMap<String, Local> = std::fs::read(&file)
@@ -147,6 +155,7 @@ pub async fn run<E: Engine>(endpoint: Endpoint, engine: E, cfg: TaskManagerConfi
         changes: AtomicU64::new(0),
         saved: AtomicU64::new(0),
         net: cfg.net.clone(),
+        deps: Mutex::new(Dependencies::new()),
     });
     // network views are applied by their own loop, latest first, so a slow kernel update never delays assignments
     let (views, mut view_rx) = watch::channel(None::<NetworkView>);
@@ -165,8 +174,7 @@ pub async fn run<E: Engine>(endpoint: Endpoint, engine: E, cfg: TaskManagerConfi
             }
         });
     }
-    let leader = Arc::new(Mutex::new(None::<SocketAddr>));
-    tokio::spawn(report_loop(endpoint.clone(), cfg.managers.clone(), leader.clone(), rx, stop.clone()));
+    tokio::spawn(report_loop(cfg.leader.clone(), rx, stop.clone()));
     adopt(&shared).await;
     let mut set = AssignedSet::default();
     loop {
@@ -175,12 +183,14 @@ pub async fn run<E: Engine>(endpoint: Endpoint, engine: E, cfg: TaskManagerConfi
         }
         let req = Request::Assignments { known: set.known };
         let reply = tokio::select! {
-            r = call_leader(&endpoint, &cfg.managers, &leader, &req, Duration::from_secs(15)) => r,
+            r = cfg.leader.call(&req, Policy::one_round(LONG_POLL_TIMEOUT)) => r.ok(),
             _ = stop.changed() => return,
         };
         match reply.map(|r| set.take(r)) {
             Some(Taken::Set { tasks, network }) => {
                 views.send_replace(Some(network));
+                // before the tasks: a task that starts finds what it uses
+                *shared.deps.lock().unwrap_or_else(|p| p.into_inner()) = set.deps.clone();
                 if let Some(tasks) = tasks {
                     apply_assignments(&shared, tasks);
                 }
@@ -200,6 +210,8 @@ struct AssignedSet {
     /// Digest to send as `known` (0: ask for the whole set).
     known: u64,
     tasks: BTreeMap<String, Task>,
+    /// The secrets and configs of the set.
+    deps: Dependencies,
 }
 
 /// What an answer to the long poll came to.
@@ -216,12 +228,24 @@ enum Taken {
 impl AssignedSet {
     fn take(&mut self, reply: Response) -> Taken {
         match reply {
-            Response::Assignments { digest, tasks, network } => {
+            Response::Assignments { digest, tasks, network, dependencies } => {
                 self.known = digest;
                 self.tasks = tasks.iter().map(|t| (t.id.clone(), t.clone())).collect();
+                self.deps.clear();
+                secrets::apply(&mut self.deps, dependencies, &[]);
                 Taken::Set { tasks: Some(tasks), network }
             }
-            Response::AssignmentChanges { digest, base, set_digest, updated, removed, network } => {
+            Response::AssignmentChanges {
+                digest,
+                base,
+                set_digest,
+                updated,
+                removed,
+                network,
+                dependencies,
+                removed_dependencies,
+                dependency_digest,
+            } => {
                 if base != self.known {
                     self.known = 0;
                     return Taken::Mismatch;
@@ -233,8 +257,9 @@ impl AssignedSet {
                 for t in updated {
                     self.tasks.insert(t.id.clone(), t);
                 }
+                secrets::apply(&mut self.deps, dependencies, &removed_dependencies);
                 let got = skep_api::wire::assignment_digest(self.tasks.values().map(|t| (t.id.as_str(), t.desired_state)));
-                if got != set_digest {
+                if got != set_digest || skep_api::wire::dependency_digest(self.deps.keys()) != dependency_digest {
                     self.known = 0;
                     return Taken::Mismatch;
                 }
@@ -265,7 +290,7 @@ async fn adopt<E: Engine>(shared: &Arc<Shared<E>>) {
             tokio::spawn(async move { supervise(s, id, Some(h)).await });
         } else {
             let exit = shared.engine.wait(&h).await.ok();
-            finish(shared, &id, exit, false);
+            finish(shared, &id, exit, Ending::Exited);
         }
     }
     // tasks recorded without a handle never started: they are over
@@ -340,6 +365,10 @@ async fn supervise<E: Engine>(shared: Arc<Shared<E>>, id: String, adopted: Optio
         None => {
             shared.advance(&id, status(TaskState::Accepted, "accepted"), None);
             shared.advance(&id, status(TaskState::Preparing, "preparing"), None);
+            if let Err(e) = give_files(&shared, &task) {
+                reject(&shared, &id, e);
+                return;
+            }
             if let Err(e) = shared.engine.prepare(&task).await {
                 reject(&shared, &id, e);
                 return;
@@ -356,7 +385,7 @@ async fn supervise<E: Engine>(shared: Arc<Shared<E>>, id: String, adopted: Optio
                     Ok(None) => {}
                     Err(e) => {
                         net.release_task(&id).await;
-                        reject(&shared, &id, EngineError::Invalid(e));
+                        reject(&shared, &id, EngineError::Invalid(e.to_string()));
                         let _ = shared.engine.remove(&id).await;
                         return;
                     }
@@ -365,7 +394,7 @@ async fn supervise<E: Engine>(shared: Arc<Shared<E>>, id: String, adopted: Optio
             shared.advance(&id, status(TaskState::Ready, "prepared"), None);
             if *desired.borrow() > TaskState::Running {
                 shared.advance(&id, status(TaskState::Shutdown, "shutdown before it started"), None);
-                release_net(&shared, &task).await;
+                release(&shared, &task).await;
                 let _ = shared.engine.remove(&id).await;
                 return;
             }
@@ -379,26 +408,31 @@ async fn supervise<E: Engine>(shared: Arc<Shared<E>>, id: String, adopted: Optio
                             }
                         }
                     }
-                    let mut st = status(TaskState::Running, "started");
-                    st.container_status = Some(ContainerStatus { container_id: h.id.clone(), pid: h.pid, exit_code: 0 });
-                    shared.advance(&id, st, Some(h.clone()));
+                    // running once healthy, or at once when it has no check (the loop below)
+                    shared.record_handle(&id, h.clone());
                     h
                 }
                 Err(e) => {
-                    release_net(&shared, &task).await;
+                    release(&shared, &task).await;
                     reject(&shared, &id, e);
                     return;
                 }
             }
         }
     };
-    // wait for the exit, or for the managers to want it stopped
+    // wait for the exit, for the managers to want it stopped, or for its health to decide (Docker's executor: a
+    // task with a healthcheck is STARTING until healthy, and fails once unhealthy)
     let wait = shared.engine.wait(&handle);
     tokio::pin!(wait);
-    let stopped_by_us;
+    let (health_tx, mut health) = watch::channel(Health::Starting);
+    let checks = shared.engine.watch_health(&handle, &task, health_tx);
+    tokio::pin!(checks);
+    let mut watching = true;
+    let ending;
     let exit = loop {
-        if *desired.borrow() > TaskState::Running {
-            if !task.networks_attachments.is_empty() {
+        let unhealthy = *health.borrow() == Health::Unhealthy;
+        if *desired.borrow() > TaskState::Running || unhealthy {
+            if !task.networks_attachments.is_empty() && !unhealthy {
                 // the managers took the task out of every node's backends when they changed its desired state;
                 // give the nodes a moment to apply that before the task stops answering
                 tokio::time::sleep(DRAIN).await;
@@ -406,16 +440,27 @@ async fn supervise<E: Engine>(shared: Arc<Shared<E>>, id: String, adopted: Optio
             if let Err(e) = shared.engine.stop(&handle, &task).await {
                 tracing::warn!(task = %id, "stopping: {e}");
             }
-            stopped_by_us = true;
+            ending = if unhealthy { Ending::Unhealthy } else { Ending::Stopped };
             break (&mut wait).await.ok();
         }
         tokio::select! {
-            r = &mut wait => { stopped_by_us = false; break r.ok(); }
-            c = desired.changed() => { if c.is_err() { stopped_by_us = false; break (&mut wait).await.ok(); } }
+            r = &mut wait => { ending = Ending::Exited; break r.ok(); }
+            c = desired.changed() => { if c.is_err() { ending = Ending::Exited; break (&mut wait).await.ok(); } }
+            checked = &mut checks, if watching => {
+                watching = false;
+                if !checked {
+                    report_running(&shared, &id, &handle);
+                }
+            }
+            c = health.changed(), if watching => {
+                if c.is_ok() && *health.borrow_and_update() == Health::Healthy {
+                    report_running(&shared, &id, &handle);
+                }
+            }
         }
     };
-    finish(&shared, &id, exit, stopped_by_us);
-    release_net(&shared, &task).await;
+    finish(&shared, &id, exit, ending);
+    release(&shared, &task).await;
     if *desired.borrow() >= TaskState::Shutdown {
         let _ = shared.engine.remove(&id).await;
     }
@@ -424,10 +469,23 @@ async fn supervise<E: Engine>(shared: Arc<Shared<E>>, id: String, adopted: Optio
 /// How long a networked task keeps answering after the managers took it out of the backends.
 const DRAIN: Duration = Duration::from_millis(250);
 
-async fn release_net<E: Engine>(shared: &Arc<Shared<E>>, task: &Task) {
+/// Give back what a task that ended held on the node: its network sandbox (its files are the engine's).
+async fn release<E: Engine>(shared: &Arc<Shared<E>>, task: &Task) {
     if let (Some(net), true) = (&shared.net, NetAgent::needs_sandbox(task)) {
         net.release_task(&task.id).await;
     }
+}
+
+/// The task's secrets and configs, handed to its engine as files (before `prepare`: Docker's create needs them).
+fn give_files<E: Engine>(shared: &Arc<Shared<E>>, task: &Task) -> Result<(), EngineError> {
+    if !secrets::uses_files(task) {
+        return Ok(());
+    }
+    let files = {
+        let held = shared.deps.lock().unwrap_or_else(|p| p.into_inner());
+        secrets::task_files(task, &held).map_err(EngineError::Invalid)?
+    };
+    shared.engine.use_files(&task.id, files)
 }
 
 fn reject<E: Engine>(shared: &Arc<Shared<E>>, id: &str, e: EngineError) {
@@ -436,22 +494,55 @@ fn reject<E: Engine>(shared: &Arc<Shared<E>>, id: &str, e: EngineError) {
     shared.advance(id, st, None);
 }
 
-fn finish<E: Engine>(shared: &Arc<Shared<E>>, id: &str, exit: Option<Exit>, stopped_by_us: bool) {
-    let (code, sig) = match exit {
-        Some(Exit::Code(c)) => (c, None),
-        Some(Exit::Signal(s)) => (128 + s as i64, Some(s)),
-        None => (-1, None),
+/// Reports a started task as running (once: an adopted task may be running already).
+fn report_running<E: Engine>(shared: &Arc<Shared<E>>, id: &str, h: &Handle) {
+    let before = shared.table.lock().unwrap_or_else(|p| p.into_inner()).get(id).map(|l| l.state);
+    if before.is_some_and(|s| s < TaskState::Running) {
+        let mut st = status(TaskState::Running, "started");
+        st.container_status = Some(ContainerStatus { container_id: h.id.clone(), pid: h.pid, exit_code: 0 });
+        shared.advance(id, st, None);
+    }
+}
+
+/// Why a started task ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    /// Its program exited (or vanished).
+    Exited,
+    /// The managers wanted it stopped.
+    Stopped,
+    /// Its healthcheck failed `Retries` times: stopped and failed, as Docker's executor fails it.
+    Unhealthy,
+}
+
+/// Docker's error for a task whose healthcheck failed (moby `daemon/cluster/executor/container/errors.go`).
+pub const UNHEALTHY: &str = "dockerexec: unhealthy container";
+
+fn finish<E: Engine>(shared: &Arc<Shared<E>>, id: &str, exit: Option<Exit>, ending: Ending) {
+    let (code, sig, oom) = match exit {
+        Some(Exit::Code(c)) => (c, None, None),
+        Some(Exit::Signal(s)) => (128 + s as i64, Some(s), None),
+        Some(Exit::OomKilled { code, memory_limit }) => (code, None, Some(memory_limit)),
+        None => (-1, None, None),
     };
-    let mut st = if stopped_by_us {
+    let mut st = if ending == Ending::Stopped {
         status(TaskState::Shutdown, "shutdown")
+    } else if ending == Ending::Unhealthy {
+        let mut s = status(TaskState::Failed, "unhealthy container");
+        s.err = UNHEALTHY.into();
+        s
     } else if code == 0 {
         status(TaskState::Complete, "finished")
     } else {
         let mut s = status(TaskState::Failed, "task: non-zero exit");
-        s.err = match sig {
-            Some(sig) => format!("task: killed by signal {sig}"),
-            None if code < 0 => "task: exit status unknown".into(),
-            None => format!("task: non-zero exit ({code})"),
+        s.err = match (sig, oom) {
+            (_, Some(0)) => format!("task: non-zero exit ({code}): OOM killed"),
+            (_, Some(limit)) => {
+                format!("task: non-zero exit ({code}): OOM killed (memory limit {})", crate::engine::spec::human_bytes(limit))
+            }
+            (Some(sig), None) => format!("task: killed by signal {sig}"),
+            (None, None) if code < 0 => "task: exit status unknown".into(),
+            (None, None) => format!("task: non-zero exit ({code})"),
         };
         s
     };
@@ -469,9 +560,7 @@ fn finish<E: Engine>(shared: &Arc<Shared<E>>, id: &str, exit: Option<Exit>, stop
 
 /// Send status reports to the leader, batched; keep the newest per task until a leader took them.
 async fn report_loop(
-    endpoint: Endpoint,
-    managers: Arc<Mutex<Vec<Peer>>>,
-    leader: Arc<Mutex<Option<SocketAddr>>>,
+    leader: LeaderCaller,
     mut rx: mpsc::UnboundedReceiver<(String, TaskStatus)>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -490,51 +579,14 @@ async fn report_loop(
         }
         let updates: Vec<(String, TaskStatus)> = pending.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let req = Request::TaskStatus { updates };
-        match call_leader(&endpoint, &managers, &leader, &req, Duration::from_secs(5)).await {
-            Some(Response::Ok) => pending.clear(),
+        match leader.call(&req, Policy::one_round(Duration::from_secs(5))).await {
+            Ok(Response::Ok) => pending.clear(),
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
         if *stop.borrow() {
             return;
         }
     }
-}
-
-/// One call to the leader: the last known leader first, then every manager, following redirects.
-async fn call_leader(
-    endpoint: &Endpoint,
-    managers: &Arc<Mutex<Vec<Peer>>>,
-    leader: &Arc<Mutex<Option<SocketAddr>>>,
-    req: &Request,
-    timeout: Duration,
-) -> Option<Response> {
-    let known = *leader.lock().unwrap_or_else(|p| p.into_inner());
-    let mut targets: Vec<SocketAddr> = known.into_iter().collect();
-    targets.extend(managers.lock().unwrap_or_else(|p| p.into_inner()).iter().filter_map(|p| p.addr.parse::<SocketAddr>().ok()));
-    targets.dedup();
-    let mut i = 0;
-    while i < targets.len().min(8) {
-        let t = targets[i];
-        i += 1;
-        match tokio::time::timeout(timeout, endpoint.call::<Request, Response>(t, skep_pki::NODE_SAN, req)).await {
-            Ok(Ok(Response::NotLeader { leader_addr: Some(l) })) => {
-                if let Ok(a) = l.parse::<SocketAddr>() {
-                    if !targets[i..].contains(&a) {
-                        targets.insert(i, a);
-                    }
-                }
-            }
-            Ok(Ok(Response::Error(e))) => tracing::debug!("{t}: {e}"),
-            Ok(Ok(r)) => {
-                *leader.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
-                return Some(r);
-            }
-            Ok(Err(e)) => tracing::debug!("{t}: {e}"),
-            Err(_) => tracing::debug!("{t}: timed out"),
-        }
-    }
-    *leader.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    None
 }
 
 #[cfg(test)]
@@ -588,6 +640,22 @@ mod tests {
         async fn logs(&self, _task_id: &str, _max: usize) -> Result<Vec<u8>, EngineError> {
             Ok(vec![])
         }
+        async fn read_logs(&self, req: &skep_api::logs::LogsRequest) -> Result<skep_api::logs::LogsBatch, EngineError> {
+            Err(EngineError::NotFound(format!("no logs of {}: a simulated task", req.task_id)))
+        }
+
+        /// `healthy-later`: healthy 100 ms after the start; `unhealthy`: unhealthy 50 ms after; others: no check.
+        async fn watch_health(&self, _h: &Handle, task: &Task, tx: watch::Sender<Health>) -> bool {
+            let image = task.spec.container_spec.as_ref().map(|c| c.image.clone()).unwrap_or_default();
+            let (after, to) = match image.as_str() {
+                "healthy-later" => (100, Health::Healthy),
+                "unhealthy" => (50, Health::Unhealthy),
+                _ => return false,
+            };
+            tokio::time::sleep(Duration::from_millis(after)).await;
+            tx.send_replace(to);
+            std::future::pending::<bool>().await
+        }
     }
 
     fn task(id: &str, image: &str, desired: TaskState) -> Task {
@@ -601,7 +669,8 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let file = dir.join("tasks.json");
         let table = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        (Arc::new(Shared { engine, table: Mutex::new(table), file, reports: tx, desired: Mutex::new(BTreeMap::new()), saving: Mutex::new(()), changes: AtomicU64::new(0), saved: AtomicU64::new(0), net: None }), rx)
+        let deps = Mutex::new(Dependencies::new());
+        (Arc::new(Shared { engine, table: Mutex::new(table), file, reports: tx, desired: Mutex::new(BTreeMap::new()), saving: Mutex::new(()), changes: AtomicU64::new(0), saved: AtomicU64::new(0), net: None, deps }), rx)
     }
 
     /// Collect reports until `task` reaches `state` (bounded).
@@ -639,6 +708,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_task_with_a_healthcheck_is_starting_until_healthy() {
+        let dir = std::env::temp_dir().join(format!("skep-tm-{}-h", std::process::id()));
+        let (s, mut rx) = shared(&dir, Fake::default());
+        let started = tokio::time::Instant::now();
+        apply_assignments(&s, vec![task("th", "healthy-later", TaskState::Running)]);
+        let seen = until(&mut rx, "th", TaskState::Running).await;
+        assert!(started.elapsed() >= Duration::from_millis(100), "running only once healthy");
+        assert_eq!(seen.iter().filter(|s| **s == TaskState::Running).count(), 1);
+        assert!(seen.contains(&TaskState::Starting));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn an_unhealthy_task_is_stopped_and_failed_as_docker_fails_it() {
+        let dir = std::env::temp_dir().join(format!("skep-tm-{}-u", std::process::id()));
+        let engine = Fake::default();
+        let (s, mut rx) = shared(&dir, engine.clone());
+        apply_assignments(&s, vec![task("tu", "unhealthy", TaskState::Running)]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (id, st) = tokio::time::timeout_at(deadline, rx.recv()).await.unwrap().unwrap();
+            assert!(id != "tu" || st.state != TaskState::Running, "never running");
+            if id == "tu" && st.state == TaskState::Failed {
+                assert_eq!(st.err, UNHEALTHY);
+                break;
+            }
+        }
+        assert!(engine.running.lock().unwrap().is_empty(), "stopped");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
     async fn a_missing_program_is_rejected_with_the_engines_reason() {
         let dir = std::env::temp_dir().join(format!("skep-tm-{}-b", std::process::id()));
         let (s, mut rx) = shared(&dir, Fake::default());
@@ -657,10 +758,11 @@ mod tests {
     #[test]
     fn the_assigned_set_follows_whole_sets_and_changes_and_asks_again_when_they_do_not_fit() {
         let digest = |ts: &[&Task]| skep_api::wire::assignment_digest(ts.iter().map(|t| (t.id.as_str(), t.desired_state)));
+        let no_deps = skep_api::wire::dependency_digest([]);
         let a = task("a", "prog", TaskState::Running);
         let b = task("b", "prog", TaskState::Running);
         let mut set = AssignedSet::default();
-        let full = Response::Assignments { digest: 7, tasks: vec![a.clone(), b.clone()], network: Default::default() };
+        let full = Response::Assignments { digest: 7, tasks: vec![a.clone(), b.clone()], network: Default::default(), dependencies: vec![] };
         assert!(matches!(set.take(full), Taken::Set { tasks: Some(t), .. } if t.len() == 2));
         assert_eq!(set.known, 7);
         // b stops, c arrives
@@ -674,6 +776,9 @@ mod tests {
             updated: vec![b2.clone(), c.clone()],
             removed: vec![],
             network: Default::default(),
+            dependencies: vec![],
+            removed_dependencies: vec![],
+            dependency_digest: no_deps,
         };
         let Taken::Set { tasks: Some(t), .. } = set.take(changes) else { panic!() };
         assert_eq!(t.iter().map(|t| (t.id.as_str(), t.desired_state)).collect::<Vec<_>>(),
@@ -682,11 +787,13 @@ mod tests {
         // nothing changed (a long poll that timed out): nothing to act on
         let same = Response::AssignmentChanges {
             digest: 8, base: 8, set_digest: digest(&[&a, &b2, &c]), updated: vec![], removed: vec![], network: Default::default(),
+            dependencies: vec![], removed_dependencies: vec![], dependency_digest: no_deps,
         };
         assert!(matches!(set.take(same), Taken::Set { tasks: None, .. }));
         // changes whose result is not what the leader computed: ask for the whole set
         let wrong = Response::AssignmentChanges {
             digest: 9, base: 8, set_digest: digest(&[&a]), updated: vec![], removed: vec!["b".into()], network: Default::default(),
+            dependencies: vec![], removed_dependencies: vec![], dependency_digest: no_deps,
         };
         assert!(matches!(set.take(wrong), Taken::Mismatch));
         assert_eq!(set.known, 0);
@@ -719,6 +826,22 @@ mod tests {
         });
         let on_disk: BTreeMap<String, Local> = serde_json::from_slice(&std::fs::read(&s.file).unwrap()).unwrap();
         assert!(ids.iter().all(|id| on_disk[id.as_str()].handle.as_ref().is_some_and(|h| h.id == format!("c-{id}"))));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_oom_kill_is_the_tasks_error() {
+        let dir = std::env::temp_dir().join(format!("skep-tm-{}-e", std::process::id()));
+        let (s, mut rx) = shared(&dir, Fake::default());
+        s.table.lock().unwrap().insert(
+            "t4".into(),
+            Local { task: task("t4", "prog", TaskState::Running), handle: None, state: TaskState::Running },
+        );
+        finish(&s, "t4", Some(Exit::OomKilled { code: 137, memory_limit: 8 << 20 }), Ending::Exited);
+        let (_, st) = rx.try_recv().unwrap();
+        assert_eq!(st.state, TaskState::Failed);
+        assert_eq!(st.err, "task: non-zero exit (137): OOM killed (memory limit 8MiB)");
+        assert_eq!(st.container_status.unwrap().exit_code, 137);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

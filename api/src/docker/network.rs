@@ -1,4 +1,4 @@
-//! Networks (`/networks`), service attachments and virtual IPs, as docker-api.md §3.5 and §5.5 describe them.
+//! Networks (`/networks`), service attachments and virtual IPs, as the Engine API describes them (docs.docker.com/reference/api/engine/version/v1.50/).
 
 use super::{null_default, Labels};
 use serde::{Deserialize, Serialize};

@@ -21,8 +21,8 @@ pub struct SwarmSpec {
     /// Certificate settings.
     #[serde(rename = "CAConfig")]
     pub ca_config: CaConfig,
-    /// Defaults for tasks (log driver); kept as sent.
-    pub task_defaults: serde_json::Value,
+    /// Defaults for tasks (a log driver).
+    pub task_defaults: TaskDefaults,
     /// Autolock.
     pub encryption_config: EncryptionConfig,
 }
@@ -36,16 +36,27 @@ pub struct OrchestrationConfig {
     pub task_history_retention_limit: Option<i64>,
 }
 
+/// `Spec.TaskDefaults`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct TaskDefaults {
+    /// The log driver of tasks that name none (refused by skep unless empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_driver: Option<super::Driver>,
+}
+
 /// `Spec.Raft`. skep's Raft runs on a 100 ms tick: `ElectionTick` 10 is a 1 s election timeout (swarmkit: 10 s).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct RaftConfig {
     /// Log entries between snapshots.
+    #[serde(skip_serializing_if = "is_zero_u64")]
     pub snapshot_interval: u64,
     /// Old snapshots kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_old_snapshots: Option<u64>,
     /// Entries kept for slow followers after a snapshot.
+    #[serde(skip_serializing_if = "is_zero_u64")]
     pub log_entries_for_slow_followers: u64,
     /// Ticks without a leader before an election.
     pub election_tick: i64,
@@ -73,9 +84,19 @@ pub struct CaConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(rename = "ExternalCAs")]
     pub external_cas: Option<serde_json::Value>,
+    /// A new root CA certificate to rotate to: not supported by skep.
+    #[serde(rename = "SigningCACert", skip_serializing_if = "super::is_empty_str")]
+    pub signing_ca_cert: String,
+    /// Its key: not supported by skep.
+    #[serde(rename = "SigningCAKey", skip_serializing_if = "super::is_empty_str")]
+    pub signing_ca_key: String,
     /// Bumped by `swarm ca --rotate`.
     #[serde(skip_serializing_if = "super::is_zero")]
     pub force_rotate: i64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `Spec.EncryptionConfig`.
@@ -145,8 +166,23 @@ impl SwarmSpec {
         if self.ca_config.node_cert_expiry.unwrap_or(0) == 0 {
             self.ca_config.node_cert_expiry = Some(NODE_CERT_EXPIRY_NS);
         }
-        if self.task_defaults.is_null() {
-            self.task_defaults = serde_json::json!({});
+        self
+    }
+
+    /// The spec as Docker stores a `swarm update`: zero values stay zero (the runtime reads them as defaults, see
+    /// [`SwarmSpec::heartbeat_period_ns`]), only their JSON shape is Docker's: an absent history limit reads 0, a zero
+    /// duration is omitted.
+    pub fn as_updated(mut self) -> SwarmSpec {
+        if self.name.is_empty() {
+            self.name = "default".into();
+        }
+        self.orchestration.task_history_retention_limit.get_or_insert(0);
+        self.raft.keep_old_snapshots.get_or_insert(0);
+        if self.dispatcher.heartbeat_period == Some(0) {
+            self.dispatcher.heartbeat_period = None;
+        }
+        if self.ca_config.node_cert_expiry == Some(0) {
+            self.ca_config.node_cert_expiry = None;
         }
         self
     }

@@ -1,4 +1,4 @@
-//! Tasks and their state machine (swarmkit's, `shared/reference/swarmkit.md` §1.7): observed state only moves
+//! Tasks and their state machine (swarmkit's, moby/swarmkit `design/task_model.md`): observed state only moves
 //! forward; desired state is the managers' intent.
 
 use super::{is_empty_str, null_default, Labels, ObjectVersion, PortConfig, TaskSpec};
@@ -116,6 +116,10 @@ pub struct TaskStatus {
     pub port_status: Option<PortStatus>,
 }
 
+/// Task label the orchestrator sets to the service's name: nodes expand `{{.Service.Name}}` and name containers
+/// `<service>.<slot>.<task>` from it (swarmkit's tasks carry `ServiceAnnotations` for the same purpose).
+pub const TASK_LABEL_SERVICE_NAME: &str = "com.skep.service.name";
+
 /// A task.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
@@ -149,6 +153,9 @@ pub struct Task {
     /// The task's addresses on its networks (set by the allocator).
     #[serde(deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub networks_attachments: Vec<super::NetworkAttachment>,
+    /// Jobs: the run the task belongs to (the service's `JobStatus.JobIteration`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_iteration: Option<ObjectVersion>,
 }
 
 #[cfg(test)]
@@ -168,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_container_fields_survive_a_round_trip() {
+    fn container_fields_the_cli_sends_survive_a_round_trip() {
         let body = r#"{"Image":"busybox","Init":false,"DNSConfig":{},"Args":["httpd","-f"],"Privileges":{"CredentialSpec":null}}"#;
         let c: super::super::ContainerSpec = serde_json::from_str(body).unwrap();
         assert_eq!(c.args, vec!["httpd", "-f"]);

@@ -8,8 +8,8 @@
 //! and `Scheduler::new` (the closest match to swarmkit's figure).
 
 use skep_api::docker::{
-    Node, NodeDescription, NodeSpec, NodeStatus, Placement, PlacementPreference, Platform, ResourceAmounts,
-    ResourceRequirements, Resources, SpreadOver, Task, TaskSpec, TaskState, TaskStatus,
+    Availability, Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus, Placement, PlacementPreference,
+    Platform, ResourceAmounts, ResourceRequirements, Resources, SpreadOver, Task, TaskSpec, TaskState, TaskStatus,
 };
 use skep_manager::scheduler::{Decision, Scheduler};
 use skep_manager::store::{ClusterState, NodeRecord};
@@ -79,7 +79,7 @@ fn build_state(s: &Scenario) -> ClusterState {
     let mut state = ClusterState::default();
     for i in 0..s.nodes {
         let id = format!("node{i:06}");
-        let mut spec = NodeSpec { role: "worker".into(), availability: "active".into(), ..Default::default() };
+        let mut spec = NodeSpec { role: NodeRole::Worker, availability: Availability::Active, ..Default::default() };
         if s.constraint {
             spec.labels.insert("zone".into(), if i % 2 == 0 { "a" } else { "b" }.into());
         }
@@ -96,7 +96,7 @@ fn build_state(s: &Scenario) -> ClusterState {
                 ..Default::default()
             },
             status: NodeStatus {
-                state: "ready".into(),
+                state: NodeState::Ready,
                 addr: format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
                 ..Default::default()
             },
@@ -114,7 +114,7 @@ fn build_tasks(s: &Scenario) -> Vec<Task> {
     }
     if s.racks > 0 {
         placement.preferences =
-            vec![PlacementPreference { spread: SpreadOver { spread_descriptor: "node.labels.rack".into() } }];
+            vec![PlacementPreference { spread: Some(SpreadOver { spread_descriptor: "node.labels.rack".into() }) }];
     }
     let spec = TaskSpec {
         placement: Some(placement),

@@ -2,6 +2,7 @@
 
 use crate::procs::{Daemon, Scratch};
 use anyhow::Context as _;
+use skep_api::docker::{Node, NodeRole, NodeState};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -9,13 +10,6 @@ pub struct Cluster {
     pub daemons: Vec<Daemon>,
     /// Join tokens (worker, manager).
     pub tokens: (String, String),
-}
-
-/// What each daemon becomes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Role {
-    Manager,
-    Worker,
 }
 
 impl Cluster {
@@ -27,10 +21,10 @@ impl Cluster {
         prefix: &str,
         port: u16,
         engine: &str,
-        roles: &[Role],
+        roles: &[NodeRole],
         init_extra: &[&str],
     ) -> anyhow::Result<Cluster> {
-        anyhow::ensure!(roles.first() == Some(&Role::Manager), "the first daemon must be a manager");
+        anyhow::ensure!(roles.first() == Some(&NodeRole::Manager), "the first daemon must be a manager");
         let mut daemons = Vec::new();
         for i in 0..roles.len() {
             let name = format!("{prefix}{}", i + 1);
@@ -50,10 +44,10 @@ impl Cluster {
         let worker = c.daemons[0].cli(&["swarm", "join-token", "-q", "worker"]).await?;
         let manager = c.daemons[0].cli(&["swarm", "join-token", "-q", "manager"]).await?;
         for (i, role) in roles.iter().enumerate().skip(1) {
-            let token = if *role == Role::Manager { &manager } else { &worker };
+            let token = if *role == NodeRole::Manager { &manager } else { &worker };
             let a = c.daemons[i].addr.clone();
             let mut args = vec!["swarm", "join", "--token", token, "--advertise-addr", &a, "--listen-addr", &a];
-            if let (Some(av), Role::Manager) = (availability, role) {
+            if let (Some(av), NodeRole::Manager) = (availability, role) {
                 args.extend(["--availability", av]);
             }
             args.push(&a0);
@@ -67,17 +61,10 @@ impl Cluster {
         &self.daemons[i].sock
     }
 
-    /// `(node ID, state, availability, role)` of every node, from daemon `i`.
-    pub async fn nodes(&self, i: usize) -> anyhow::Result<Vec<(String, String, String, String)>> {
+    /// Every node, as daemon `i` lists them.
+    pub async fn nodes(&self, i: usize) -> anyhow::Result<Vec<Node>> {
         let v = crate::http::get_json(self.sock(i), "/nodes", Duration::from_secs(10)).await?;
-        let list = v.as_array().context("/nodes is not an array")?;
-        Ok(list
-            .iter()
-            .map(|n| {
-                let s = |p: &str| n.pointer(p).and_then(|x| x.as_str()).unwrap_or("").to_string();
-                (s("/ID"), s("/Status/State"), s("/Spec/Availability"), s("/Spec/Role"))
-            })
-            .collect())
+        serde_json::from_value(v).context("/nodes is not a list of nodes")
     }
 
     /// Waits until daemon `i` lists at least `n` nodes, all ready (polling every `every`, bounded).
@@ -87,7 +74,7 @@ impl Cluster {
         loop {
             match self.nodes(i).await {
                 Ok(ns) => {
-                    let ready = ns.iter().filter(|x| x.1 == "ready").count();
+                    let ready = ns.iter().filter(|n| n.status.state == NodeState::Ready).count();
                     if ns.len() >= n && ready == ns.len() {
                         return Ok(t0.elapsed());
                     }

@@ -1,5 +1,6 @@
 //! A task engine that runs nothing: `prepare` and `start` return at once, `wait` pends until `stop` (or `remove`).
-//! It counts what it is "running" so the simulator can see engine-side convergence without asking the managers.
+//! It counts what it is "running" so the simulator can see engine-side convergence without asking the managers, and
+//! keeps each task's environment so that a rolling update's progress (tasks of the new spec) can be counted too.
 
 use skep_api::docker::Task;
 use skep_worker::engine::{Engine, EngineError, Exit, Handle};
@@ -17,6 +18,8 @@ pub struct FakeEngine {
 struct Inner {
     /// Per started task: flips to true when stopped.
     tasks: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// Per started task: its `ContainerSpec.Env` (removed with the task).
+    envs: Mutex<HashMap<String, Vec<String>>>,
     running: AtomicUsize,
     started: AtomicUsize,
 }
@@ -30,6 +33,21 @@ impl FakeEngine {
     /// Tasks ever started.
     pub fn started(&self) -> usize {
         self.inner.started.load(Ordering::Relaxed)
+    }
+
+    /// Tasks started and not stopped whose environment holds `var` (e.g. `ROUND=1`), and those whose does not.
+    pub fn running_with_env(&self, var: &str) -> (usize, usize) {
+        let tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let envs = self.inner.envs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut with = (0, 0);
+        for id in tasks.iter().filter(|(_, tx)| !*tx.borrow()).map(|(id, _)| id) {
+            if envs.get(id).is_some_and(|e| e.iter().any(|v| v == var)) {
+                with.0 += 1;
+            } else {
+                with.1 += 1;
+            }
+        }
+        with
     }
 
     fn stop_id(&self, id: &str) {
@@ -62,6 +80,8 @@ impl Engine for FakeEngine {
             }
         };
         if fresh {
+            let env = task.spec.container_spec.as_ref().map(|c| c.env.clone()).unwrap_or_default();
+            self.inner.envs.lock().unwrap_or_else(|p| p.into_inner()).insert(task.id.clone(), env);
             self.inner.running.fetch_add(1, Ordering::Relaxed);
             self.inner.started.fetch_add(1, Ordering::Relaxed);
         }
@@ -85,6 +105,7 @@ impl Engine for FakeEngine {
     async fn remove(&self, task_id: &str) -> Result<(), EngineError> {
         self.stop_id(task_id);
         self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).remove(task_id);
+        self.inner.envs.lock().unwrap_or_else(|p| p.into_inner()).remove(task_id);
         Ok(())
     }
 
@@ -98,5 +119,8 @@ impl Engine for FakeEngine {
 
     async fn logs(&self, _task_id: &str, _max_bytes: usize) -> Result<Vec<u8>, EngineError> {
         Ok(vec![])
+    }
+    async fn read_logs(&self, req: &skep_api::logs::LogsRequest) -> Result<skep_api::logs::LogsBatch, EngineError> {
+        Err(EngineError::NotFound(format!("no logs of {}: a simulated task", req.task_id)))
     }
 }

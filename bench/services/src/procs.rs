@@ -113,6 +113,7 @@ impl Daemon {
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
+        #[allow(unsafe_code)]
         // SAFETY: setpriority is async-signal-safe; the daemons under test run at nice 0 whatever the bench runs at
         unsafe {
             cmd.pre_exec(|| {
@@ -163,6 +164,7 @@ impl Daemon {
     pub async fn stop(&mut self, grace: Duration) {
         if let Some(mut c) = self.child.take() {
             if let Some(pid) = c.id() {
+                #[allow(unsafe_code)]
                 // SAFETY: plain kill(2) on our own child's PID (not yet reaped, so not reused).
                 unsafe {
                     libc::kill(pid as i32, libc::SIGTERM);
@@ -212,6 +214,7 @@ impl Daemon {
 
 /// Clock ticks per second for /proc/<pid>/stat.
 pub fn clk_tck() -> f64 {
+    #[allow(unsafe_code)]
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 {
@@ -372,6 +375,7 @@ pub fn renice_self(nice: i32) {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return };
     for t in tasks.flatten() {
         if let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<libc::id_t>().ok()) {
+            #[allow(unsafe_code)]
             // SAFETY: plain syscall on one of our own thread IDs.
             unsafe {
                 libc::setpriority(libc::PRIO_PROCESS, tid, nice);

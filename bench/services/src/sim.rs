@@ -1,20 +1,21 @@
 //! `sim`: 3 real manager daemons, N simulated workers in this process (the real agent and task manager of
 //! `skep-worker`, each on its own QUIC endpoint and loopback address, with [`FakeEngine`]), one replicated service.
 
-use crate::cluster::{secs, Cluster, Role};
+use crate::cluster::{secs, Cluster};
 use crate::fake::FakeEngine;
 use crate::http;
 use crate::procs::{usage_table, Meter, Scratch};
 use anyhow::Context as _;
-use skep_api::docker::{EngineDescription, NodeDescription, Peer, Platform, Resources};
+use skep_api::docker::{Availability, EngineDescription, NodeDescription, NodeRole, NodeState, Platform, Resources};
 use skep_api::wire::{self, ErrorKind, Request, Response};
 use skep_pki::{JoinToken, NodeKey, NodeTls};
-use skep_transport::{Endpoint, Handler, TransportConfig};
+use skep_transport::{Endpoint, Handler, LeaderCaller, TransportConfig};
+use skep_worker::join::JoinTiming;
 use skep_worker::agent::{self, AgentConfig, AgentEvent};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Semaphore};
 
@@ -59,9 +60,13 @@ pub struct SimArgs {
     /// machines, stop heartbeating.
     #[arg(long, default_value_t = 0)]
     pub nice: i32,
+    /// After the create: a rolling update of the service (`--env-add ROUND=1`) with this parallelism and no delay,
+    /// timed until the engines run every replica from the new spec and none from the old (0: skip)
+    #[arg(long, default_value_t = 0)]
+    pub update_parallelism: u64,
 }
 
-/// The same transport settings as a daemon (cli/src/daemon/node.rs `transport_config`).
+/// The same transport settings as a daemon (node/src/node/mod.rs `transport_config`).
 fn transport_config() -> TransportConfig {
     TransportConfig { rpc_timeout: Duration::from_secs(5), silence_timeout: Duration::from_secs(1), ..Default::default() }
 }
@@ -112,51 +117,17 @@ async fn join_worker(
 ) -> anyhow::Result<SimWorker> {
     let parsed = JoinToken::parse(token)?;
     let key = NodeKey::generate()?;
-    let csr = key.csr_pem()?;
-    let (client_cfg, trust) = skep_pki::tls::join_client_config(&parsed.ca_digest)?;
-    let probe = Endpoint::client(client_cfg.clone(), transport_config())?;
     let join = wire::JoinRequest {
         token: token.to_string(),
-        csr_pem: csr,
+        csr_pem: key.csr_pem()?,
         description: description(i),
         advertise_addr: addr.to_string(),
-        availability: "active".into(),
+        availability: Availability::Active,
     };
-    let mut targets = seeds.to_vec();
-    let mut k = 0usize;
-    let mut last = String::new();
-    let reply = loop {
-        if Instant::now() >= deadline {
-            probe.close();
-            anyhow::bail!("worker {i}: join timed out ({last})");
-        }
-        let target = targets[k % targets.len()];
-        k += 1;
-        let r = tokio::time::timeout(
-            Duration::from_secs(5),
-            probe.call_with::<Request, Response>(target, skep_pki::NODE_SAN, client_cfg.clone(), &Request::Join(join.clone())),
-        )
-        .await;
-        match r {
-            Ok(Ok(Response::Joined(j))) => break j,
-            Ok(Ok(Response::NotLeader { leader_addr: Some(l) })) => {
-                if let Ok(a) = l.parse() {
-                    targets.insert(0, a);
-                    k = 0;
-                }
-                continue;
-            }
-            Ok(Ok(other)) => last = format!("{other:?}"),
-            Ok(Err(e)) => last = e.to_string(),
-            Err(_) => last = "timed out".into(),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    probe.close();
-    if let Some(ca) = trust.ca_pem() {
-        let strip = |p: &str| p.lines().filter(|l| !l.starts_with("-----")).collect::<String>();
-        anyhow::ensure!(strip(&ca) == strip(&reply.ca_pem), "worker {i}: the manager returned another CA");
-    }
+    let timing = JoinTiming { deadline: deadline.saturating_duration_since(Instant::now()), ..Default::default() };
+    let reply = skep_worker::join::join(&parsed, seeds, join, transport_config(), timing)
+        .await
+        .with_context(|| format!("worker {i}: join"))?;
     let tls = NodeTls { cert_pem: reply.cert_pem.clone(), key_pem: key.to_pem(), ca_pem: reply.ca_pem.clone() };
     let endpoint = Endpoint::bind(addr, skep_pki::tls::server_config(&tls)?, skep_pki::tls::client_config(&tls)?, transport_config())
         .with_context(|| format!("binding {addr}"))?;
@@ -172,23 +143,22 @@ async fn join_worker(
         });
     }
     let (ev_tx, mut ev_rx) = mpsc::channel(64);
-    let managers = Arc::new(Mutex::new(reply.managers.clone()));
+    let leader = LeaderCaller::new(endpoint.clone(), skep_pki::NODE_SAN, reply.managers.iter().filter_map(|p| p.addr.parse().ok()).collect());
     let cfg = AgentConfig {
         addr: addr.to_string(),
         description: description(i),
         managers: reply.managers.clone(),
         period: Duration::from_millis(reply.heartbeat_ms.clamp(100, 60_000)),
+        manager_ready: None,
     };
-    tokio::spawn(agent::run(endpoint.clone(), cfg, ev_tx, stop_rx.clone()));
+    tokio::spawn(agent::run(leader.clone(), cfg, ev_tx, stop_rx.clone()));
     {
-        // the node supervisor's part that matters here: keep the task manager's manager list current
-        let managers = managers.clone();
+        // the node supervisor's part that matters here: notice a removal (the agent keeps the manager list current)
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             loop {
                 let ev = tokio::select! { ev = ev_rx.recv() => ev, _ = stop.changed() => return };
                 match ev {
-                    Some(AgentEvent::Managers(p)) => *managers.lock().unwrap_or_else(|e| e.into_inner()) = p,
                     Some(AgentEvent::Removed) => {
                         tracing::warn!("simulated worker {i} was removed");
                         return;
@@ -200,8 +170,8 @@ async fn join_worker(
         });
     }
     let engine = FakeEngine::default();
-    let tm = skep_worker::tasks::TaskManagerConfig { dir, managers: managers as Arc<Mutex<Vec<Peer>>>, net: None };
-    tokio::spawn(skep_worker::tasks::run(endpoint.clone(), engine.clone(), tm, stop_rx));
+    let tm = skep_worker::tasks::TaskManagerConfig { dir, leader, net: None };
+    tokio::spawn(skep_worker::tasks::run(engine.clone(), tm, stop_rx));
     Ok(SimWorker { node_id: reply.node_id, endpoint, stop, engine })
 }
 
@@ -267,7 +237,7 @@ pub async fn run(a: SimArgs) -> anyhow::Result<(String, Option<anyhow::Error>)> 
     if !a.dispatcher_heartbeat.is_empty() {
         extra.extend(["--dispatcher-heartbeat", &a.dispatcher_heartbeat]);
     }
-    let mut cluster = Cluster::start(&a.skep, &disk, "m", a.port, "process", &[Role::Manager; 3], &extra).await?;
+    let mut cluster = Cluster::start(&a.skep, &disk, "m", a.port, "process", &[NodeRole::Manager; 3], &extra).await?;
     cluster.wait_ready(0, 3, Duration::from_millis(200), Duration::from_secs(30)).await?;
     eprintln!("managers up in {:.1}s", t.elapsed().as_secs_f64());
     let result = sim_body(&a, &mut cluster, &shm, bound, &mut out).await;
@@ -394,6 +364,16 @@ async fn sim_body(a: &SimArgs, cluster: &mut Cluster, shm: &Scratch, bound: Dura
         );
         let _ = writeln!(out, "{}", prog.table());
 
+        // ------------------------------------------------------------ rolling update
+        if a.update_parallelism > 0 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let mut meter = Meter::start(all_pids.clone());
+            let r = rolling_update(cluster, &poll_sock, a, &workers, &mut meter, bound).await;
+            let usage = meter.finish();
+            let _ = writeln!(usages, "Rolling update ({}):\n\n{}", if r.is_ok() { "until completed" } else { "until given up" }, usage_table(&usage));
+            out.push_str(&r?);
+        }
+
         // ------------------------------------------------------------ lose `kill` workers
         if a.kill > 0 {
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -416,7 +396,7 @@ async fn sim_body(a: &SimArgs, cluster: &mut Cluster, shm: &Scratch, bound: Dura
             let down = cluster
                 .nodes(0)
                 .await
-                .map(|ns| ns.iter().filter(|n| victim_ids.contains(n.0.as_str()) && n.1 == "down").count())
+                .map(|ns| ns.iter().filter(|n| victim_ids.contains(n.id.as_str()) && n.status.state == NodeState::Down).count())
                 .unwrap_or(0);
             let _ = writeln!(
                 out,
@@ -449,6 +429,83 @@ async fn sim_body(a: &SimArgs, cluster: &mut Cluster, shm: &Scratch, bound: Dura
     // let the task managers see the stop before the managers go away
     tokio::time::sleep(Duration::from_millis(200)).await;
     body
+}
+
+/// `POST /services/sim/update` with `ROUND=1` added to the environment and `UpdateConfig` {parallelism, no delay},
+/// then polls every 100 ms (bounded): the engines' tasks of the new spec and of the old, the service's
+/// `UpdateStatus`. Done when every replica runs from the new spec, none from the old, and the update is `completed`.
+/// Returns the report section.
+async fn rolling_update(cluster: &Cluster, poll: &Path, a: &SimArgs, workers: &[SimWorker], meter: &mut Meter, bound: Duration) -> anyhow::Result<String> {
+    const VAR: &str = "ROUND=1";
+    let started0: usize = workers.iter().map(|w| w.engine.started()).sum();
+    let v = http::get_json(cluster.sock(0), "/services/sim", Duration::from_secs(10)).await?;
+    let version = v.pointer("/Version/Index").and_then(|x| x.as_u64()).context("no Version.Index")?;
+    let mut spec = v.get("Spec").cloned().context("no Spec")?;
+    spec["TaskTemplate"]["ContainerSpec"]["Env"] = serde_json::json!([VAR]);
+    spec["UpdateConfig"] = serde_json::json!({"Parallelism": a.update_parallelism, "Delay": 0});
+    let t0 = Instant::now();
+    let (st, body) = http::request(cluster.sock(0), "POST", &format!("/services/sim/update?version={version}"), Some(&spec), Duration::from_secs(30)).await?;
+    anyhow::ensure!(st == 200, "POST /services/sim/update: {st} {}", String::from_utf8_lossy(&body));
+    let t_post = t0.elapsed();
+    let n = a.replicas;
+    let mut marks: Vec<(f64, Option<Duration>)> = [0.01, 0.25, 0.5, 0.75, 0.9, 1.0].iter().map(|f| (*f, None)).collect();
+    let (mut all_new, mut completed, mut state) = (None, None, String::new());
+    loop {
+        let (new, old) = workers.iter().map(|w| w.engine.running_with_env(VAR)).fold((0, 0), |s, x| (s.0 + x.0, s.1 + x.1));
+        let now = t0.elapsed();
+        for m in marks.iter_mut().filter(|m| m.1.is_none()) {
+            if new >= ((n as f64) * m.0).ceil() as usize {
+                m.1 = Some(now);
+            }
+        }
+        if all_new.is_none() && new == n && old == 0 {
+            all_new = Some(now);
+        }
+        if let Ok(v) = http::get_json(poll, "/services/sim", Duration::from_secs(5)).await {
+            state = v.pointer("/UpdateStatus/State").and_then(|s| s.as_str()).unwrap_or("").to_string();
+        }
+        if completed.is_none() && state == "completed" {
+            completed = Some(t0.elapsed());
+        }
+        meter.sample();
+        if all_new.is_some() && completed.is_some() {
+            break;
+        }
+        if now >= bound {
+            let reached: Vec<String> = marks.iter().filter_map(|(f, t)| t.map(|t| format!("{:.0} % at {} s", f * 100.0, secs(t)))).collect();
+            let down = cluster.nodes(0).await.map(|ns| ns.iter().filter(|n| n.status.state == NodeState::Down).count());
+            anyhow::bail!(
+                "update not done after {bound:?}: engines run {new} new and {old} old tasks, UpdateStatus `{state}`; new-spec fractions reached: [{}]; nodes down now: {down:?}",
+                reached.join(", ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (all_new, completed) = (all_new.unwrap_or_default(), completed.unwrap_or_default());
+    let started = workers.iter().map(|w| w.engine.started()).sum::<usize>() - started0;
+    let down = cluster.nodes(0).await.map(|ns| ns.iter().filter(|n| n.status.state == NodeState::Down).count()).unwrap_or(usize::MAX);
+    eprintln!("update → {n} new running in {:.2}s, completed at {:.2}s; {started} tasks started; {down} nodes down", all_new.as_secs_f64(), completed.as_secs_f64());
+    let mut s = format!(
+        "### rolling update: `ROUND=1` added to the environment, `UpdateConfig` {{Parallelism: {}, Delay: 0}} → every replica on the new spec\n\n\
+         | step | time after the `POST` (s) | goal |\n|---|---|---|\n\
+         | `POST /services/sim/update` answered | {} | |\n\
+         | engines run {n} tasks of the new spec and none of the old | **{}** | ≤ 10 s: {} |\n\
+         | `UpdateStatus.State` = `completed` (m{}) | {} | |\n\n\
+         Tasks started by the engines during the update: {started} (new task IDs; {n} means each replica was replaced once). \
+         Nodes `down` in `GET /nodes` afterwards: **{down}** (none were stopped).\n\n\
+         | fraction of replicas on the new spec (engines) | s |\n|---|---|\n",
+        a.update_parallelism,
+        secs(t_post),
+        secs(all_new),
+        if all_new <= Duration::from_secs(10) { "met" } else { "missed" },
+        a.poll_manager,
+        secs(completed),
+    );
+    for (f, t) in marks {
+        let _ = writeln!(s, "| {:.0}% | {} |", f * 100.0, t.map(secs).unwrap_or_else(|| "—".into()));
+    }
+    s.push('\n');
+    Ok(s)
 }
 
 /// Polls RunningTasks every 100 ms (bounded) until it equals `target` and the engines run `target` tasks between

@@ -1,10 +1,10 @@
 //! `vs-docker`: the same `docker service create` on this machine's Docker engine, once in Docker swarm mode (single
 //! node) and once against a skep cluster (1 manager + 2 workers on loopback, `--engine docker`), timed the same way.
 
-use crate::cluster::{secs, Cluster, Role};
+use crate::cluster::{secs, Cluster};
+use skep_api::docker::NodeRole;
 use crate::http;
 use crate::procs::{pid_of, run, run_s, usage_table, Meter, Scratch, Usage};
-use anyhow::Context as _;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -18,27 +18,34 @@ pub struct VsArgs {
     /// Create → converged → remove rounds on each side
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// The skep binary (release build)
-    #[arg(long, default_value = "target/release/skep")]
-    pub skep: PathBuf,
     /// skep daemons' cluster port on 127.0.0.1-3
     #[arg(long, default_value_t = 26101)]
     pub port: u16,
+    /// Skip the Docker swarm side
+    #[arg(long)]
+    pub skip_docker: bool,
+    #[command(flatten)]
+    pub bench: BenchArgs,
+}
+
+/// What the benchmarks beside Docker swarm share: the binary, the image, the bound on waits, the scratch directory.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// The skep binary (release build)
+    #[arg(long, default_value = "target/release/skep")]
+    pub skep: PathBuf,
     /// Image (built from Debian's busybox-static if missing)
     #[arg(long, default_value = "skep-bench-busybox:latest")]
     pub image: String,
     /// Bound on each wait, seconds
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
-    /// Skip the Docker swarm side
-    #[arg(long)]
-    pub skip_docker: bool,
     /// Keep the scratch directory (daemon logs)
     #[arg(long)]
     pub keep: bool,
 }
 
-const SERVICE: &str = "skb";
+pub(crate) const SERVICE: &str = "skb";
 
 /// Set while the local engine is in a swarm that we created (so an interrupted run can still leave it).
 static SWARM_OURS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -57,10 +64,79 @@ pub async fn emergency_cleanup() {
         force_remove(&format!("com.skep.node.id={id}")).await;
     }
 }
-const DOCKER_SOCK: &str = "/var/run/docker.sock";
+pub(crate) const DOCKER_SOCK: &str = "/var/run/docker.sock";
+
+/// Remembers the cluster's nodes, whose containers an interrupted run must remove (`com.skep.node.id`); returns
+/// their IDs for [`remove_node_containers`].
+pub(crate) async fn register_skep_nodes(cluster: &Cluster) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..cluster.daemons.len() {
+        if let Ok(id) = cluster.node_id(i).await {
+            SKEP_NODES.lock().unwrap_or_else(|p| p.into_inner()).push(id.clone());
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// Force-removes whatever containers these skep nodes left (a killed worker's, or after a failure).
+pub(crate) async fn remove_node_containers(ids: &[String]) {
+    for id in ids {
+        force_remove(&format!("com.skep.node.id={id}")).await;
+    }
+}
+
+/// A single-node Docker swarm this run created on the local engine (left by [`DockerSwarm::leave`]).
+pub(crate) struct DockerSwarm {
+    /// `docker_gwbridge` existed before `swarm init` (so it is not ours to remove).
+    gw_before: bool,
+}
+
+impl DockerSwarm {
+    /// `docker swarm init` on loopback, unless the engine is already in a swarm: then `Ok(Err(note))` saying why the
+    /// Docker side is skipped (another session's swarm is not ours to change).
+    pub(crate) async fn init() -> anyhow::Result<Result<DockerSwarm, String>> {
+        let state = run_s(&["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], Duration::from_secs(30)).await?;
+        if state != "inactive" {
+            return Ok(Err(format!("Docker side skipped: the engine is already in swarm state `{state}` (not ours to change).")));
+        }
+        let gw_before = run_s(&["docker", "network", "inspect", "docker_gwbridge"], Duration::from_secs(30)).await.is_ok();
+        eprintln!("docker swarm: init");
+        // set first: an interrupt during init must still leave
+        SWARM_OURS.store(true, std::sync::atomic::Ordering::SeqCst);
+        let me = DockerSwarm { gw_before };
+        if let Err(e) = run_s(&["docker", "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377"], Duration::from_secs(60)).await {
+            let _ = me.leave().await;
+            return Err(e.context("docker swarm init"));
+        }
+        Ok(Ok(me))
+    }
+
+    /// Removes the service `name` and its containers, then `docker swarm leave --force` (and the gateway bridge if
+    /// the init made it).
+    pub(crate) async fn leave_after(self, name: &str) -> anyhow::Result<()> {
+        let _ = run_s(&["docker", "service", "rm", name], Duration::from_secs(60)).await;
+        let label = format!("com.docker.swarm.service.name={name}");
+        let _ = wait_gone(&label, Duration::from_secs(60)).await;
+        force_remove(&label).await;
+        self.leave().await
+    }
+
+    async fn leave(self) -> anyhow::Result<()> {
+        let left = run_s(&["docker", "swarm", "leave", "--force"], Duration::from_secs(60)).await;
+        if left.is_ok() {
+            SWARM_OURS.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        if !self.gw_before {
+            let _ = run_s(&["docker", "network", "rm", "docker_gwbridge"], Duration::from_secs(30)).await;
+        }
+        eprintln!("docker swarm: left ({})", if left.is_ok() { "ok" } else { "FAILED" });
+        left.map(|_| ())
+    }
+}
 
 /// Builds the image if it is not there: `FROM scratch`, busybox-static as /bin/busybox and /bin/sh, applet links.
-async fn ensure_image(image: &str) -> anyhow::Result<String> {
+pub(crate) async fn ensure_image(image: &str) -> anyhow::Result<String> {
     if run_s(&["docker", "image", "inspect", "--format", "{{.Id}}", image], Duration::from_secs(30)).await.is_ok() {
         return Ok(format!("`{image}` was present"));
     }
@@ -95,7 +171,7 @@ struct Round {
     usage: Vec<Usage>,
 }
 
-fn docker_argv(host: Option<&Path>, args: &[&str]) -> Vec<String> {
+pub(crate) fn docker_argv(host: Option<&Path>, args: &[&str]) -> Vec<String> {
     let mut v = vec!["docker".to_string()];
     if let Some(h) = host {
         v.push("-H".into());
@@ -116,7 +192,7 @@ async fn create_and_converge(
     let n = a.replicas.to_string();
     let argv = docker_argv(
         host,
-        &["service", "create", "-d", "--no-resolve-image", "--name", SERVICE, "--replicas", &n, "--stop-grace-period", "1s", &a.image, "sleep", "3600"],
+        &["service", "create", "-d", "--no-resolve-image", "--name", SERVICE, "--replicas", &n, "--stop-grace-period", "1s", &a.bench.image, "sleep", "3600"],
     );
     let mut meter = Meter::start(pids.to_vec());
     let t0 = Instant::now();
@@ -132,7 +208,7 @@ async fn create_and_converge(
             Err(e) => last = format!("{e:#}"),
         }
         meter.sample();
-        anyhow::ensure!(t0.elapsed() < Duration::from_secs(a.timeout), "not converged after {}s: {last}", a.timeout);
+        anyhow::ensure!(t0.elapsed() < Duration::from_secs(a.bench.timeout), "not converged after {}s: {last}", a.bench.timeout);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let conv = t0.elapsed();
@@ -146,7 +222,7 @@ async fn containers(label: &str) -> anyhow::Result<Vec<String>> {
 }
 
 /// Waits until no container carries `label` (bounded); returns how long it took.
-async fn wait_gone(label: &str, bound: Duration) -> anyhow::Result<Duration> {
+pub(crate) async fn wait_gone(label: &str, bound: Duration) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
     loop {
         let left = containers(label).await?;
@@ -159,7 +235,7 @@ async fn wait_gone(label: &str, bound: Duration) -> anyhow::Result<Duration> {
 }
 
 /// Force-removes every container carrying `label`.
-async fn force_remove(label: &str) {
+pub(crate) async fn force_remove(label: &str) {
     if let Ok(ids) = containers(label).await {
         for chunk in ids.chunks(50) {
             let mut argv = vec!["docker".to_string(), "rm".into(), "-f".into()];
@@ -169,7 +245,7 @@ async fn force_remove(label: &str) {
     }
 }
 
-fn engine_pids() -> Vec<(String, u32)> {
+pub(crate) fn engine_pids() -> Vec<(String, u32)> {
     ["dockerd", "containerd"].iter().filter_map(|n| pid_of(n).map(|p| (n.to_string(), p))).collect()
 }
 
@@ -215,7 +291,7 @@ fn rounds_table(name: &str, rs: &[Round]) -> String {
     s
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     if v.is_empty() {
         return f64::NAN;
@@ -226,9 +302,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Runs the comparison; returns the report, and the error that cut it short (the report then says how far it got).
 pub async fn run_vs(a: VsArgs) -> anyhow::Result<(String, Option<anyhow::Error>)> {
     let mut out = String::new();
-    let _ = writeln!(out, "## vs-docker: `docker service create --replicas {}` of `{}` on the local Docker engine\n", a.replicas, a.image);
-    let img = ensure_image(&a.image).await?;
-    let _ = writeln!(out, "Image: {img}. Command (both sides): `docker [-H unix://<skep.sock>] service create -d --no-resolve-image --name {SERVICE} --replicas {} --stop-grace-period 1s {} sleep 3600`, then `GET /services?status=true` every 100 ms until RunningTasks = {}.\n", a.replicas, a.image, a.replicas);
+    let _ = writeln!(out, "## vs-docker: `docker service create --replicas {}` of `{}` on the local Docker engine\n", a.replicas, a.bench.image);
+    let img = ensure_image(&a.bench.image).await?;
+    let _ = writeln!(out, "Image: {img}. Command (both sides): `docker [-H unix://<skep.sock>] service create -d --no-resolve-image --name {SERVICE} --replicas {} --stop-grace-period 1s {} sleep 3600`, then `GET /services?status=true` every 100 ms until RunningTasks = {}.\n", a.replicas, a.bench.image, a.replicas);
     let created = Arc::new(Mutex::new(Vec::new()));
 
     // ------------------------------------------------------------------ Docker swarm mode
@@ -237,53 +313,28 @@ pub async fn run_vs(a: VsArgs) -> anyhow::Result<(String, Option<anyhow::Error>)
     if a.skip_docker {
         docker_note = "Docker side skipped (--skip-docker).".into();
     } else {
-        let state = run_s(&["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], Duration::from_secs(30)).await?;
-        if state != "inactive" {
-            docker_note = format!("Docker side skipped: the engine is already in swarm state `{state}` (not ours to change).");
-        } else {
-            let gw_before = run_s(&["docker", "network", "inspect", "docker_gwbridge"], Duration::from_secs(30)).await.is_ok();
-            eprintln!("docker swarm: init");
-            let body = async {
-                run_s(&["docker", "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377"], Duration::from_secs(60))
-                    .await
-                    .context("docker swarm init")?;
-                SWARM_OURS.store(true, std::sync::atomic::Ordering::SeqCst);
-                rounds(None, Path::new(DOCKER_SOCK), "com.docker.swarm.service.id", &a, &engine_pids(), &created, false).await
-            };
-            let r = body.await;
-            // always: remove the service, wait for its containers, leave the swarm
-            let _ = run_s(&["docker", "service", "rm", SERVICE], Duration::from_secs(60)).await;
-            let _ = wait_gone(&format!("com.docker.swarm.service.name={SERVICE}"), Duration::from_secs(60)).await;
-            force_remove(&format!("com.docker.swarm.service.name={SERVICE}")).await;
-            let left = run_s(&["docker", "swarm", "leave", "--force"], Duration::from_secs(60)).await;
-            if left.is_ok() {
-                SWARM_OURS.store(false, std::sync::atomic::Ordering::SeqCst);
-            }
-            if !gw_before {
-                let _ = run_s(&["docker", "network", "rm", "docker_gwbridge"], Duration::from_secs(30)).await;
-            }
-            eprintln!("docker swarm: left ({})", if left.is_ok() { "ok" } else { "FAILED" });
-            match r {
-                Ok(rs) => docker_rounds = rs,
-                Err(e) => docker_note = format!("Docker side failed: {e:#}"),
-            }
-            if let Err(e) = left {
-                let _ = writeln!(docker_note, " `docker swarm leave --force` failed: {e:#}");
+        match DockerSwarm::init().await? {
+            Err(note) => docker_note = note,
+            Ok(swarm) => {
+                let r = rounds(None, Path::new(DOCKER_SOCK), "com.docker.swarm.service.id", &a, &engine_pids(), &created, false).await;
+                // always: remove the service, wait for its containers, leave the swarm
+                let left = swarm.leave_after(SERVICE).await;
+                match r {
+                    Ok(rs) => docker_rounds = rs,
+                    Err(e) => docker_note = format!("Docker side failed: {e:#}"),
+                }
+                if let Err(e) = left {
+                    let _ = writeln!(docker_note, " `docker swarm leave --force` failed: {e:#}");
+                }
             }
         }
     }
 
     // ------------------------------------------------------------------ skep
-    let scratch = Scratch::new("/tmp", "vs", a.keep)?;
+    let scratch = Scratch::new("/tmp", "vs", a.bench.keep)?;
     eprintln!("skep: 1 manager + 2 workers, --engine docker");
-    let mut cluster = Cluster::start(&a.skep, &scratch, "d", a.port, "docker", &[Role::Manager, Role::Worker, Role::Worker], &[]).await?;
-    let mut node_ids = Vec::new();
-    for i in 0..3 {
-        if let Ok(id) = cluster.node_id(i).await {
-            SKEP_NODES.lock().unwrap_or_else(|p| p.into_inner()).push(id.clone());
-            node_ids.push(id);
-        }
-    }
+    let mut cluster = Cluster::start(&a.bench.skep, &scratch, "d", a.port, "docker", &[NodeRole::Manager, NodeRole::Worker, NodeRole::Worker], &[]).await?;
+    let node_ids = register_skep_nodes(&cluster).await;
     let skep_body = skep_side(&a, &mut cluster, &created).await;
     let problems = cluster.problems();
     // cleanup: service, daemons, then whatever containers our nodes left (the killed worker's)
@@ -293,9 +344,7 @@ pub async fn run_vs(a: VsArgs) -> anyhow::Result<(String, Option<anyhow::Error>)
         let _ = wait_gone(&format!("com.skep.service.id={id}"), Duration::from_secs(20)).await;
     }
     cluster.stop_all().await;
-    for id in &node_ids {
-        force_remove(&format!("com.skep.node.id={id}")).await;
-    }
+    remove_node_containers(&node_ids).await;
 
     // ------------------------------------------------------------------ report
     let _ = writeln!(out, "| side | round | `service create -d` returned (s) | RunningTasks = {} (s) | `service rm` → containers gone (s) |\n|---|---|---|---|---|", a.replicas);
@@ -370,7 +419,7 @@ async fn skep_side(a: &VsArgs, cluster: &mut Cluster, created: &Arc<Mutex<Vec<St
             Err(e) => last = format!("{e:#}"),
         }
         meter.sample();
-        anyhow::ensure!(t0.elapsed() < Duration::from_secs(a.timeout), "not recovered after {}s: {last}", a.timeout);
+        anyhow::ensure!(t0.elapsed() < Duration::from_secs(a.bench.timeout), "not recovered after {}s: {last}", a.bench.timeout);
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let usage = meter.finish();

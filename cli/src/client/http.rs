@@ -65,6 +65,9 @@ pub enum ApiError {
     /// HTTP-level failure (connection reset, malformed response).
     #[error("error during connect: {0}")]
     Http(#[from] hyper::Error),
+    /// The TLS handshake with the daemon failed (unknown CA, name mismatch, certificate refused).
+    #[error("error during connect: TLS: {0}")]
+    Tls(String),
     /// A 2xx body that is not the expected JSON.
     #[error("error decoding response from daemon: {0}")]
     Decode(#[from] serde_json::Error),
@@ -95,7 +98,7 @@ impl ApiError {
 
 /// Where the daemon listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Endpoint {
+pub(crate) enum Endpoint {
     /// A unix socket path.
     Unix(PathBuf),
     /// `host:port` for TCP.
@@ -108,6 +111,8 @@ pub struct ApiClient {
     /// The `-H` value, kept for error messages.
     host: String,
     endpoint: Endpoint,
+    /// TLS for a TCP endpoint (`--tlsverify`).
+    tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
     timeout: Duration,
     max_body: usize,
 }
@@ -146,22 +151,40 @@ impl ApiClient {
                 return Err(invalid("invalid address"));
             }
         } else if host.starts_with("https://") {
-            return Err(invalid("TLS is not supported; use unix:// or tcp://"));
+            return Err(invalid("use tcp://host:port with --tlsverify for TLS"));
         } else {
             return Err(invalid("expected unix:///path or tcp://host:port"));
         };
         Ok(ApiClient {
             host: host.to_string(),
             endpoint,
+            tls: None,
             timeout: REQUEST_TIMEOUT,
             max_body: MAX_RESPONSE_BYTES,
         })
+    }
+
+    /// The same client speaking TLS with `files` (a CA to verify the daemon against, a client certificate and key),
+    /// as `docker --tlsverify`. Only for tcp:// hosts.
+    pub fn with_tls(mut self, files: &skep_pki::api_tls::ApiTlsFiles) -> Result<ApiClient, ApiError> {
+        if !matches!(self.endpoint, Endpoint::Tcp(_)) {
+            return Err(ApiError::InvalidHost { host: self.host.clone(), reason: "--tlsverify needs a tcp:// host".into() });
+        }
+        let config = skep_pki::api_tls::api_client_config(files)
+            .map_err(|e| ApiError::InvalidHost { host: self.host.clone(), reason: e.to_string() })?;
+        self.tls = Some(std::sync::Arc::new(config));
+        Ok(self)
     }
 
     /// The same client with another per-request timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> ApiClient {
         self.timeout = timeout;
         self
+    }
+
+    /// A copy of this client that accepts answers of up to `max` bytes.
+    pub(crate) fn with_max_body(&self, max: usize) -> ApiClient {
+        ApiClient { max_body: max, ..self.clone() }
     }
 
     /// Lower the response size limit (tests).
@@ -249,7 +272,20 @@ impl ApiClient {
                     let s = tokio::net::TcpStream::connect(a.as_str())
                         .await
                         .map_err(|e| self.connect_error(e))?;
-                    exchange(TokioIo::new(s), req, self.max_body).await
+                    match &self.tls {
+                        None => exchange(TokioIo::new(s), req, self.max_body).await,
+                        Some(config) => {
+                            let name = server_name(a).map_err(|reason| ApiError::InvalidHost {
+                                host: self.host.clone(),
+                                reason,
+                            })?;
+                            let tls = tokio_rustls::TlsConnector::from(config.clone())
+                                .connect(name, s)
+                                .await
+                                .map_err(|e| ApiError::Tls(e.to_string()))?;
+                            exchange(TokioIo::new(tls), req, self.max_body).await
+                        }
+                    }
                 }
             }
         };
@@ -268,6 +304,68 @@ impl ApiClient {
         })
     }
 
+    /// `GET` an answer that streams (`service logs --follow`): `on_data` gets the body's bytes as they arrive and
+    /// returns false to stop reading. Connecting and the answer's head are bounded by the timeout; the body is not
+    /// (it lasts as long as the daemon streams). An error status is read as [`ApiClient::request`] reads it.
+    pub async fn get_stream(&self, path: &str, mut on_data: impl FnMut(&[u8]) -> bool + Send) -> Result<(), ApiError> {
+        let uri = format!("/v{API_VERSION}{path}");
+        let host_header = match &self.endpoint {
+            Endpoint::Unix(_) => "localhost".to_string(),
+            Endpoint::Tcp(a) => a.clone(),
+        };
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(&uri)
+            .header(header::HOST, host_header)
+            .header(header::USER_AGENT, concat!("skep/", env!("CARGO_PKG_VERSION")))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ApiError::InvalidHost { host: self.host.clone(), reason: e.to_string() })?;
+        let timeout = |e| ApiError::Timeout { host: self.host.clone(), after: e };
+        let head = async {
+            let (mut sender, conn) = match &self.endpoint {
+                Endpoint::Unix(p) => {
+                    let s = tokio::net::UnixStream::connect(p).await.map_err(|e| self.connect_error(e))?;
+                    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await?;
+                    (sender, tokio::spawn(async move { conn.await.map(drop) }))
+                }
+                Endpoint::Tcp(a) => {
+                    let s = tokio::net::TcpStream::connect(a.as_str()).await.map_err(|e| self.connect_error(e))?;
+                    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await?;
+                    (sender, tokio::spawn(async move { conn.await.map(drop) }))
+                }
+            };
+            let resp = sender.send_request(req).await?;
+            Ok::<_, ApiError>((resp, sender, conn))
+        };
+        let (resp, _sender, conn) = tokio::time::timeout(self.timeout, head).await.map_err(|_| timeout(self.timeout))??;
+        let (parts, mut body) = resp.into_parts();
+        let result = if parts.status.is_success() {
+            loop {
+                match body.frame().await {
+                    None => break Ok(()),
+                    Some(Err(e)) => break Err(ApiError::Http(e)),
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            if !on_data(data) {
+                                break Ok(());
+                            }
+                        }
+                    }
+                }
+            }
+        } else {
+            let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let collected = tokio::time::timeout(self.timeout, Limited::new(body, self.max_body).collect()).await;
+            let bytes = match collected {
+                Ok(Ok(c)) => c.to_bytes(),
+                _ => Bytes::new(),
+            };
+            Err(ApiError::Daemon { status: parts.status.as_u16(), message: error_message(parts.status, content_type, &bytes, &uri) })
+        };
+        conn.abort();
+        result
+    }
+
     fn connect_error(&self, source: std::io::Error) -> ApiError {
         if source.kind() == std::io::ErrorKind::PermissionDenied {
             ApiError::PermissionDenied {
@@ -281,6 +379,17 @@ impl ApiClient {
             }
         }
     }
+}
+
+/// The name the daemon's certificate must carry: the host of `host:port` (an IP address or a DNS name).
+fn server_name(authority: &str) -> Result<tokio_rustls::rustls::pki_types::ServerName<'static>, String> {
+    let host = match authority.rsplit_once(':') {
+        Some((h, _)) => h,
+        None => authority,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| format!("not a TLS server name: {e}"))
 }
 
 /// One request/response on a fresh connection; the body is read up to `max_body` bytes.
@@ -376,6 +485,12 @@ mod tests {
         );
         assert!(ApiClient::new("unix://").is_err());
         assert!(ApiClient::new("https://x:1").is_err());
+        assert_eq!(
+            server_name("10.0.0.1:2376").unwrap(),
+            tokio_rustls::rustls::pki_types::ServerName::try_from("10.0.0.1").unwrap()
+        );
+        assert!(server_name("[::1]:2376").is_ok());
+        assert!(server_name("manager1.example:2376").is_ok());
         assert!(ApiClient::new("ssh://x").is_err());
     }
 

@@ -1,7 +1,7 @@
 //! The client commands: every `skep` subcommand but `daemon` is an HTTP client of a daemon's Docker Engine API.
 //!
 //! Each command mirrors the docker CLI: the same flags, the same request sequence
-//! (`shared/reference/docker-api.md` §4) and the same output, with `skep` where docker prints `docker`. Commands
+//! (the docker CLI's `cli/command`, github.com/docker/cli) and the same output, with `skep` where docker prints `docker`. Commands
 //! write to a `&mut dyn Write` so tests can capture what they print; errors are returned and printed by [`main`] on
 //! stderr, with exit code 1.
 //!
@@ -15,6 +15,7 @@
 //! - [`service`]: `service create | inspect | ls | ps | rm | rollback | scale | update`, and the progress display.
 //! - [`network`]: `network create | ls | inspect | rm`.
 //! - [`system`]: `info`, `version`.
+//! - [`tls`]: `--tlsverify` and its files, as the docker CLI takes them.
 
 pub mod format;
 pub mod http;
@@ -24,6 +25,7 @@ pub mod opts;
 pub mod service;
 pub mod swarm;
 pub mod system;
+pub mod tls;
 
 #[cfg(test)]
 mod fake_daemon;
@@ -56,7 +58,7 @@ pub enum ClientCommand {
 }
 
 /// Run one client command against the daemon at `host` (`unix:///path` or `tcp://host:port`); returns the exit code.
-pub fn main(host: &str, cmd: ClientCommand) -> i32 {
+pub fn main(host: &str, tls: &tls::TlsArgs, cmd: ClientCommand) -> i32 {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -67,7 +69,7 @@ pub fn main(host: &str, cmd: ClientCommand) -> i32 {
             return 1;
         }
     };
-    let client = match ApiClient::new(host) {
+    let client = match ApiClient::new(host).and_then(|c| tls.apply(c)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");

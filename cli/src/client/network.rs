@@ -1,6 +1,6 @@
 //! `skep network …`: create, ls, inspect, rm.
 //!
-//! Each command mirrors docker's (`shared/reference/docker-api.md` §3.5, §4 "docker network create / ls"): the same
+//! Each command mirrors docker's (the docker CLI's `cli/command/network`, github.com/docker/cli): the same
 //! flags, requests and output. The one default that differs is the driver: `overlay`, since a skep daemon is always a
 //! swarm node (docker defaults to `bridge`).
 

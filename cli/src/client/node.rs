@@ -5,7 +5,7 @@ use super::{opts, query, seg, ApiClient};
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use skep_api::docker::{role, Info, Node, SwarmInfo, TlsInfo};
+use skep_api::docker::{Info, Node, NodeRole, NodeSpecUpdate, SwarmInfo, TlsInfo};
 use skep_api::filters::Filters;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -254,7 +254,7 @@ pub fn render_node_list(nodes: &mut [Node], info: &SwarmInfo, format: &ListForma
 fn row_context(n: &Node, info: &SwarmInfo) -> Value {
     let manager_status = match &n.manager_status {
         Some(ms) if ms.leader => "Leader".to_string(),
-        Some(ms) => ms.reachability.clone(),
+        Some(ms) => ms.reachability.to_string(),
         None => String::new(),
     };
     let cluster_tls = info.cluster.as_ref().map(|c| &c.tls_info);
@@ -271,7 +271,7 @@ fn row_context(n: &Node, info: &SwarmInfo) -> Value {
     let mut m = serde_json::Map::new();
     m.insert(
         "Availability".into(),
-        json!(format::pretty_print(&n.spec.availability)),
+        json!(format::pretty_print(n.spec.availability.as_str())),
     );
     m.insert(
         "EngineVersion".into(),
@@ -289,7 +289,7 @@ fn row_context(n: &Node, info: &SwarmInfo) -> Value {
     );
     m.insert(
         "Status".into(),
-        json!(format::pretty_print(&n.status.state)),
+        json!(format::pretty_print(n.status.state.as_str())),
     );
     m.insert("TLSStatus".into(), json!(tls_status));
     Value::Object(m)
@@ -413,7 +413,7 @@ pub fn render_pretty(n: &Node) -> String {
     let _ = write!(
         s,
         "\n State:\t\t\t{}",
-        format::pretty_print(&n.status.state)
+        format::pretty_print(n.status.state.as_str())
     );
     if !n.status.message.is_empty() {
         let _ = write!(
@@ -425,7 +425,7 @@ pub fn render_pretty(n: &Node) -> String {
     let _ = write!(
         s,
         "\n Availability:         \t{}",
-        format::pretty_print(&n.spec.availability)
+        format::pretty_print(n.spec.availability.as_str())
     );
     if !n.status.addr.is_empty() {
         let _ = write!(s, "\n Address:\t\t{}", n.status.addr);
@@ -436,7 +436,7 @@ pub fn render_pretty(n: &Node) -> String {
         let _ = write!(
             s,
             "\n Raft Status:\t\t{}",
-            format::pretty_print(&ms.reachability)
+            format::pretty_print(ms.reachability.as_str())
         );
         let _ = write!(s, "\n Leader:\t\t{}", if ms.leader { "Yes" } else { "No" });
     }
@@ -503,8 +503,9 @@ pub fn render_pretty(n: &Node) -> String {
 
 /// What a merge decided for one node.
 enum Merge {
-    /// Send the update.
-    Changed,
+    /// Send this spec. Role and availability travel as text, as docker sends them: a bad `--role` or
+    /// `--availability` is refused by the daemon, with its words.
+    Changed(NodeSpecUpdate),
     /// Nothing to do (the role was already the requested one); skip this node.
     Unchanged,
 }
@@ -515,20 +516,18 @@ async fn update_nodes(
     c: &ApiClient,
     refs: &[String],
     out: &mut dyn Write,
-    mut merge: impl FnMut(&mut Node, &mut dyn Write) -> Result<Merge>,
+    mut merge: impl FnMut(Node, &mut dyn Write) -> Result<Merge>,
     success: impl Fn(&str, &mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
     for r in refs {
-        let mut node: Node = c.get(&format!("/nodes/{}", seg(r))).await?;
-        if let Merge::Unchanged = merge(&mut node, out)? {
+        let node: Node = c.get(&format!("/nodes/{}", seg(r))).await?;
+        let (id, version) = (node.id.clone(), node.version.index);
+        let Merge::Changed(spec) = merge(node, out)? else {
             continue;
-        }
-        let q = query(&[("version", &node.version.index.to_string())]);
-        c.post_no_reply(
-            &format!("/nodes/{}/update{q}", seg(&node.id)),
-            Some(&node.spec),
-        )
-        .await?;
+        };
+        let q = query(&[("version", &version.to_string())]);
+        c.post_no_reply(&format!("/nodes/{}/update{q}", seg(&id)), Some(&spec))
+            .await?;
         success(r, out)?;
     }
     Ok(())
@@ -536,13 +535,13 @@ async fn update_nodes(
 
 /// `node promote`.
 pub async fn promote(c: &ApiClient, a: NodesArgs, out: &mut dyn Write) -> Result<()> {
-    let merge = |n: &mut Node, out: &mut dyn Write| -> Result<Merge> {
-        if n.spec.role == role::MANAGER {
+    let merge = |mut n: Node, out: &mut dyn Write| -> Result<Merge> {
+        if n.spec.role == NodeRole::Manager {
             writeln!(out, "Node {} is already a manager.", n.id)?;
             return Ok(Merge::Unchanged);
         }
-        n.spec.role = role::MANAGER.into();
-        Ok(Merge::Changed)
+        n.spec.role = NodeRole::Manager;
+        Ok(Merge::Changed(n.spec.into()))
     };
     let success = |r: &str, out: &mut dyn Write| {
         writeln!(out, "Node {r} promoted to a manager in the swarm.")
@@ -552,13 +551,13 @@ pub async fn promote(c: &ApiClient, a: NodesArgs, out: &mut dyn Write) -> Result
 
 /// `node demote`.
 pub async fn demote(c: &ApiClient, a: NodesArgs, out: &mut dyn Write) -> Result<()> {
-    let merge = |n: &mut Node, out: &mut dyn Write| -> Result<Merge> {
-        if n.spec.role == role::WORKER {
+    let merge = |mut n: Node, out: &mut dyn Write| -> Result<Merge> {
+        if n.spec.role == NodeRole::Worker {
             writeln!(out, "Node {} is already a worker.", n.id)?;
             return Ok(Merge::Unchanged);
         }
-        n.spec.role = role::WORKER.into();
-        Ok(Merge::Changed)
+        n.spec.role = NodeRole::Worker;
+        Ok(Merge::Changed(n.spec.into()))
     };
     let success = |r: &str, out: &mut dyn Write| writeln!(out, "Manager {r} demoted in the swarm.");
     update_nodes(c, &a.nodes, out, merge, success).await
@@ -566,8 +565,8 @@ pub async fn demote(c: &ApiClient, a: NodesArgs, out: &mut dyn Write) -> Result<
 
 /// `node update`: prints the node argument on success.
 pub async fn update(c: &ApiClient, a: UpdateArgs, out: &mut dyn Write) -> Result<()> {
-    let merge = |n: &mut Node, _: &mut dyn Write| -> Result<Merge> {
-        let spec = &mut n.spec;
+    let merge = |n: Node, _: &mut dyn Write| -> Result<Merge> {
+        let mut spec = NodeSpecUpdate::from(n.spec);
         if let Some(r) = &a.role {
             spec.role = r.clone();
         }
@@ -583,7 +582,7 @@ pub async fn update(c: &ApiClient, a: UpdateArgs, out: &mut dyn Write) -> Result
                 bail!("key {k} doesn't exist in node's labels");
             }
         }
-        Ok(Merge::Changed)
+        Ok(Merge::Changed(spec))
     };
     let success = |r: &str, out: &mut dyn Write| writeln!(out, "{r}");
     update_nodes(c, std::slice::from_ref(&a.node), out, merge, success).await
@@ -613,7 +612,7 @@ pub async fn rm(c: &ApiClient, a: RmArgs, out: &mut dyn Write) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skep_api::docker::{ClusterInfo, ManagerStatus, NodeDescription, NodeSpec, NodeStatus};
+    use skep_api::docker::{Availability, ClusterInfo, ManagerStatus, NodeDescription, NodeSpec, NodeStatus};
 
     pub(crate) fn node(
         id: &str,
@@ -625,8 +624,8 @@ mod tests {
         Node {
             id: id.into(),
             spec: NodeSpec {
-                role: role.into(),
-                availability: "active".into(),
+                role: role.parse().unwrap(),
+                availability: Availability::Active,
                 ..Default::default()
             },
             description: NodeDescription {
@@ -634,13 +633,13 @@ mod tests {
                 ..Default::default()
             },
             status: NodeStatus {
-                state: state.into(),
+                state: state.parse().unwrap(),
                 addr: "10.0.0.1".into(),
                 ..Default::default()
             },
             manager_status: ms.map(|(leader, reach)| ManagerStatus {
                 leader,
-                reachability: reach.into(),
+                reachability: reach.parse().unwrap(),
                 addr: "10.0.0.1:2377".into(),
             }),
             ..Default::default()
@@ -655,7 +654,7 @@ mod tests {
             "down",
             None,
         );
-        w.spec.availability = "drain".into();
+        w.spec.availability = Availability::Drain;
         w.description.engine.engine_version = "0.1.0".into();
         let mut l = node(
             "l111111111111111111111111",

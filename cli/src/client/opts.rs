@@ -3,6 +3,7 @@
 //!
 //! The parsers return `Result<_, String>` so that clap can use them as value parsers and print the message.
 
+use skep_api::docker::Availability;
 use std::net::IpAddr;
 
 /// The cluster port a node address gets when none is given.
@@ -229,16 +230,11 @@ pub fn parse_cidr(s: &str) -> Result<String, String> {
     }
 }
 
-/// `--availability` of `swarm init|join`: checked on the client, as docker does.
-pub fn availability(s: &str) -> Result<String, String> {
-    let v = s.to_lowercase();
-    if skep_api::docker::availability::is_valid(&v) {
-        Ok(v)
-    } else {
-        Err(format!(
-            "invalid availability {s:?}, only active, pause and drain are supported"
-        ))
-    }
+/// `--availability` of `swarm init|join`: checked on the client, as docker does (any case).
+pub fn availability(s: &str) -> Result<Availability, String> {
+    s.to_lowercase().parse().map_err(|_| {
+        format!("invalid availability {s:?}, only active, pause and drain are supported")
+    })
 }
 
 #[cfg(test)]
@@ -349,7 +345,7 @@ mod tests {
         assert!(parse_cidr("10.0.0.0").is_err());
         assert!(parse_cidr("10.0.0.0/33").is_err());
         assert!(parse_cidr("x/8").is_err());
-        assert_eq!(availability("Drain").unwrap(), "drain");
+        assert_eq!(availability("Drain").unwrap(), Availability::Drain);
         assert_eq!(
             availability("gone").unwrap_err(),
             r#"invalid availability "gone", only active, pause and drain are supported"#

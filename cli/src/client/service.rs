@@ -1,6 +1,6 @@
-//! `skep service …`: create, inspect, ls, ps, rm, rollback, scale, update.
+//! `skep service …`: create, inspect, logs, ls, ps, rm, rollback, scale, update.
 //!
-//! Each command mirrors docker's (`shared/reference/docker-api.md` §4): the same flags, requests and output. The
+//! Each command mirrors docker's (`cli/command/service`, github.com/docker/cli): the same flags, requests and output. The
 //! commands that change a service (create, update, scale, rollback) then follow it until it converges, unless
 //! `--detach` ([`progress`]).
 //!
@@ -9,13 +9,17 @@
 //! - [`create`]: `service create` and the flags it shares with `update`.
 //! - [`update`]: `service update`.
 //! - [`ps`]: `service ps`.
+//! - [`logs`]: `service logs`.
 //! - [`progress`]: the convergence display.
 //! - [`flags`]: flag value parsers (memory, CPUs, ports, …).
+//! - [`files`]: `--secret` and `--config` values and their resolution to IDs.
 //! - [`image`]: image references (default tag, digest pinning, display form).
 
 pub mod create;
+pub mod files;
 pub mod flags;
 pub mod image;
+pub mod logs;
 pub mod progress;
 pub mod ps;
 pub mod update;
@@ -28,7 +32,7 @@ use super::{error_text, opts, query, seg, ApiClient};
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use skep_api::docker::{Node, Service, ServiceCreateResponse, ServiceStatus, Task, TaskState};
+use skep_api::docker::{Node, NodeState, Service, ServiceCreateResponse, ServiceStatus, Task, TaskState};
 use skep_api::filters::Filters;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -42,6 +46,8 @@ pub enum ServiceCmd {
     Create(Box<create::CreateArgs>),
     /// Display detailed information on one or more services
     Inspect(InspectArgs),
+    /// Fetch the logs of a service or task
+    Logs(logs::LogsArgs),
     /// List services
     #[command(visible_alias = "list")]
     Ls(LsArgs),
@@ -125,6 +131,7 @@ pub async fn run(c: &ApiClient, cmd: ServiceCmd, out: &mut dyn Write) -> Result<
     match cmd {
         ServiceCmd::Create(a) => create::create(c, *a, out).await,
         ServiceCmd::Inspect(a) => inspect(c, a, out).await,
+        ServiceCmd::Logs(a) => logs::logs(c, a, out).await,
         ServiceCmd::Ls(a) => ls(c, a, out).await,
         ServiceCmd::Ps(a) => ps::ps(c, a, out).await,
         ServiceCmd::Rm(a) => rm(c, a, out).await,
@@ -351,7 +358,7 @@ pub fn count_service_status(services: &mut [Service], tasks: &[Task], nodes: &[N
     }
     let active: HashSet<&str> = nodes
         .iter()
-        .filter(|n| n.status.state != "down")
+        .filter(|n| n.status.state != NodeState::Down)
         .map(|n| n.id.as_str())
         .collect();
     for t in tasks {
@@ -627,7 +634,7 @@ pub fn render_pretty(s: &Service, networks: &HashMap<String, String>, now: Syste
         let prefs: Vec<String> = p
             .preferences
             .iter()
-            .map(|x| format!("spread={}", x.spread.spread_descriptor))
+            .filter_map(|x| x.spread.as_ref().map(|s| format!("spread={}", s.spread_descriptor)))
             .collect();
         if !prefs.is_empty() {
             let _ = write!(o, "\n Preferences:   {}", go_list(&prefs));
@@ -672,25 +679,13 @@ pub fn render_pretty(s: &Service, networks: &HashMap<String, String>, now: Syste
     if !cs.dir.is_empty() {
         let _ = write!(o, "\n Dir:\t\t{}", cs.dir);
     }
-    if let Some(Value::Bool(b)) = cs.extra.get("Init") {
+    if let Some(b) = cs.init {
         let _ = write!(o, "\n Init:\t\t{b}");
     }
     if !cs.user.is_empty() {
         let _ = write!(o, "\n User: {}", cs.user);
     }
-    let strs = |v: Option<&Value>| -> Vec<String> {
-        v.and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let (cap_add, cap_drop) = (
-        strs(cs.extra.get("CapabilityAdd")),
-        strs(cs.extra.get("CapabilityDrop")),
-    );
+    let (cap_add, cap_drop) = (&cs.capability_add, &cs.capability_drop);
     if !cap_add.is_empty() || !cap_drop.is_empty() {
         o.push_str("\nCapabilities:");
         if !cap_add.is_empty() {
@@ -707,17 +702,10 @@ pub fn render_pretty(s: &Service, networks: &HashMap<String, String>, now: Syste
             x => x.to_string(),
         }
     };
-    let list = |k: &str| {
-        cs.extra
-            .get(k)
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    let mounts = list("Mounts");
+    let mounts = &cs.mounts;
     if !mounts.is_empty() {
         o.push_str("\nMounts:");
-        for m in &mounts {
+        for m in mounts {
             let ro = m["ReadOnly"].as_bool().unwrap_or(false);
             let _ = write!(
                 o,
@@ -728,35 +716,27 @@ pub fn render_pretty(s: &Service, networks: &HashMap<String, String>, now: Syste
             );
         }
     }
-    for (title, key, name_key) in [
-        ("Configs", "Configs", "ConfigName"),
-        ("Secrets", "Secrets", "SecretName"),
-    ] {
-        let refs = list(key);
+    let target = |f: &Option<skep_api::docker::FileTarget>| f.as_ref().map(|f| f.name.clone()).unwrap_or_default();
+    let configs: Vec<(String, &str)> = cs.configs.iter().map(|r| (target(&r.file), r.config_name.as_str())).collect();
+    let secrets: Vec<(String, &str)> = cs.secrets.iter().map(|r| (target(&r.file), r.secret_name.as_str())).collect();
+    for (title, refs) in [("Configs", configs), ("Secrets", secrets)] {
         if refs.is_empty() {
             continue;
         }
         let _ = write!(o, "\n{title}:");
-        for r in &refs {
-            let _ = write!(
-                o,
-                "\n Target:\t{}\n  Source:\t{}",
-                s_of(&r["File"], "Name"),
-                s_of(r, name_key)
-            );
+        for (target, source) in refs {
+            let _ = write!(o, "\n Target:\t{target}\n  Source:\t{source}");
         }
     }
-    if let Some(ld) = tt.extra.get("LogDriver").filter(|v| v.is_object()) {
+    if let Some(ld) = &tt.log_driver {
         o.push_str("\nLog Driver:");
-        let name = s_of(ld, "Name");
-        if !name.is_empty() {
-            let _ = write!(o, "\n Name:\t\t{name}");
+        if !ld.name.is_empty() {
+            let _ = write!(o, "\n Name:\t\t{}", ld.name);
         }
-        if let Some(opts) = ld["Options"].as_object().filter(|m| !m.is_empty()) {
+        if !ld.options.is_empty() {
             o.push_str("\n LogOpts:");
-            for (k, v) in opts {
+            for (k, v) in &ld.options {
                 let _ = write!(o, "\n  {k}");
-                let v = v.as_str().unwrap_or_default();
                 if !v.is_empty() {
                     let _ = write!(o, ":       {v}");
                 }
@@ -768,9 +748,7 @@ pub fn render_pretty(s: &Service, networks: &HashMap<String, String>, now: Syste
         .resources
         .as_ref()
         .and_then(|r| r.limits.as_ref())
-        .and_then(|l| l.extra.get("Pids"))
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
+        .map_or(0, |l| l.pids);
     if let Some(r) = &tt.resources {
         o.push_str("\nResources:");
         if let Some(res) = r
@@ -841,7 +819,7 @@ pub fn render_pretty(s: &Service, networks: &HashMap<String, String>, now: Syste
         }
         o.push(' ');
     }
-    if let Some(hc) = cs.extra.get("Healthcheck").filter(|v| v.is_object()) {
+    if let Some(hc) = cs.healthcheck.as_ref().filter(|v| v.is_object()) {
         let d = |k: &str| go_duration(hc[k].as_i64().unwrap_or(0));
         let _ = write!(
             o,
@@ -851,7 +829,11 @@ pub fn render_pretty(s: &Service, networks: &HashMap<String, String>, now: Syste
             d("StartPeriod"),
             d("Timeout")
         );
-        let tests = strs(hc.get("Test"));
+        let tests: Vec<String> = hc
+            .get("Test")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
         if !tests.is_empty() {
             o.push_str("\n  Tests:");
             for t in &tests {
@@ -1151,7 +1133,7 @@ ny2pwh3w96zt   web       replicated   2/3                    nginx:alpine     *:
             Node {
                 id: "n2".into(),
                 status: NodeStatus {
-                    state: "down".into(),
+                    state: NodeState::Down,
                     ..Default::default()
                 },
                 ..Default::default()
@@ -1197,7 +1179,7 @@ ny2pwh3w96zt   web       replicated   2/3                    nginx:alpine     *:
         let cs = tt.container_spec.as_mut().unwrap();
         cs.args = vec!["nginx".into(), "-g".into()];
         cs.env = vec!["A=1".into()];
-        cs.extra.insert("Init".into(), json!(false));
+        cs.init = Some(false);
         tt.placement = Some(Placement {
             constraints: vec!["node.role==worker".into(), "node.labels.a==b".into()],
             ..Default::default()

@@ -3,7 +3,7 @@
 use super::{opts, query, seg, ApiClient};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use skep_api::docker::{Info, InitRequest, JoinRequest, Node, Swarm, SwarmSpec, UnlockKeyResponse};
+use skep_api::docker::{Availability, Info, InitRequest, JoinRequest, Node, Swarm, SwarmSpec, UnlockKeyResponse};
 use std::io::Write;
 
 /// `skep swarm` subcommands.
@@ -21,6 +21,32 @@ pub enum SwarmCmd {
     Update(UpdateArgs),
     /// Display the swarm object (GET /swarm), join tokens included
     Inspect,
+    /// Write this manager's swarm state and identity to FILE (mode 0600; it holds every secret of the swarm)
+    Backup(BackupArgs),
+    /// Bring a swarm back from a backup on this daemon (outside any swarm), as its only manager
+    Restore(RestoreArgs),
+}
+
+/// `skep swarm backup`.
+#[derive(Args, Debug, Clone)]
+pub struct BackupArgs {
+    /// Where to write the backup
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+}
+
+/// `skep swarm restore`.
+#[derive(Args, Debug, Clone)]
+pub struct RestoreArgs {
+    /// Listen address (format: "<ip|interface>[:port]"); default: every address, on the backed-up manager's port
+    #[arg(long, value_name = "ADDR", default_value = "")]
+    pub listen_addr: String,
+    /// Advertised address of the restored manager (format: "<ip|interface>[:port]"); default: the backed-up one's
+    #[arg(long, value_name = "ADDR", default_value = "")]
+    pub advertise_addr: String,
+    /// A file written by `skep swarm backup`
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
 }
 
 /// Cluster settings shared by `init` and `update`; only the flags given change the spec (docker's `flags.Changed`).
@@ -107,7 +133,7 @@ pub struct InitArgs {
     pub force_new_cluster: bool,
     /// Availability of the node ("active", "pause", "drain") [default: active]
     #[arg(long, value_name = "AVAILABILITY", value_parser = opts::availability)]
-    pub availability: Option<String>,
+    pub availability: Option<Availability>,
     /// Default address pool in CIDR format (repeatable, or comma-separated)
     #[arg(long, value_name = "CIDR", value_delimiter = ',', value_parser = opts::parse_cidr)]
     pub default_addr_pool: Vec<String>,
@@ -128,7 +154,7 @@ pub struct JoinArgs {
     pub addrs: AddrArgs,
     /// Availability of the node ("active", "pause", "drain") [default: active]
     #[arg(long, value_name = "AVAILABILITY", value_parser = opts::availability)]
-    pub availability: Option<String>,
+    pub availability: Option<Availability>,
     /// A manager's cluster address
     #[arg(value_name = "HOST:PORT")]
     pub remote: String,
@@ -172,13 +198,52 @@ pub async fn run(c: &ApiClient, cmd: SwarmCmd, out: &mut dyn Write) -> Result<()
         SwarmCmd::Leave(a) => leave(c, a, out).await,
         SwarmCmd::Update(a) => update(c, a, out).await,
         SwarmCmd::Inspect => inspect(c, out).await,
+        SwarmCmd::Backup(a) => backup(c, a, out).await,
+        SwarmCmd::Restore(a) => restore(c, a, out).await,
     }
+}
+
+/// Most bytes of a backup the CLI reads or sends (the daemon's own limit for a restore).
+const MAX_BACKUP: usize = 1 << 30;
+
+/// `swarm backup FILE`: GET /skep/swarm/backup, written to a new file of mode 0600 next to FILE, then renamed.
+pub async fn backup(c: &ApiClient, a: BackupArgs, out: &mut dyn Write) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let body = c.with_max_body(MAX_BACKUP).request(hyper::Method::GET, "/skep/swarm/backup", None).await?;
+    let tmp = a.file.with_extension("partial");
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &a.file)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", a.file.display()));
+    }
+    writeln!(out, "Backup written to {} ({} bytes). It holds the swarm's CA key and secrets: keep it safe.", a.file.display(), body.len())?;
+    Ok(())
+}
+
+/// `swarm restore FILE`: POST /skep/swarm/restore.
+pub async fn restore(c: &ApiClient, a: RestoreArgs, out: &mut dyn Write) -> Result<()> {
+    let meta = std::fs::metadata(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    if meta.len() > MAX_BACKUP as u64 {
+        bail!("{} is larger than a backup can be ({MAX_BACKUP} bytes)", a.file.display());
+    }
+    let body = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let path = format!("/skep/swarm/restore{}", query(&[("advertise_addr", a.advertise_addr.as_str()), ("listen_addr", a.listen_addr.as_str())]));
+    let reply = c.request(hyper::Method::POST, &path, Some(body)).await?;
+    let node_id: String = serde_json::from_slice(&reply).context("the daemon's answer")?;
+    writeln!(out, "Swarm restored: current node ({node_id}) is now its only manager.")?;
+    writeln!(out, "Demote and remove the other managers of the backup ('skep node demote', 'skep node rm'); add managers with 'skep swarm join-token manager'.")?;
+    Ok(())
 }
 
 /// `swarm init`: POST /swarm/init → GET /nodes/{id} → GET /swarm (→ GET /swarm/unlockkey with --autolock).
 pub async fn init(c: &ApiClient, a: InitArgs, out: &mut dyn Write) -> Result<()> {
     let mut spec = SwarmSpec {
-        task_defaults: serde_json::json!({}),
+        task_defaults: Default::default(),
         ..Default::default()
     };
     a.spec.merge(&mut spec);
@@ -190,7 +255,7 @@ pub async fn init(c: &ApiClient, a: InitArgs, out: &mut dyn Write) -> Result<()>
         force_new_cluster: a.force_new_cluster,
         spec,
         auto_lock_managers: a.spec.autolock.unwrap_or(false),
-        availability: a.availability.unwrap_or_default(),
+        availability: a.availability.map(|v| v.to_string()).unwrap_or_default(),
         default_addr_pool: a.default_addr_pool,
         subnet_size: a.default_addr_pool_mask_length,
     };
@@ -230,7 +295,7 @@ pub async fn join(c: &ApiClient, a: JoinArgs, out: &mut dyn Write) -> Result<()>
         data_path_addr: a.addrs.data_path_addr,
         remote_addrs: vec![a.remote],
         join_token: a.token,
-        availability: a.availability.unwrap_or_default(),
+        availability: a.availability.map(|v| v.to_string()).unwrap_or_default(),
     };
     c.post_no_reply("/swarm/join", Some(&req)).await?;
     let info: Info = c.get("/info").await?;

@@ -1,81 +1,31 @@
 //! Control operations on swarm and nodes: validate a request against a state snapshot and turn it into a store
-//! [`Op`]. Pure: no I/O, no clock, no Raft; the runtime proposes what these return. Error texts are Docker's
-//! (`shared/reference/docker-api.md` §1.3), because scripts grep for them.
+//! [`Op`]. Pure: no I/O, no clock, no Raft; the runtime proposes what these return (see [`Manager::control`]).
+//! Error texts are Docker's (as the Docker Engine API and the swarmkit gRPC errors word them: `rpc error: code = …
+//! desc = …`), because scripts grep for them.
+//!
+//! # Layout
+//! - `error`: [`ControlError`], the HTTP status of each, and Docker's texts shared by the operations.
+//! - this file: swarm and node operations.
+//! - [`init`]: `swarm init`: the request checked and the op that creates the cluster.
+//! - [`services`]: service and task requests and views.
+//! - [`logs`]: which tasks a service's or task's logs are read from.
+//! - [`networks`]: network requests and views.
+//! - [`payloads`]: secret and config requests and views (one set of operations for both kinds).
+//!
+//! [`Manager::control`]: crate::runtime::Manager::control
 
-use crate::store::{ClusterState, Op, ResolveError, StoreError};
-use skep_api::docker::{availability, defaults, node_state, role, JoinTokens, NodeSpec, SwarmSpec};
+mod error;
+pub mod init;
+pub mod logs;
+pub mod networks;
+pub mod payloads;
+pub mod services;
 
-/// Why a control request was refused; each maps to one HTTP status.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ControlError {
-    /// 404.
-    #[error("{0}")]
-    NotFound(String),
-    /// 400.
-    #[error("{0}")]
-    InvalidArgument(String),
-    /// 409.
-    #[error("{0}")]
-    Conflict(String),
-    /// Stale `version` (500 in Docker; scripts grep for the text).
-    #[error("rpc error: code = Unknown desc = update out of sequence")]
-    OutOfSequence,
-    /// 503: no leader, no quorum, not a manager.
-    #[error("{0}")]
-    Unavailable(String),
-    /// 501.
-    #[error("{0}")]
-    NotImplemented(String),
-    /// 500.
-    #[error("{0}")]
-    Internal(String),
-}
+pub use error::{ControlError, MANAGER_NOT_READY, NO_LEADER};
 
-impl ControlError {
-    /// The HTTP status Docker uses for this error.
-    pub fn status(&self) -> u16 {
-        match self {
-            ControlError::NotFound(_) => 404,
-            ControlError::InvalidArgument(_) => 400,
-            ControlError::Conflict(_) => 409,
-            ControlError::OutOfSequence | ControlError::Internal(_) => 500,
-            ControlError::Unavailable(_) => 503,
-            ControlError::NotImplemented(_) => 501,
-        }
-    }
-}
-
-impl From<ResolveError> for ControlError {
-    fn from(e: ResolveError) -> Self {
-        match e {
-            ResolveError::NotFound(m) => ControlError::NotFound(m),
-            ResolveError::Ambiguous(m) => ControlError::InvalidArgument(m),
-        }
-    }
-}
-
-impl From<StoreError> for ControlError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(m) => ControlError::NotFound(m),
-            StoreError::OutOfSequence => ControlError::OutOfSequence,
-            StoreError::Conflict(m) => ControlError::Conflict(m),
-            StoreError::Invalid(m) => ControlError::InvalidArgument(m),
-        }
-    }
-}
-
-/// Docker's message when there is no leader or quorum.
-pub const NO_LEADER: &str = "This node is not a swarm manager. Manager is being prepared or has trouble connecting to the cluster.";
-
-fn precondition(msg: String) -> ControlError {
-    ControlError::InvalidArgument(format!("rpc error: code = FailedPrecondition desc = {msg}"))
-}
-
-fn invalid(msg: impl std::fmt::Display) -> ControlError {
-    ControlError::InvalidArgument(format!("rpc error: code = InvalidArgument desc = {msg}"))
-}
+use crate::store::{ClusterState, Op};
+use error::{invalid, precondition};
+use skep_api::docker::{defaults, Availability, JoinTokens, NodeRole, NodeSpec, NodeSpecUpdate, NodeState, SwarmSpec};
 
 /// Smallest majority of `n` voters.
 pub fn quorum(n: usize) -> usize {
@@ -83,34 +33,32 @@ pub fn quorum(n: usize) -> usize {
 }
 
 /// `POST /nodes/{id}/update?version=N` (also promote and demote). Returns the node ID and the op.
-pub fn update_node(state: &ClusterState, reference: &str, version: u64, mut spec: NodeSpec) -> Result<(String, Op), ControlError> {
+///
+/// An empty `Role` or `Availability` keeps the node's current one (Docker refuses it; skep always kept it); any
+/// other word must be exact (`invalid role 'boss'`).
+pub fn update_node(state: &ClusterState, reference: &str, version: u64, req: NodeSpecUpdate) -> Result<(String, Op), ControlError> {
     let rec = state.resolve_node(reference)?;
     let id = rec.node.id.clone();
     if rec.node.version.index != version {
         return Err(ControlError::OutOfSequence);
     }
-    if spec.role.is_empty() {
-        spec.role = rec.node.spec.role.clone();
-    }
-    if spec.availability.is_empty() {
-        spec.availability = rec.node.spec.availability.clone();
-    }
-    if spec.role != role::MANAGER && spec.role != role::WORKER {
-        return Err(invalid(format!("invalid role '{}'", spec.role)));
-    }
-    if !availability::is_valid(&spec.availability) {
-        return Err(invalid(format!("invalid availability '{}'", spec.availability)));
-    }
-    if rec.node.is_manager() && spec.role == role::WORKER {
+    let spec = NodeSpec {
+        name: req.name,
+        labels: req.labels,
+        role: NodeRole::from_request(&req.role)?.unwrap_or(rec.node.spec.role),
+        availability: Availability::from_request(&req.availability)?.unwrap_or(rec.node.spec.availability),
+    };
+    if rec.node.is_manager() && spec.role == NodeRole::Worker {
         let managers: Vec<_> = state.managers().collect();
         if managers.len() <= 1 {
             return Err(precondition("attempting to demote the last manager of the swarm".into()));
         }
-        let reachable_after = managers
-            .iter()
-            .filter(|m| m.node.id != id && m.node.status.state == node_state::READY)
-            .count();
-        if reachable_after < quorum(managers.len() - 1) {
+        // only a Raft member's removal can cost the quorum, counted among the members (after
+        // `--force-new-cluster` the lost managers are listed but no longer members)
+        let voters: Vec<_> = managers.iter().filter(|m| m.raft_id.is_some()).collect();
+        let reachable_after =
+            voters.iter().filter(|m| m.node.id != id && m.node.status.state == NodeState::Ready).count();
+        if rec.raft_id.is_some() && reachable_after < quorum(voters.len().saturating_sub(1)) {
             return Err(precondition(format!(
                 "can't remove member from the raft: this would result in a loss of quorum (demoting node {id})"
             )));
@@ -128,7 +76,7 @@ pub fn remove_node(state: &ClusterState, reference: &str, force: bool) -> Result
             "node {id} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal"
         )));
     }
-    if !force && rec.node.status.state != node_state::DOWN {
+    if !force && rec.node.status.state != NodeState::Down {
         return Err(precondition(format!("node {id} is not down and can't be removed")));
     }
     Ok((id.clone(), Op::RemoveNode { id }))
@@ -143,11 +91,11 @@ pub fn update_swarm(
     rotate_manager: bool,
     new_token: &mut dyn FnMut() -> String,
 ) -> Result<Op, ControlError> {
-    let c = state.cluster.as_ref().ok_or_else(|| ControlError::Unavailable(NO_LEADER.into()))?;
+    let c = state.cluster.as_ref().ok_or_else(|| ControlError::Unavailable(MANAGER_NOT_READY.into()))?;
     if c.info.version.index != version {
         return Err(ControlError::OutOfSequence);
     }
-    let spec = validate_spec(spec)?;
+    let spec = check_spec(&spec).map(|()| spec.as_updated())?;
     let mut tokens: JoinTokens = c.tokens.clone();
     if rotate_worker {
         tokens.worker = new_token();
@@ -158,17 +106,30 @@ pub fn update_swarm(
     Ok(Op::UpdateCluster { version, spec: Box::new(spec), tokens })
 }
 
-/// Check a swarm spec and fill in its defaults.
+/// Check a swarm spec and fill in its defaults, as `swarm init` stores it.
 pub fn validate_spec(spec: SwarmSpec) -> Result<SwarmSpec, ControlError> {
+    check_spec(&spec)?;
+    Ok(spec.with_defaults())
+}
+
+/// What skep refuses in a swarm spec: what swarmkit refuses, and settings skep does not carry out (501).
+fn check_spec(spec: &SwarmSpec) -> Result<(), ControlError> {
+    let unsupported = |what: &str| Err(ControlError::NotImplemented(format!("{what} is not supported by skep")));
     if spec.encryption_config.auto_lock_managers {
         return Err(ControlError::NotImplemented("autolock is not supported by skep yet".into()));
     }
-    if spec.ca_config.external_cas.as_ref().is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
-        return Err(ControlError::NotImplemented("external CAs are not supported by skep".into()));
+    if spec.ca_config.external_cas.as_ref().is_some_and(|v| !skep_api::docker::fields::is_zero(v)) {
+        return unsupported("CAConfig.ExternalCAs");
+    }
+    if !spec.ca_config.signing_ca_cert.is_empty() || !spec.ca_config.signing_ca_key.is_empty() {
+        return unsupported("CAConfig.SigningCACert");
+    }
+    if spec.task_defaults.log_driver.as_ref().is_some_and(|d| !d.name.is_empty() || !d.options.is_empty()) {
+        return unsupported("TaskDefaults.LogDriver");
     }
     if let Some(e) = spec.ca_config.node_cert_expiry {
         if e != 0 && e < defaults::MIN_NODE_CERT_EXPIRY_NS {
-            return Err(invalid("minimum certificate expiry time is 1h0m0s"));
+            return Err(invalid("minimum certificate expiry time is: 1h0m0s"));
         }
     }
     if let Some(p) = spec.dispatcher.heartbeat_period {
@@ -176,55 +137,49 @@ pub fn validate_spec(spec: SwarmSpec) -> Result<SwarmSpec, ControlError> {
             return Err(invalid("heartbeat period must be between 100ms and 1h"));
         }
     }
-    if let Some(h) = spec.orchestration.task_history_retention_limit {
-        if h < 0 {
-            return Err(invalid("task history retention limit must be >= 0"));
-        }
-    }
+    // a negative TaskHistoryRetentionLimit is swarmkit's "never clean up": accepted
     if spec.raft.election_tick < 0 || spec.raft.heartbeat_tick < 0 {
         return Err(invalid("raft ticks must be positive"));
     }
     if spec.raft.election_tick != 0 && spec.raft.heartbeat_tick != 0 && spec.raft.election_tick <= spec.raft.heartbeat_tick {
         return Err(invalid("ElectionTick must be greater than HeartbeatTick"));
     }
-    Ok(spec.with_defaults())
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ClusterRecord, Command, NodeRecord};
+    use crate::store::{ClusterRecord, Command, NetworkUser, NodeRecord, StoreError};
     use skep_api::docker::Node;
 
     fn state(managers: &[(&str, &str)], workers: &[(&str, &str)]) -> ClusterState {
         let mut s = ClusterState { cluster: Some(ClusterRecord::default()), ..Default::default() };
         for (i, (id, st)) in managers.iter().enumerate() {
             let mut n = Node { id: id.to_string(), ..Default::default() };
-            n.spec.role = role::MANAGER.into();
-            n.spec.availability = "active".into();
-            n.status.state = st.to_string();
+            n.spec.role = NodeRole::Manager;
+            n.status.state = st.parse().unwrap();
             n.version.index = 1;
             s.nodes.insert(id.to_string(), NodeRecord { node: n, raft_id: Some(i as u64 + 1), cluster_addr: String::new() });
         }
         for (id, st) in workers {
             let mut n = Node { id: id.to_string(), ..Default::default() };
-            n.spec.role = role::WORKER.into();
-            n.spec.availability = "active".into();
-            n.status.state = st.to_string();
+            n.spec.role = NodeRole::Worker;
+            n.status.state = st.parse().unwrap();
             n.version.index = 1;
             s.nodes.insert(id.to_string(), NodeRecord { node: n, raft_id: None, cluster_addr: String::new() });
         }
         s
     }
 
-    fn spec(r: &str) -> NodeSpec {
-        NodeSpec { role: r.into(), availability: "active".into(), ..Default::default() }
+    fn spec(r: &str) -> NodeSpecUpdate {
+        NodeSpecUpdate { role: r.into(), availability: "active".into(), ..Default::default() }
     }
 
     #[test]
     fn the_last_manager_cannot_be_demoted() {
         let s = state(&[("m1", "ready")], &[]);
-        let e = update_node(&s, "m1", 1, spec(role::WORKER)).unwrap_err();
+        let e = update_node(&s, "m1", 1, spec("worker")).unwrap_err();
         assert_eq!(e.status(), 400);
         assert!(e.to_string().contains("attempting to demote the last manager of the swarm"), "{e}");
     }
@@ -233,22 +188,56 @@ mod tests {
     fn a_demotion_that_would_lose_quorum_is_refused() {
         // 3 managers, one down: demoting a healthy one leaves 1 reachable of 2 → no quorum
         let s = state(&[("m1", "ready"), ("m2", "ready"), ("m3", "down")], &[]);
-        let e = update_node(&s, "m2", 1, spec(role::WORKER)).unwrap_err();
+        let e = update_node(&s, "m2", 1, spec("worker")).unwrap_err();
         assert!(e.to_string().contains("loss of quorum"), "{e}");
         // demoting the down one is fine
-        assert!(update_node(&s, "m3", 1, spec(role::WORKER)).is_ok());
+        assert!(update_node(&s, "m3", 1, spec("worker")).is_ok());
+    }
+
+    #[test]
+    fn managers_outside_the_raft_membership_are_demoted_without_a_quorum_check() {
+        // after --force-new-cluster: m1 alone is a member, m2 and m3 are listed, down, with no Raft ID
+        let s = crate::raft::force::keep_only_voter(&state(&[("m1", "ready"), ("m2", "down"), ("m3", "down")], &[]), 1);
+        assert_eq!(s.nodes.values().filter(|r| r.raft_id.is_some()).count(), 1);
+        assert!(update_node(&s, "m2", 1, spec("worker")).is_ok());
+        assert!(update_node(&s, "m3", 1, spec("worker")).is_ok());
+        let e = update_node(&s, "m1", 1, spec("worker")).unwrap_err();
+        assert!(e.to_string().contains("loss of quorum"), "the only member: {e}");
     }
 
     #[test]
     fn stale_versions_and_bad_values_are_refused() {
         let s = state(&[("m1", "ready")], &[("w1", "ready")]);
-        assert_eq!(update_node(&s, "w1", 7, spec(role::WORKER)).unwrap_err(), ControlError::OutOfSequence);
+        assert_eq!(update_node(&s, "w1", 7, spec("worker")).unwrap_err(), ControlError::OutOfSequence);
         assert_eq!(ControlError::OutOfSequence.status(), 500);
-        let mut bad = spec(role::WORKER);
+        let mut bad = spec("worker");
         bad.availability = "sleepy".into();
-        assert_eq!(update_node(&s, "w1", 1, bad).unwrap_err().status(), 400);
-        assert_eq!(update_node(&s, "w1", 1, spec("boss")).unwrap_err().status(), 400);
-        assert_eq!(update_node(&s, "nope", 1, spec(role::WORKER)).unwrap_err().status(), 404);
+        assert_eq!(update_node(&s, "w1", 1, bad).unwrap_err(), ControlError::InvalidArgument("invalid availability 'sleepy'".into()));
+        assert_eq!(update_node(&s, "w1", 1, spec("boss")).unwrap_err(), ControlError::InvalidArgument("invalid role 'boss'".into()));
+        assert_eq!(update_node(&s, "w1", 1, spec("Manager")).unwrap_err().status(), 400);
+        assert_eq!(update_node(&s, "nope", 1, spec("worker")).unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn an_empty_role_or_availability_keeps_the_current_one() {
+        let mut s = state(&[("m1", "ready"), ("m2", "ready"), ("m3", "ready")], &[("w1", "ready")]);
+        s.nodes.get_mut("m2").unwrap().node.spec.availability = Availability::Drain;
+        let keep = NodeSpecUpdate { name: "renamed".into(), ..Default::default() };
+        for (id, role, availability) in [("m2", NodeRole::Manager, Availability::Drain), ("w1", NodeRole::Worker, Availability::Active)] {
+            let (_, op) = update_node(&s, id, 1, keep.clone()).unwrap();
+            let Op::UpdateNodeSpec { spec, .. } = op else { panic!("{op:?}") };
+            assert_eq!((spec.name.as_str(), spec.role, spec.availability), ("renamed", role, availability), "{id}");
+        }
+        let (_, op) = update_node(&s, "m2", 1, NodeSpecUpdate { availability: "pause".into(), ..Default::default() }).unwrap();
+        assert!(matches!(op, Op::UpdateNodeSpec { spec: NodeSpec { role: NodeRole::Manager, availability: Availability::Pause, .. }, .. }), "{op:?}");
+    }
+
+    #[test]
+    fn a_network_in_use_stays_a_typed_400_with_dockers_text() {
+        let e = ControlError::from(StoreError::InUse { network: "n1".into(), by: NetworkUser::Task("t1".into()) });
+        assert_eq!(e, ControlError::InUse { network: "n1".into(), by: NetworkUser::Task("t1".into()) });
+        assert_eq!(e.status(), 400);
+        assert_eq!(e.to_string(), "rpc error: code = FailedPrecondition desc = network n1 is in use by task t1");
     }
 
     #[test]
@@ -289,5 +278,3 @@ mod tests {
         let _ = Command { at: String::new(), op: Op::KvPut { key: String::new(), value: vec![] } };
     }
 }
-pub mod networks;
-pub mod services;

@@ -118,6 +118,11 @@ pub fn create(
         return Err(ControlError::NotImplemented("more than one subnet per network is not supported yet".into()));
     }
     let cfg = ipam.config.first().cloned().unwrap_or_default();
+    if !cfg.ip_range.is_empty() {
+        // the allocator hands out addresses from the whole subnet; accepting a range and ignoring it would put tasks
+        // outside it
+        return Err(ControlError::NotImplemented("IPAM.Config.IPRange is not supported by skep yet".into()));
+    }
     let subnet = if cfg.subnet.is_empty() {
         let (pools, size) = cluster_pools(state);
         auto_subnet(state, &pools, size, host_routes)?
@@ -265,7 +270,17 @@ mod tests {
         let e = create(&s, req("d", "10.30.0.5/24"), "x".into(), &[]).unwrap_err();
         assert_eq!(e.status(), 400);
         let e = create(&s, NetworkCreateRequest { name: "e".into(), driver: "macvlan".into(), ..Default::default() }, "x".into(), &[]).unwrap_err();
-        assert_eq!(e.status(), 400);
+        assert_eq!(e.status(), 400);        let ranged = NetworkCreateRequest {
+            name: "f".into(),
+            ipam: Some(Ipam {
+                config: vec![IpamConfig { subnet: "10.40.0.0/24".into(), ip_range: "10.41.0.0/28".into(), ..Default::default() }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let e = create(&s, ranged, "x".into(), &[]).unwrap_err();
+        assert_eq!(e.status(), 501, "{e}");
+        assert!(e.to_string().contains("IPRange"), "{e}");
     }
 
     #[test]

@@ -8,14 +8,20 @@
 //!
 //! # Layout
 //! - this file: the reconcile entry point, slot bookkeeping, restart policy and the reaper.
-//! - [`tests`]: behaviour tests over states built in memory.
+//! - [`proposals`]: a round's proposals: placements merged in, big task writes split into chunks.
+//! - `jobs`: replicated and global jobs (runs to completion, `JobIteration`).
+//! - [`update`]: the rolling updater's decisions (parallelism, delay, order, monitor, failure action, `UpdateStatus`).
+//! - `tests`: behaviour tests over states built in memory.
 
+mod jobs;
+pub mod proposals;
 #[cfg(test)]
 mod tests;
+pub mod update;
 
 use crate::store::{ClusterState, Op};
 use skep_api::docker::{
-    availability, node_state, RestartPolicy, Service, Task, TaskState, TaskStatus, UpdateStatus, SECOND_NS,
+    Availability, NodeState, RestartPolicy, Service, Task, TaskState, TaskStatus, UpdateStatus, SECOND_NS,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -67,7 +73,7 @@ fn parse_ns(s: &str) -> Option<i64> {
 /// A node can take tasks: ready and active.
 fn node_usable(state: &ClusterState, node_id: &str) -> bool {
     state.nodes.get(node_id).is_some_and(|r| {
-        r.node.status.state != node_state::DOWN && r.node.spec.availability == availability::ACTIVE
+        r.node.status.state != NodeState::Down && r.node.spec.availability == Availability::Active
     })
 }
 
@@ -75,7 +81,7 @@ fn node_usable(state: &ClusterState, node_id: &str) -> bool {
 fn node_lost(state: &ClusterState, node_id: &str) -> bool {
     match state.nodes.get(node_id) {
         None => true,
-        Some(r) => r.node.status.state == node_state::DOWN || r.node.spec.availability == availability::DRAIN,
+        Some(r) => r.node.status.state == NodeState::Down || r.node.spec.availability == Availability::Drain,
     }
 }
 
@@ -90,6 +96,8 @@ fn new_task(env: &mut Env<'_>, svc: &Service, slot: u64, node_id: &str) -> Task 
         node_id: node_id.to_string(),
         status: TaskStatus { timestamp: ts(env.now_ns), state, message: message.into(), ..Default::default() },
         desired_state: TaskState::Running,
+        labels: [(skep_api::docker::TASK_LABEL_SERVICE_NAME.to_string(), svc.spec.name.clone())].into(),
+        job_iteration: svc.job_status.as_ref().map(|j| j.job_iteration),
         ..Default::default()
     }
 }
@@ -118,6 +126,10 @@ enum Restart {
 fn restart_decision(state: &ClusterState, svc: &Service, key: &str, t: &Task, now_ns: i64) -> Restart {
     let p = t.spec.restart_policy.clone().or_else(|| svc.spec.task_template.restart_policy.clone()).unwrap_or_default();
     let failed = matches!(t.status.state, TaskState::Failed | TaskState::Rejected);
+    // a job's task that completed is done (swarmkit's restart supervisor)
+    if svc.spec.mode.is_job() && t.status.state == TaskState::Complete {
+        return Restart::Never;
+    }
     let allowed = match p.condition.as_str() {
         "none" => false,
         "on-failure" => failed,
@@ -163,7 +175,9 @@ pub fn reconcile(state: &ClusterState, env: &mut Env<'_>) -> Vec<Op> {
     }
     for svc in state.services.values() {
         let tasks = by_service.remove(svc.id.as_str()).unwrap_or_default();
-        if svc.spec.mode.is_global() {
+        if svc.spec.mode.is_job() {
+            jobs::reconcile_job(state, svc, &tasks, env, &mut put, &mut ops);
+        } else if svc.spec.mode.is_global() {
             reconcile_global(state, svc, &tasks, env, &mut put, &mut ops);
         } else if let Some(n) = svc.spec.mode.replicas() {
             reconcile_replicated(state, svc, n, &tasks, env, &mut put, &mut ops);
@@ -207,11 +221,143 @@ fn replace_if_due(
     }
 }
 
-fn update_parallelism(svc: &Service) -> usize {
-    match svc.spec.update_config.as_ref().map(|u| u.parallelism) {
-        Some(0) => usize::MAX,
-        Some(n) => n as usize,
-        None => 1,
+/// A slot's (or a global service's node's) live tasks, and the one that holds it: the newest up-to-date task, else
+/// the newest. Others are shut down, except an out-of-date task beside an up-to-date one that does not run yet (a
+/// start-first update keeps the old task until the new one runs).
+fn pick_main<'a>(
+    mut ts: Vec<&'a Task>,
+    current: &dyn Fn(&Task) -> bool,
+    env: &Env<'_>,
+    put: &mut Vec<Task>,
+) -> (&'a Task, Vec<&'a Task>) {
+    ts.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    let main = ts.iter().rev().find(|t| current(t)).or(ts.last()).copied().expect("a slot has a task");
+    let mut kept = Vec::new();
+    for t in ts {
+        if t.id == main.id {
+            continue;
+        }
+        let waiting = current(main) && !current(t) && main.status.state != TaskState::Running;
+        if waiting {
+            kept.push(t);
+        } else if current(main) && !current(t) {
+            put.push(shut_down(t, "replaced by an updated task", env.now_ns));
+        } else {
+            put.push(shut_down(t, "duplicate task in slot", env.now_ns));
+        }
+    }
+    (main, kept)
+}
+
+/// A slot's task that ended: `None` when it is up to date (the restart policy alone decides), else whether the
+/// updater replaces it (`true`: the restart policy never would) or the restart policy will, with the new spec
+/// (`false`; the update is not over until it did).
+fn ended_out_of_date(
+    state: &ClusterState,
+    svc: &Service,
+    key: &str,
+    t: &Task,
+    current: &dyn Fn(&Task) -> bool,
+    now_ns: i64,
+) -> Option<bool> {
+    if current(t) {
+        return None;
+    }
+    Some(restart_decision(state, svc, key, t, now_ns) == Restart::Never)
+}
+
+/// The updater's facts about a service this round (see [`update`]): `slot_of` names a task's slot (its number, or
+/// its node for global services).
+fn update_facts(
+    state: &ClusterState,
+    svc: &Service,
+    tasks: &[&Task],
+    current: &dyn Fn(&Task) -> bool,
+    slots: usize,
+    dirty: usize,
+    now_ns: i64,
+) -> update::Facts {
+    let phase = update::Phase::of(svc);
+    let mut facts = update::Facts { slots, dirty, ..Default::default() };
+    let since = match (phase, svc.update_status.as_ref()) {
+        (update::Phase::Updating | update::Phase::RollbackStarted, Some(u)) => parse_ns(&u.started_at),
+        _ => None,
+    };
+    let Some(since) = since else { return facts };
+    let settings = update::Settings::of(svc, phase);
+    let mut busy: BTreeSet<String> = BTreeSet::new();
+    let mut in_flight: BTreeSet<String> = BTreeSet::new();
+    let mut failures: Vec<(i64, &str)> = Vec::new();
+    for t in tasks.iter().filter(|t| current(t) && parse_ns(&t.created_at).is_some_and(|c| c >= since)) {
+        let slot = if t.slot > 0 { t.slot.to_string() } else { t.node_id.clone() };
+        let up = state.running_at.get(&t.id).and_then(|s| parse_ns(s));
+        if let Some(up) = up {
+            facts.last_up_ns = Some(facts.last_up_ns.map_or(up, |l| l.max(up)));
+        }
+        let st = t.status.state;
+        if !st.is_terminal() && st < TaskState::Running {
+            if is_live(t) {
+                in_flight.insert(slot.clone());
+                busy.insert(slot);
+            }
+            continue;
+        }
+        let ended = st.is_terminal().then(|| parse_ns(&t.status.timestamp)).flatten();
+        let reached = up.or(ended).unwrap_or(now_ns);
+        if now_ns < reached.saturating_add(settings.delay_ns) {
+            busy.insert(slot);
+        }
+        // ended on its own before it ran, or within the monitor period after it came up
+        if matches!(st, TaskState::Failed | TaskState::Rejected | TaskState::Complete | TaskState::Orphaned) {
+            let end = ended.unwrap_or(now_ns);
+            if up.is_none_or(|up| end - up <= settings.monitor_ns) {
+                failures.push((end, t.id.as_str()));
+            }
+        }
+    }
+    failures.sort();
+    facts.failures = failures.into_iter().map(|(_, id)| id.to_string()).collect();
+    facts.busy = busy.len();
+    facts.in_flight = in_flight.len();
+    facts
+}
+
+/// Carry out the updater's decision: the status, a rollback, and up to `budget` out-of-date slots replaced (the old
+/// task shut down at once, or with start-first once the new one runs: [`pick_main`]).
+fn carry_out(
+    svc: &Service,
+    decision: update::Decision,
+    candidates: Vec<(&Task, u64, String)>,
+    env: &mut Env<'_>,
+    put: &mut Vec<Task>,
+    ops: &mut Vec<Op>,
+) {
+    if let Some(status) = decision.status {
+        ops.push(Op::SetUpdateStatus { id: svc.id.clone(), status: Some(status) });
+    }
+    if let Some(message) = decision.rollback {
+        if svc.previous_spec.is_some() {
+            ops.push(Op::RollbackService { id: svc.id.clone(), version: None, message });
+        } else {
+            let started = svc.update_status.as_ref().map(|u| u.started_at.clone()).unwrap_or_default();
+            ops.push(Op::SetUpdateStatus {
+                id: svc.id.clone(),
+                status: Some(UpdateStatus {
+                    state: "paused".into(),
+                    started_at: started,
+                    completed_at: String::new(),
+                    message: format!("{message}: no previous spec to roll back to; update paused"),
+                }),
+            });
+        }
+        return;
+    }
+    let order = update::Settings::of(svc, update::Phase::of(svc)).order;
+    for (t, slot, node) in candidates.into_iter().take(decision.budget) {
+        if order == update::Order::StopFirst {
+            put.push(shut_down(t, "updating to a new spec", env.now_ns));
+        }
+        put.push(new_task(env, svc, slot, &node));
     }
 }
 
@@ -224,20 +370,20 @@ fn reconcile_replicated(
     put: &mut Vec<Task>,
     ops: &mut Vec<Op>,
 ) {
-    // live task per slot (the newest if, transiently, several)
-    let mut live: BTreeMap<u64, &Task> = BTreeMap::new();
+    let now = state.template_index.get(&svc.id).copied();
+    let current = |t: &Task| is_current_at(state, t, svc, now);
+    // live tasks per slot, and the one holding each slot
+    let mut by_slot: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
     for t in tasks.iter().filter(|t| is_live(t) && t.slot > 0) {
-        match live.get(&t.slot) {
-            Some(o) if o.created_at >= t.created_at => {}
-            _ => {
-                live.insert(t.slot, t);
-            }
-        }
+        by_slot.entry(t.slot).or_default().push(t);
     }
-    // duplicates in a slot (a stale leader's work): keep the newest
-    for t in tasks.iter().filter(|t| is_live(t) && t.slot > 0) {
-        if live.get(&t.slot).is_some_and(|k| k.id != t.id) {
-            put.push(shut_down(t, "duplicate task in slot", env.now_ns));
+    let mut live: BTreeMap<u64, &Task> = BTreeMap::new();
+    let mut beside: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
+    for (slot, ts) in by_slot {
+        let (main, kept) = pick_main(ts, &current, env, put);
+        live.insert(slot, main);
+        if !kept.is_empty() {
+            beside.insert(slot, kept);
         }
     }
     // scale down: remove slots from the most loaded nodes, non-running first, highest slot first
@@ -256,9 +402,11 @@ fn reconcile_replicated(
         });
         let excess = live.len() - replicas as usize;
         for t in order.into_iter().take(excess) {
-            let mut s = shut_down(t, "service scaled down", env.now_ns);
-            s.desired_state = TaskState::Remove;
-            put.push(s);
+            for x in std::iter::once(t).chain(beside.remove(&t.slot).unwrap_or_default()) {
+                let mut s = shut_down(x, "service scaled down", env.now_ns);
+                s.desired_state = TaskState::Remove;
+                put.push(s);
+            }
             live.remove(&t.slot);
         }
     }
@@ -274,15 +422,8 @@ fn reconcile_replicated(
         next += 1;
     }
     // live tasks that stopped, sit on lost nodes, or are out of date
-    let now = state.template_index.get(&svc.id).copied();
-    let in_flight = live
-        .values()
-        .filter(|t| {
-            t.status.state < TaskState::Running && !t.status.state.is_terminal() && is_current_at(state, t, svc, now)
-        })
-        .count();
-    let mut budget = update_parallelism(svc).saturating_sub(in_flight);
-    let mut dirty = 0usize;
+    let mut candidates: Vec<(&Task, u64, String)> = Vec::new();
+    let mut waiting = 0usize;
     // what this round already made or changed (a set: `put` holds thousands of tasks during a large create or a mass
     // node loss, and scanning it per slot was quadratic), and each node's verdict once
     let touched: std::collections::HashSet<String> = put.iter().map(|p| p.id.clone()).collect();
@@ -293,54 +434,24 @@ fn reconcile_replicated(
         }
         let key = format!("{}/{}", svc.id, slot);
         if t.status.state.is_terminal() {
-            replace_if_due(state, svc, key, &t, slot, "", env, put, ops);
-        } else if !t.node_id.is_empty() && *lost.entry(t.node_id.as_str()).or_insert_with(|| node_lost(state, &t.node_id)) {
-            put.push(shut_down(&t, "node is down or drained", env.now_ns));
-            put.push(new_task(env, svc, slot, ""));
-        } else if !is_current_at(state, t, svc, now) {
-            dirty += 1;
-            if budget > 0 {
-                budget -= 1;
-                put.push(shut_down(&t, "updating to a new spec", env.now_ns));
-                put.push(new_task(env, svc, slot, ""));
+            match ended_out_of_date(state, svc, &key, t, &current, env.now_ns) {
+                Some(true) => candidates.push((t, slot, String::new())),
+                Some(false) => {
+                    waiting += 1;
+                    replace_if_due(state, svc, key, t, slot, "", env, put, ops);
+                }
+                None => replace_if_due(state, svc, key, t, slot, "", env, put, ops),
             }
+        } else if !t.node_id.is_empty() && *lost.entry(t.node_id.as_str()).or_insert_with(|| node_lost(state, &t.node_id)) {
+            put.push(shut_down(t, "node is down or drained", env.now_ns));
+            put.push(new_task(env, svc, slot, ""));
+        } else if !current(t) {
+            candidates.push((t, slot, String::new()));
         }
     }
-    update_status(svc, dirty, in_flight, env, ops);
-}
-
-/// `UpdateStatus` follows a spec change: `updating` while slots are out of date or new tasks not yet running,
-/// `completed` after. A scale alone never starts an update (the store clears the status only on spec changes).
-fn update_status(svc: &Service, dirty: usize, in_flight: usize, env: &Env<'_>, ops: &mut Vec<Op>) {
-    let changed = svc.previous_spec.as_ref().is_some_and(|p| p.task_template != svc.spec.task_template);
-    if !changed {
-        return;
-    }
-    let cur = svc.update_status.as_ref().map(|u| u.state.as_str());
-    if dirty > 0 || in_flight > 0 {
-        if cur != Some("updating") && cur != Some("completed") {
-            ops.push(Op::SetUpdateStatus {
-                id: svc.id.clone(),
-                status: Some(UpdateStatus {
-                    state: "updating".into(),
-                    started_at: ts(env.now_ns),
-                    completed_at: String::new(),
-                    message: "update in progress".into(),
-                }),
-            });
-        }
-    } else if cur == Some("updating") {
-        let started = svc.update_status.as_ref().map(|u| u.started_at.clone()).unwrap_or_default();
-        ops.push(Op::SetUpdateStatus {
-            id: svc.id.clone(),
-            status: Some(UpdateStatus {
-                state: "completed".into(),
-                started_at: started,
-                completed_at: ts(env.now_ns),
-                message: "update completed".into(),
-            }),
-        });
-    }
+    let facts = update_facts(state, svc, tasks, &current, replicas as usize, candidates.len() + waiting, env.now_ns);
+    let decision = update::decide(svc, &facts, env.now_ns);
+    carry_out(svc, decision, candidates, env, put, ops);
 }
 
 fn reconcile_global(
@@ -357,41 +468,48 @@ fn reconcile_global(
         .map(String::as_str)
         .filter(|n| node_usable(state, n) && node_satisfies(state, n, &svc.spec.task_template))
         .collect();
-    let mut live: BTreeMap<&str, &Task> = BTreeMap::new();
+    let now = state.template_index.get(&svc.id).copied();
+    let current = |t: &Task| is_current_at(state, t, svc, now);
+    let mut by_node: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
     for t in tasks.iter().filter(|t| is_live(t)) {
-        if live.contains_key(t.node_id.as_str()) {
-            put.push(shut_down(t, "duplicate task on node", env.now_ns));
-            continue;
-        }
-        live.insert(t.node_id.as_str(), t);
+        by_node.entry(t.node_id.as_str()).or_default().push(t);
     }
-    let mut dirty = 0;
-    let mut budget = update_parallelism(svc);
-    for (node, t) in &live {
+    let mut live: BTreeMap<&str, (&Task, Vec<&Task>)> = BTreeMap::new();
+    for (node, ts) in by_node {
+        live.insert(node, pick_main(ts, &current, env, put));
+    }
+    let mut candidates: Vec<(&Task, u64, String)> = Vec::new();
+    let mut waiting = 0usize;
+    for (node, (t, kept)) in &live {
         let key = format!("{}/node/{}", svc.id, node);
         if !eligible.contains(node) {
             // drained, down, gone, or no longer matching the constraints
             if node_lost(state, node) || !node_satisfies(state, node, &svc.spec.task_template) {
-                put.push(shut_down(t, "node is no longer eligible", env.now_ns));
+                for x in std::iter::once(t).chain(kept.iter()) {
+                    put.push(shut_down(x, "node is no longer eligible", env.now_ns));
+                }
             }
         } else if t.status.state.is_terminal() {
-            replace_if_due(state, svc, key, t, 0, node, env, put, ops);
-        } else if !is_current(state, t, svc) {
-            dirty += 1;
-            if budget > 0 {
-                budget -= 1;
-                put.push(shut_down(t, "updating to a new spec", env.now_ns));
-                put.push(new_task(env, svc, 0, node));
+            match ended_out_of_date(state, svc, &key, t, &current, env.now_ns) {
+                Some(true) => candidates.push((t, 0, node.to_string())),
+                Some(false) => {
+                    waiting += 1;
+                    replace_if_due(state, svc, key, t, 0, node, env, put, ops);
+                }
+                None => replace_if_due(state, svc, key, t, 0, node, env, put, ops),
             }
+        } else if !current(t) {
+            candidates.push((t, 0, node.to_string()));
         }
     }
-    for node in eligible {
+    for node in &eligible {
         if !live.contains_key(node) {
             put.push(new_task(env, svc, 0, node));
         }
     }
-    let in_flight = live.values().filter(|t| is_current(state, t, svc) && t.status.state < TaskState::Running).count();
-    update_status(svc, dirty, in_flight, env, ops);
+    let facts = update_facts(state, svc, tasks, &current, eligible.len(), candidates.len() + waiting, env.now_ns);
+    let decision = update::decide(svc, &facts, env.now_ns);
+    carry_out(svc, decision, candidates, env, put, ops);
 }
 
 /// The reaper: delete history beyond the retention limit per slot (or node, for global services), tasks of removed

@@ -1,6 +1,6 @@
 use super::*;
 use crate::store::{Command, NodeRecord};
-use skep_api::docker::{Node, ReplicatedMode, ServiceMode, TaskStatus};
+use skep_api::docker::{Availability, Node, NodeRole, NodeState, ReplicatedMode, ServiceMode, ServiceSpec, TaskStatus, UpdateConfig};
 
 const S: i64 = SECOND_NS;
 const T0: i64 = 1_800_000_000 * S;
@@ -16,9 +16,9 @@ impl World {
         let mut state = ClusterState::default();
         for (id, st, avail) in nodes {
             let mut n = Node { id: id.to_string(), ..Default::default() };
-            n.spec.role = "worker".into();
-            n.spec.availability = avail.to_string();
-            n.status.state = st.to_string();
+            n.spec.role = NodeRole::Worker;
+            n.spec.availability = avail.parse().unwrap();
+            n.status.state = st.parse().unwrap();
             state.nodes.insert(id.to_string(), NodeRecord { node: n, ..Default::default() });
         }
         World { state, index: 1, ids: 0 }
@@ -188,7 +188,7 @@ fn tasks_on_a_down_or_drained_node_are_replaced_without_counting_as_restarts() {
     w.step(T0);
     w.run_all_on("n1", T0);
     let before: Vec<String> = w.live("web").iter().map(|t| t.id.clone()).collect();
-    w.apply(Op::SetNodeStatus { id: "n1".into(), state: "down".into(), message: String::new(), addr: String::new() }, T0 + S);
+    w.apply(Op::SetNodeStatus { id: "n1".into(), state: NodeState::Down, message: String::new(), addr: String::new() }, T0 + S);
     w.step(T0 + S);
     let live = w.live("web");
     assert_eq!(live.len(), 2);
@@ -210,13 +210,13 @@ fn a_global_service_runs_one_task_per_usable_node_including_new_ones_and_leaves_
     assert_eq!(live[0].status.state, TaskState::Assigned);
     // a node joins
     let mut n = Node { id: "n4".into(), ..Default::default() };
-    n.spec.availability = "active".into();
-    n.status.state = "ready".into();
+    n.spec.availability = Availability::Active;
+    n.status.state = NodeState::Ready;
     w.apply(Op::AddNode { node: Box::new(n), cluster_addr: String::new() }, T0 + S);
     w.step(T0 + S);
     assert_eq!(w.live("agent").len(), 2);
     // n1 drained: its task is shut down
-    let spec = skep_api::docker::NodeSpec { availability: "drain".into(), ..w.state.nodes["n1"].node.spec.clone() };
+    let spec = skep_api::docker::NodeSpec { availability: Availability::Drain, ..w.state.nodes["n1"].node.spec.clone() };
     let v = w.state.nodes["n1"].node.version.index;
     w.apply(Op::UpdateNodeSpec { id: "n1".into(), version: v, spec }, T0 + 2 * S);
     w.step(T0 + 2 * S);
@@ -246,6 +246,9 @@ fn a_spec_change_replaces_tasks_one_at_a_time_and_reports_the_update() {
     }
     let svc = &w.state.services["web"];
     assert!(w.live("web").iter().all(|t| is_up_to_date(t, svc)));
+    assert_eq!(svc.update_status.as_ref().unwrap().state, "updating", "the last task is monitored for 5 s");
+    w.step(T0 + 10 * S);
+    let svc = &w.state.services["web"];
     assert_eq!(svc.update_status.as_ref().unwrap().state, "completed");
     assert_eq!(svc.update_status.as_ref().unwrap().message, "update completed");
 }
@@ -274,4 +277,246 @@ fn the_reaper_keeps_the_history_limit_per_slot_and_clears_removed_services() {
     assert!(!dead.contains(&live_id), "still running: reaped once it stops");
     w.set_status(&live_id, TaskState::Shutdown, T0 + 101 * S);
     assert_eq!(reap(&w.state, 5).len(), 9);
+}
+
+fn update_spec(w: &World, svc: &str, u: UpdateConfig) -> (ServiceSpec, u64) {
+    let mut spec = w.state.services[svc].spec.clone();
+    spec.update_config = Some(u);
+    spec.task_template.force_update += 1;
+    (spec, w.state.services[svc].version.index)
+}
+
+fn state_of(w: &World, svc: &str) -> String {
+    w.state.services[svc].update_status.as_ref().map(|u| u.state.clone()).unwrap_or_default()
+}
+
+fn running(w: &World, svc: &str) -> usize {
+    w.live(svc).iter().filter(|t| t.status.state == TaskState::Running).count()
+}
+
+#[test]
+fn a_start_first_update_starts_the_new_task_before_it_stops_the_old_one() {
+    let mut w = World::new(&[("n1", "ready", "active")]);
+    w.service("web", replicated(3), None);
+    w.step(T0);
+    w.run_all_on("n1", T0);
+    let u = UpdateConfig { parallelism: 1, order: "start-first".into(), monitor: S, failure_action: "pause".into(), ..Default::default() };
+    let (spec, v) = update_spec(&w, "web", u);
+    w.apply(Op::UpdateService { id: "web".into(), version: v, spec: Box::new(spec), spec_changed: true }, T0 + S);
+    let mut t = T0 + S;
+    for _ in 0..20 {
+        w.step(t);
+        assert!(running(&w, "web") >= 3, "never below the replica count");
+        assert!(w.live("web").len() <= 4, "one new task at a time");
+        t += S;
+        w.run_all_on("n1", t);
+    }
+    w.step(t);
+    let svc = &w.state.services["web"];
+    assert_eq!(w.live("web").len(), 3);
+    assert!(w.live("web").iter().all(|t| is_up_to_date(t, svc) && t.status.state == TaskState::Running));
+    assert_eq!(state_of(&w, "web"), "completed");
+}
+
+#[test]
+fn a_failing_update_rolls_back_to_the_previous_spec_and_leaves_the_old_tasks_running() {
+    let mut w = World::new(&[("n1", "ready", "active")]);
+    w.service("web", replicated(3), Some(RestartPolicy { condition: "any".into(), delay: Some(0), ..Default::default() }));
+    w.step(T0);
+    w.run_all_on("n1", T0);
+    let old: Vec<String> = w.live("web").iter().map(|t| t.id.clone()).collect();
+    let old_template = w.state.services["web"].spec.task_template.clone();
+    let u = UpdateConfig { parallelism: 1, failure_action: "rollback".into(), monitor: 10 * S, ..Default::default() };
+    let (spec, v) = update_spec(&w, "web", u);
+    w.apply(Op::UpdateService { id: "web".into(), version: v, spec: Box::new(spec), spec_changed: true }, T0 + S);
+    w.step(T0 + S);
+    assert_eq!(state_of(&w, "web"), "updating");
+    let new: Vec<String> = w.live("web").iter().filter(|t| !old.contains(&t.id)).map(|t| t.id.clone()).collect();
+    assert_eq!(new.len(), 1);
+    w.run_all_on("n1", T0 + 2 * S);
+    // fails within the monitor period
+    w.set_status(&new[0], TaskState::Failed, T0 + 3 * S);
+    w.step(T0 + 3 * S);
+    let svc = &w.state.services["web"];
+    assert_eq!(state_of(&w, "web"), "rollback_started");
+    assert_eq!(svc.update_status.as_ref().unwrap().message, format!("update rolled back due to failure or early termination of task {}", new[0]));
+    assert_eq!(svc.spec.task_template, old_template);
+    for i in 4..30 {
+        w.step(T0 + i * S);
+        w.run_all_on("n1", T0 + i * S);
+    }
+    assert_eq!(state_of(&w, "web"), "rollback_completed");
+    let live = w.live("web");
+    assert_eq!(live.len(), 3);
+    assert!(live.iter().all(|t| t.spec == old_template && t.status.state == TaskState::Running));
+    let kept = live.iter().filter(|t| old.contains(&t.id)).count();
+    assert_eq!(kept, 2, "the slots the update never reached keep their tasks");
+}
+
+#[test]
+fn a_failure_pauses_the_update_and_the_next_update_resumes_it() {
+    let mut w = World::new(&[("n1", "ready", "active")]);
+    w.service("web", replicated(3), Some(RestartPolicy { condition: "none".into(), ..Default::default() }));
+    w.step(T0);
+    w.run_all_on("n1", T0);
+    let u = UpdateConfig { parallelism: 1, failure_action: "pause".into(), monitor: 10 * S, ..Default::default() };
+    let (spec, v) = update_spec(&w, "web", u);
+    w.apply(Op::UpdateService { id: "web".into(), version: v, spec: Box::new(spec.clone()), spec_changed: true }, T0 + S);
+    w.step(T0 + S);
+    let svc = w.state.services["web"].clone();
+    let new = w.live("web").into_iter().find(|t| is_up_to_date(t, &svc)).unwrap().id.clone();
+    w.set_status(&new, TaskState::Rejected, T0 + 2 * S);
+    w.step(T0 + 2 * S);
+    assert_eq!(state_of(&w, "web"), "paused");
+    for i in 3..10 {
+        w.run_all_on("n1", T0 + i * S);
+        w.step(T0 + i * S);
+    }
+    let svc = w.state.services["web"].clone();
+    assert_eq!(w.live("web").iter().filter(|t| is_up_to_date(t, &svc)).count(), 1, "nothing more while paused");
+    // the same spec again: the update resumes
+    let v = svc.version.index;
+    w.apply(Op::UpdateService { id: "web".into(), version: v, spec: Box::new(spec), spec_changed: false }, T0 + 10 * S);
+    w.step(T0 + 10 * S);
+    assert_eq!(state_of(&w, "web"), "updating");
+    for i in 11..40 {
+        w.run_all_on("n1", T0 + i * S);
+        w.step(T0 + i * S);
+    }
+    assert_eq!(state_of(&w, "web"), "completed");
+}
+
+#[test]
+fn the_delay_spaces_the_slots_and_parallelism_zero_updates_all_at_once() {
+    let mut w = World::new(&[("n1", "ready", "active")]);
+    w.service("web", replicated(3), None);
+    w.step(T0);
+    w.run_all_on("n1", T0);
+    let u = UpdateConfig { parallelism: 1, delay: 10 * S, monitor: S, ..Default::default() };
+    let (spec, v) = update_spec(&w, "web", u);
+    w.apply(Op::UpdateService { id: "web".into(), version: v, spec: Box::new(spec), spec_changed: true }, T0 + S);
+    w.step(T0 + S);
+    w.run_all_on("n1", T0 + 2 * S);
+    let fresh = |w: &World| {
+        let svc = w.state.services["web"].clone();
+        w.live("web").iter().filter(|t| is_up_to_date(t, &svc)).count()
+    };
+    w.step(T0 + 5 * S);
+    assert_eq!(fresh(&w), 1, "within the delay");
+    w.step(T0 + 12 * S);
+    assert_eq!(fresh(&w), 2, "after the delay");
+    let u = UpdateConfig { parallelism: 0, monitor: S, ..Default::default() };
+    let (spec, v) = update_spec(&w, "web", u);
+    w.apply(Op::UpdateService { id: "web".into(), version: v, spec: Box::new(spec), spec_changed: true }, T0 + 20 * S);
+    w.step(T0 + 20 * S);
+    assert_eq!(fresh(&w), 3);
+}
+
+#[test]
+fn a_global_service_updates_node_by_node() {
+    let mut w = World::new(&[("n1", "ready", "active"), ("n2", "ready", "active"), ("n3", "ready", "active")]);
+    w.service("agent", global(), None);
+    w.step(T0);
+    w.run_all_on("n1", T0);
+    let u = UpdateConfig { parallelism: 1, monitor: S, ..Default::default() };
+    let (spec, v) = update_spec(&w, "agent", u);
+    w.apply(Op::UpdateService { id: "agent".into(), version: v, spec: Box::new(spec), spec_changed: true }, T0 + S);
+    let mut done = Vec::new();
+    for i in 1..20 {
+        w.step(T0 + i * S);
+        let svc = w.state.services["agent"].clone();
+        let fresh = w.live("agent").iter().filter(|t| is_up_to_date(t, &svc)).count();
+        let starting = w.live("agent").iter().filter(|t| t.status.state != TaskState::Running).count();
+        assert!(starting <= 1, "one node at a time");
+        done.push(fresh);
+        w.run_all_on("n1", T0 + i * S);
+    }
+    assert_eq!(state_of(&w, "agent"), "completed");
+    assert!(w.live("agent").len() == 3);
+}
+
+#[test]
+fn a_new_leader_decides_the_same_from_the_store() {
+    let mut w = World::new(&[("n1", "ready", "active")]);
+    w.service("web", replicated(4), None);
+    w.step(T0);
+    w.run_all_on("n1", T0);
+    let u = UpdateConfig { parallelism: 2, monitor: S, ..Default::default() };
+    let (spec, v) = update_spec(&w, "web", u);
+    w.apply(Op::UpdateService { id: "web".into(), version: v, spec: Box::new(spec), spec_changed: true }, T0 + S);
+    w.step(T0 + S);
+    w.run_all_on("n1", T0 + 2 * S);
+    // what a new leader reads back from a snapshot
+    let copy: ClusterState = serde_json::from_str(&serde_json::to_string(&w.state).unwrap()).unwrap();
+    let mut ids = 0;
+    let mut next = || {
+        ids += 1;
+        format!("x{ids}")
+    };
+    let a = reconcile(&w.state, &mut Env { now_ns: T0 + 3 * S, new_id: &mut next });
+    let mut ids2 = 0;
+    let mut next2 = || {
+        ids2 += 1;
+        format!("x{ids2}")
+    };
+    let b = reconcile(&copy, &mut Env { now_ns: T0 + 3 * S, new_id: &mut next2 });
+    assert!(!a.is_empty(), "the update goes on");
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_replicated_job_runs_to_its_completions_max_concurrent_at_a_time_and_again_after_an_update() {
+    let mut w = World::new(&[("n1", "ready", "active")]);
+    let mode = ServiceMode {
+        replicated_job: Some(skep_api::docker::ReplicatedJob { max_concurrent: Some(2), total_completions: Some(5) }),
+        ..Default::default()
+    };
+    w.service("job", mode, None);
+    let run = w.state.services["job"].job_status.clone().unwrap().job_iteration;
+    let mut t = T0;
+    for _ in 0..10 {
+        w.step(t);
+        let live: Vec<String> = w.live("job").iter().map(|t| t.id.clone()).collect();
+        assert!(live.len() <= 2, "MaxConcurrent: {live:?}");
+        w.run_all_on("n1", t);
+        for id in &live {
+            w.set_status(id, TaskState::Complete, t + S / 2);
+        }
+        t += S;
+    }
+    assert_eq!(w.step(t), 0, "done: nothing more");
+    let done: Vec<&Task> = w.state.tasks.values().filter(|t| t.status.state == TaskState::Complete).collect();
+    assert_eq!(done.len(), 5);
+    let mut slots: Vec<u64> = done.iter().map(|t| t.slot).collect();
+    slots.sort();
+    assert_eq!(slots, [0, 1, 2, 3, 4], "0-based, as swarmkit and the docker CLI count them");
+    assert!(done.iter().all(|t| t.desired_state == TaskState::Complete && t.job_iteration == Some(run)));
+    // an update (--force) runs it again
+    let mut spec = w.state.services["job"].spec.clone();
+    spec.task_template.force_update = 1;
+    let v = w.state.services["job"].version.index;
+    w.apply(Op::UpdateService { id: "job".into(), version: v, spec: Box::new(spec), spec_changed: true }, t);
+    let run2 = w.state.services["job"].job_status.clone().unwrap().job_iteration;
+    assert_ne!(run, run2);
+    w.step(t + S);
+    let live = w.live("job");
+    assert_eq!(live.len(), 2);
+    assert!(live.iter().all(|t| t.job_iteration == Some(run2)));
+}
+
+#[test]
+fn a_global_job_runs_once_per_node_and_a_failed_task_is_retried() {
+    let mut w = World::new(&[("n1", "ready", "active"), ("n2", "ready", "active")]);
+    let mode = ServiceMode { global_job: Some(serde_json::json!({})), ..Default::default() };
+    w.service("gj", mode, Some(RestartPolicy { condition: "on-failure".into(), delay: Some(0), ..Default::default() }));
+    w.step(T0);
+    let live: Vec<Task> = w.live("gj").into_iter().cloned().collect();
+    assert_eq!(live.len(), 2);
+    w.run_all_on("n1", T0);
+    w.set_status(&live[0].id, TaskState::Complete, T0 + S);
+    w.set_status(&live[1].id, TaskState::Failed, T0 + S);
+    w.step(T0 + 2 * S);
+    let again = w.live("gj");
+    assert_eq!(again.len(), 1, "the failed one is retried, the completed one is done");
+    assert_eq!(again[0].node_id, live[1].node_id);
 }

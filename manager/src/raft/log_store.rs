@@ -4,7 +4,7 @@
 //! the entries are flushed, so an acknowledged write is on disk on a quorum. Each stored entry and each metadata record
 //! is `[crc32 LE][bincode]`; a checksum mismatch on read is a storage error, never silently used data.
 //!
-//! The newest entries are also kept in memory ([`Tail`], bounded in bytes): openraft reads every entry back right
+//! The newest entries are also kept in memory (`Tail`, bounded in bytes): openraft reads every entry back right
 //! after appending it, once per follower to replicate it and once to apply it, and decoding those from redb was most
 //! of a busy leader's work.
 
@@ -17,8 +17,8 @@ use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::Arc;
 
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const LOG: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_PURGED: &str = "last_purged";
@@ -89,6 +89,34 @@ fn decode_sealed<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result
 /// Bytes of encoded entries the in-memory tail holds at most.
 const TAIL_BYTES: usize = 32 * 1024 * 1024;
 
+/// Bytes of encoded entries one AppendEntries carries at most (at least one entry, however large). openraft gives
+/// every AppendEntries one heartbeat interval to reach a follower and be fsynced there, and sends a missed one again
+/// whole: a batch of several 1 MiB entries could miss it every time on a busy host.
+pub const REPLICATION_BATCH_BYTES: usize = super::TARGET_ENTRY_BYTES;
+
+/// A byte budget for a run of entries: the first always fits, then each while the sum stays within the bound.
+#[derive(Clone, Copy)]
+struct Budget {
+    left: usize,
+    any: bool,
+}
+
+impl Budget {
+    fn new(bytes: usize) -> Budget {
+        Budget { left: bytes, any: false }
+    }
+
+    /// Whether an entry of `len` bytes fits; if so, it is counted.
+    fn admit(&mut self, len: usize) -> bool {
+        if self.any && len > self.left {
+            return false;
+        }
+        self.left = self.left.saturating_sub(len);
+        self.any = true;
+        true
+    }
+}
+
 /// The newest entries, contiguous by index, as appended (entries are cheap to clone: see `Proposal`).
 #[derive(Default)]
 struct Tail {
@@ -140,14 +168,14 @@ impl Tail {
         self.entries.last_key_value().map(|(_, (e, _))| e.log_id)
     }
 
-    /// Entries in `start..end` from the tail.
-    fn range(&self, start: u64, end: Option<u64>) -> impl Iterator<Item = Entry<TypeConfig>> + '_ {
+    /// Entries in `start..end` from the tail, with their encoded sizes.
+    fn range(&self, start: u64, end: Option<u64>) -> impl Iterator<Item = (Entry<TypeConfig>, usize)> + '_ {
         let it = match end {
             Some(e) if e <= start => self.entries.range(start..start),
             Some(e) => self.entries.range(start..e),
             None => self.entries.range(start..),
         };
-        it.map(|(_, (e, _))| e.clone())
+        it.map(|(_, (e, len))| (e.clone(), *len))
     }
 }
 
@@ -161,6 +189,13 @@ pub struct LogStore {
 impl LogStore {
     /// Open (or create) the log at `path`.
     pub fn open(path: &Path) -> Result<LogStore, LogStoreError> {
+        // the log holds the CA key and the join tokens: the file is made 0600 before redb writes into it (and an
+        // older, wider one is narrowed)
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(db_err)?;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(db_err)?;
+        }
         let db = Database::create(path).map_err(db_err)?;
         let tx = db.begin_write().map_err(db_err)?;
         {
@@ -211,24 +246,47 @@ impl LogStore {
 
     /// Entries in `start..end`: from the in-memory tail where it covers them, the rest from redb.
     fn read_range(&self, start: u64, end: Option<u64>) -> Result<Vec<Entry<TypeConfig>>, LogStoreError> {
+        self.read_range_within(start, end, usize::MAX)
+    }
+
+    /// Entries from `start` on, stopping before `end` or before their encoded sizes pass `budget` bytes: at least
+    /// one entry whenever the range holds one.
+    fn read_range_within(
+        &self,
+        start: u64,
+        end: Option<u64>,
+        budget: usize,
+    ) -> Result<Vec<Entry<TypeConfig>>, LogStoreError> {
         // the tail's part first, in one look: what lies below its first entry was flushed before that entry was
-        // appended, so reading it from redb afterwards is safe
+        // appended, so reading it from redb afterwards is safe; no more of it is cloned than the budget can take
         let (first, from_tail): (Option<u64>, Vec<_>) = {
             let t = self.lock_tail();
             let first = t.first();
-            (first, first.map(|f| t.range(start.max(f), end).collect()).unwrap_or_default())
+            let mut alone = Budget::new(budget);
+            let within = |(_, len): &(Entry<TypeConfig>, usize)| alone.admit(*len);
+            (first, first.map(|f| t.range(start.max(f), end).take_while(within).collect()).unwrap_or_default())
         };
         let disk_end = match (first, end) {
             (Some(f), Some(e)) => Some(f.min(e)),
             (Some(f), None) => Some(f),
             (None, e) => e,
         };
-        let mut out = if disk_end.is_some_and(|d| d <= start) { Vec::new() } else { self.read_disk(start, disk_end)? };
-        out.extend(from_tail);
+        let mut left = Budget::new(budget);
+        let mut out = match disk_end {
+            Some(d) if d <= start => Vec::new(),
+            _ => self.read_disk(start, disk_end, &mut left)?,
+        };
+        out.extend(from_tail.into_iter().take_while(|(_, len)| left.admit(*len)).map(|(e, _)| e));
         Ok(out)
     }
 
-    fn read_disk(&self, start: u64, end: Option<u64>) -> Result<Vec<Entry<TypeConfig>>, LogStoreError> {
+    /// Entries of redb in `start..end`, while their stored sizes fit `budget` (which they are counted against).
+    fn read_disk(
+        &self,
+        start: u64,
+        end: Option<u64>,
+        budget: &mut Budget,
+    ) -> Result<Vec<Entry<TypeConfig>>, LogStoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(LOG).map_err(db_err)?;
         let iter = match end {
@@ -239,6 +297,9 @@ impl LogStore {
         let mut out = Vec::new();
         for item in iter {
             let (k, v) = item.map_err(db_err)?;
+            if !budget.admit(v.value().len()) {
+                break;
+            }
             out.push(decode_sealed(&format!("log entry {}", k.value()), v.value())?);
         }
         Ok(out)
@@ -308,6 +369,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry<TypeConfig>>, SErr> {
         let (s, e) = range_start_end(&range);
         self.read_range(s, e).map_err(|e| StorageIOError::read_logs(AnyError::new(&e)).into())
+    }
+
+    /// What replication sends: bounded in bytes ([`REPLICATION_BATCH_BYTES`]), not only in entries.
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry<TypeConfig>>, SErr> {
+        self.read_range_within(start, Some(end), REPLICATION_BATCH_BYTES)
+            .map_err(|e| StorageIOError::read_logs(AnyError::new(&e)).into())
     }
 }
 
@@ -427,7 +494,7 @@ mod tests {
     fn the_tail_stays_contiguous_and_bounded_and_keeps_what_was_just_pushed() {
         let mut t = Tail::default();
         t.push((1..=3).map(entry).collect());
-        assert_eq!(t.range(2, None).map(|e| e.log_id.index).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(t.range(2, None).map(|(e, _)| e.log_id.index).collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(t.range(3, Some(3)).count(), 0);
         // over the byte bound: the oldest go, never the ones just pushed
         t.push((4..=9).map(entry).collect());
@@ -463,6 +530,10 @@ mod tests {
         assert_eq!(got(store.try_get_log_entries(..).await.unwrap()), vec![1, 2, 3, 4, 5]);
         assert_eq!(got(store.try_get_log_entries(5..).await.unwrap()), vec![5]);
         assert_eq!(got(store.try_get_log_entries(1..2).await.unwrap()), vec![1]);
+        // replication's reads stop at the byte budget (the tail's entries count 8 MiB each), never empty-handed
+        assert_eq!(got(store.limited_get_log_entries(1, 6).await.unwrap()), vec![1, 2, 3]);
+        assert_eq!(got(store.limited_get_log_entries(4, 6).await.unwrap()), vec![4]);
+        assert_eq!(got(store.limited_get_log_entries(5, 6).await.unwrap()), vec![5]);
     }
 
     #[test]
@@ -479,7 +550,7 @@ mod tests {
             t.insert(1u64, b.as_slice()).unwrap();
         }
         tx.commit().unwrap();
-        let err = store.read_disk(0, None).unwrap_err();
+        let err = store.read_disk(0, None, &mut Budget::new(usize::MAX)).unwrap_err();
         assert!(matches!(err, LogStoreError::Checksum { .. }), "{err}");
     }
 }

@@ -10,9 +10,13 @@
 //! every client write as its own entry, one after the other, so concurrent proposals are grouped into one entry
 //! before they reach it (group commit, see `runtime::batch`).
 
+pub mod force;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
+
+/// A Raft log entry's ID (term, leader, index), as backups and snapshots record it.
+pub use openraft::LogId;
 
 use crate::store::{ApplyResult, Command};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -36,6 +40,54 @@ impl fmt::Display for Member {
     }
 }
 
+/// Largest JSON of one Raft entry. An AppendEntries frame carries entries to a follower within the transport's
+/// 16 MiB frame limit (`skep_transport::codec::DEFAULT_MAX_FRAME`); an entry past this bound could never reach one
+/// and would be retried forever, so a command this large is refused at proposal.
+pub const MAX_ENTRY_BYTES: usize = 8 * 1024 * 1024;
+
+/// The size entries aim at: batches of proposals and chunks of tasks stop short of it, so only one command larger
+/// than this (a spec near the API's 1 MiB bound) makes a larger entry. openraft gives each AppendEntries one heartbeat
+/// interval to reach a follower, be decoded and fsynced there; multi-MiB entries missed it on a busy host, and a
+/// missed AppendEntries is sent again whole, so replication to that follower never caught up.
+pub const TARGET_ENTRY_BYTES: usize = 1024 * 1024;
+
+/// Deepest JSON nesting of one command. Every manager reads entries with serde_json, whose recursion limit is 128;
+/// the proposal's list adds one level. A command past this is refused at proposal rather than written into a log
+/// that no manager (the leader after a restart included) could read back.
+pub const MAX_COMMAND_DEPTH: usize = 100;
+
+/// Why a command cannot go into the log.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// Its JSON is larger than [`MAX_ENTRY_BYTES`].
+    #[error("the change is too large to replicate: {bytes} bytes, at most {MAX_ENTRY_BYTES}")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+    },
+    /// Its JSON nests deeper than [`MAX_COMMAND_DEPTH`].
+    #[error("the change nests deeper than {MAX_COMMAND_DEPTH} levels and could not be read back")]
+    TooDeep,
+    /// It cannot be encoded at all.
+    #[error("the change cannot be encoded: {0}")]
+    Encode(String),
+}
+
+/// The deepest nesting of arrays and objects in JSON text (see `skep_api::docker::decode::json_depth`).
+pub use skep_api::docker::decode::json_depth;
+
+/// One command's JSON, checked against the bounds of an entry.
+pub fn command_json(cmd: &Command) -> Result<Vec<u8>, EntryError> {
+    let json = serde_json::to_vec(cmd).map_err(|e| EntryError::Encode(e.to_string()))?;
+    if json.len() > MAX_ENTRY_BYTES {
+        return Err(EntryError::TooLarge { bytes: json.len() });
+    }
+    if json_depth(&json) > MAX_COMMAND_DEPTH {
+        return Err(EntryError::TooDeep);
+    }
+    Ok(json)
+}
+
 /// The store commands of one Raft entry, applied in order, as JSON bytes (see the module docs).
 ///
 /// An entry is encoded for the log and for every follower, and read back for replication and apply; the commands sit
@@ -51,6 +103,22 @@ impl Proposal {
     /// The entry for `cmds`.
     pub fn new(cmds: Vec<Command>) -> Proposal {
         Proposal { cmds: Arc::new(cmds), json: Arc::new(OnceLock::new()) }
+    }
+
+    /// The entry for commands whose JSON is already made ([`command_json`]): the entry's JSON is their list.
+    pub fn from_json(cmds: Vec<(Command, Vec<u8>)>) -> Proposal {
+        let mut json = Vec::with_capacity(cmds.iter().map(|(_, j)| j.len() + 1).sum::<usize>() + 2);
+        json.push(b'[');
+        let mut list = Vec::with_capacity(cmds.len());
+        for (i, (c, j)) in cmds.into_iter().enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            json.extend_from_slice(&j);
+            list.push(c);
+        }
+        json.push(b']');
+        Proposal { cmds: Arc::new(list), json: Arc::new(OnceLock::from(json)) }
     }
 
     /// The commands, in order.
@@ -194,7 +262,8 @@ mod tests {
     #[test]
     fn proposals_round_trip_through_bincode_even_with_free_form_json() {
         let mut spec = skep_api::docker::SwarmSpec::default().with_defaults();
-        spec.task_defaults = serde_json::json!({"LogDriver": {"Name": "json-file"}});
+        spec.task_defaults.log_driver = Some(skep_api::docker::Driver { name: "json-file".into(), ..Default::default() });
+        spec.ca_config.external_cas = Some(serde_json::json!([{"Protocol": "cfssl", "URL": "https://ca"}]));
         let p = Proposal::new(vec![
             Command { at: "t".into(), op: Op::UpdateCluster { version: 3, spec: Box::new(spec), tokens: Default::default() } },
             Command { at: "u".into(), op: Op::KvPut { key: "k".into(), value: vec![1, 2] } },

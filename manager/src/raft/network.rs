@@ -2,10 +2,19 @@
 //!
 //! Each openraft RPC becomes one [`Request::Raft`] whose payload is the bincode of the openraft request; the reply
 //! carries the bincode of `Result<response, RaftError>`. Transport failures are reported to openraft as
-//! `Unreachable`, so it backs off instead of spinning.
+//! `Unreachable`, so it backs off instead of spinning (for [`REPLICATION_BACKOFF`]). Each call carries openraft's
+//! deadline into the transport, so a peer that stays silent until then loses its cached connection and the next
+//! attempt redials: a manager killed and restarted on the same address is reached again at once.
+//!
+//! Bounded by bytes: an AppendEntries whose payload would not fit a transport frame is not sent (it would fail at
+//! encode and be retried forever); openraft is told `PayloadTooLarge` and sends fewer entries. A follower that
+//! cannot decode an AppendEntries from its leader (a poison entry: no retry can help) stops its Raft with a fatal
+//! error in its log, instead of answering an error the leader would take for a network fault and retry forever.
 
 use super::{decode, encode, Member, TypeConfig};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
@@ -18,6 +27,9 @@ use skep_api::wire::{RaftKind, Request, Response};
 use skep_transport::Endpoint;
 
 type NodeId = u64;
+
+/// Largest Raft payload sent: a transport frame less room for the request around it.
+pub const MAX_RAFT_PAYLOAD: usize = skep_transport::codec::DEFAULT_MAX_FRAME - 64 * 1024;
 
 /// Makes a [`Peer`] per target.
 #[derive(Clone)]
@@ -55,17 +67,25 @@ impl Peer {
         option: &RPCOption,
     ) -> Result<Resp, RPCError<NodeId, Member, RaftError<NodeId, E>>> {
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if payload.len() > MAX_RAFT_PAYLOAD {
+            // the caller (append_entries) turns this into a hint of fewer entries
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(1)));
+        }
         let addr = self
             .member
             .addr
             .parse()
             .map_err(|e: std::net::AddrParseError| RPCError::Unreachable(Unreachable::new(&e)))?;
         let req = Request::Raft { kind, payload };
-        let call = self.endpoint.call::<Request, Response>(addr, skep_pki::NODE_SAN, &req);
-        let resp = match tokio::time::timeout(option.hard_ttl(), call).await {
-            Err(_) => return Err(RPCError::Unreachable(Unreachable::new(&AnyError::error("raft rpc timed out")))),
-            Ok(Err(e)) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
-            Ok(Ok(r)) => r,
+        // the deadline goes into the call, so that a peer silent until then (killed, perhaps restarted already) loses
+        // its cached connection and the next call redials
+        let deadline = tokio::time::Instant::now() + option.hard_ttl();
+        let resp = match self.endpoint.call_until::<Request, Response>(addr, skep_pki::NODE_SAN, &req, deadline).await {
+            Err(skep_transport::TransportError::Timeout) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&AnyError::error("raft rpc timed out"))))
+            }
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Ok(r) => r,
         };
         match resp {
             Response::Raft { payload } => {
@@ -87,7 +107,22 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        self.call(RaftKind::Append, &rpc, &option).await
+        let entries = rpc.entries.len() as u64;
+        match self.call(RaftKind::Append, &rpc, &option).await {
+            Err(RPCError::PayloadTooLarge(_)) if entries > 1 => {
+                Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2)))
+            }
+            Err(RPCError::PayloadTooLarge(_)) => {
+                // one entry larger than a frame: proposals are bounded well below it (`MAX_ENTRY_BYTES`), so only
+                // a log written by a build without that bound gets here
+                tracing::error!(
+                    peer = self.target,
+                    "a Raft entry is larger than a transport frame ({MAX_RAFT_PAYLOAD} bytes) and cannot be replicated"
+                );
+                Err(RPCError::Unreachable(Unreachable::new(&AnyError::error("raft entry larger than a frame"))))
+            }
+            other => other,
+        }
     }
 
     async fn install_snapshot(
@@ -106,7 +141,18 @@ impl RaftNetwork<TypeConfig> for Peer {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
         self.call(RaftKind::Vote, &rpc, &option).await
     }
+
+    /// Pause between replication attempts to a peer that could not be reached. openraft's default is 500 ms; a
+    /// manager restarted on its data is then heard from only after it has started an election of its own (about a
+    /// second after its start), with a term higher than the leader's, which costs the cluster a second election.
+    /// An attempt to a dead peer costs one bounded call, so trying every 100 ms is cheap.
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(REPLICATION_BACKOFF))
+    }
 }
+
+/// See [`Peer::backoff`].
+const REPLICATION_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Serve one Raft request on the receiving manager: decode, hand to openraft, encode the result.
 pub async fn serve(raft: &super::Raft, kind: RaftKind, payload: &[u8]) -> Response {
@@ -122,7 +168,17 @@ pub async fn serve(raft: &super::Raft, kind: RaftKind, payload: &[u8]) -> Respon
     match kind {
         RaftKind::Append => match decode::<AppendEntriesRequest<TypeConfig>>(payload) {
             Ok(req) => reply(&raft.append_entries(req).await),
-            Err(e) => bad(e),
+            Err(e) => {
+                tracing::error!(
+                    "FATAL: cannot decode entries from the Raft leader ({e}); no retry can fix this, so this manager \
+                     stops taking part in Raft (restart it with a matching skep build, or remove it and rejoin)"
+                );
+                let raft = raft.clone();
+                tokio::spawn(async move {
+                    let _ = raft.shutdown().await;
+                });
+                bad(e)
+            }
         },
         RaftKind::Vote => match decode::<VoteRequest<NodeId>>(payload) {
             Ok(req) => reply(&raft.vote(req).await),

@@ -103,17 +103,38 @@ impl StateMachine {
     }
 
     fn write_snapshot(&self, meta: &SnapshotMeta<NodeId, Member>, state: &ClusterState) -> Result<Vec<u8>, SnapshotError> {
-        let file = SnapshotFile { meta: meta.clone(), state: state.clone() };
-        let body = serde_json::to_vec(&file)?;
-        write_atomically(&self.path, &body)?;
+        write_snapshot_file(&self.path, meta, state)?;
         Ok(serde_json::to_vec(state)?)
     }
+
+    /// The last applied log ID and the state as of it, read together.
+    pub fn applied(&self) -> (Option<LogId<NodeId>>, Arc<ClusterState>) {
+        let i = self.lock();
+        (i.last_applied, self.state())
+    }
+}
+
+/// Write a snapshot file (checksummed, atomically) for `state` as of `meta`.
+pub(crate) fn write_snapshot_file(
+    path: &Path,
+    meta: &SnapshotMeta<NodeId, Member>,
+    state: &ClusterState,
+) -> Result<(), SnapshotError> {
+    let file = SnapshotFile { meta: meta.clone(), state: state.clone() };
+    let body = serde_json::to_vec(&file)?;
+    write_atomically(path, &body)
 }
 
 fn write_atomically(path: &Path, body: &[u8]) -> Result<(), SnapshotError> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        // the snapshot holds the CA key and the join tokens: 0600 from creation, never wider
+        let mut f = {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&tmp)?;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            f
+        };
         f.write_all(MAGIC)?;
         f.write_all(&crc32fast::hash(body).to_le_bytes())?;
         f.write_all(&(body.len() as u64).to_le_bytes())?;

@@ -11,7 +11,7 @@
 //! Commands of one entry are applied in order and share the entry's log index, so objects they write get the same
 //! `Version.Index`; an update carrying a version read before the entry still conflicts as it should.
 
-use crate::raft::{Member, Proposal, Raft};
+use crate::raft::{command_json, EntryError, Member, Proposal, Raft, TARGET_ENTRY_BYTES};
 use crate::store::{ApplyResult, Command, Op};
 use openraft::error::ClientWriteError;
 use std::sync::Arc;
@@ -37,10 +37,15 @@ pub enum WriteError {
     /// Raft stopped or failed.
     #[error("{0}")]
     Unavailable(String),
+    /// The command can never go into the log (too large, too deep): refused, not retried.
+    #[error(transparent)]
+    Refused(#[from] EntryError),
 }
 
 struct Pending {
     cmd: Command,
+    /// Its JSON ([`command_json`]), made by the proposer so that the batching task only concatenates.
+    json: Vec<u8>,
     reply: oneshot::Sender<Result<ApplyResult, WriteError>>,
 }
 
@@ -56,6 +61,7 @@ pub fn weight(op: &Op) -> usize {
         Op::PutTasks { tasks } => tasks.len(),
         Op::ReportTaskStatus { updates } => updates.len(),
         Op::DeleteTasks { ids } => ids.len(),
+        Op::Once { op, .. } => weight(op),
         _ => 1,
     }
     .max(1)
@@ -71,8 +77,9 @@ impl Batcher {
 
     /// Propose `cmd`; returns its result once the entry holding it is applied.
     pub async fn write(&self, cmd: Command) -> Result<ApplyResult, WriteError> {
+        let json = command_json(&cmd)?;
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Pending { cmd, reply }).await.map_err(|_| WriteError::Unavailable("raft stopped".into()))?;
+        self.tx.send(Pending { cmd, json, reply }).await.map_err(|_| WriteError::Unavailable("raft stopped".into()))?;
         rx.await.map_err(|_| WriteError::Unavailable("raft stopped".into()))?
     }
 }
@@ -90,24 +97,27 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
             },
         };
         let mut w = weight(&first.cmd.op);
+        let mut bytes = first.json.len() + 2;
         let mut batch = vec![first];
         while w < MAX_WEIGHT {
             match rx.try_recv() {
                 Ok(p) => {
                     let pw = weight(&p.cmd.op);
-                    if w + pw > MAX_WEIGHT {
+                    if w + pw > MAX_WEIGHT || bytes + p.json.len() + 1 > TARGET_ENTRY_BYTES {
                         carry = Some(p);
                         break;
                     }
                     w += pw;
+                    bytes += p.json.len() + 1;
                     batch.push(p);
                 }
                 Err(_) => break,
             }
         }
-        let (cmds, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+        let (cmds, replies): (Vec<(Command, Vec<u8>)>, Vec<_>) =
+            batch.into_iter().map(|p| ((p.cmd, p.json), p.reply)).unzip();
         // submitted here, in order; only the wait for the result runs beside the next batch
-        let submitted = raft.client_write_ff(Proposal::new(cmds)).await;
+        let submitted = raft.client_write_ff(Proposal::from_json(cmds)).await;
         tokio::spawn(async move {
             let _permit = permit;
             let outcome = match submitted {

@@ -59,34 +59,89 @@ pub(crate) struct Constraint {
 /// Errors read like swarmkit's, prefixed by the offending constraint, e.g.
 /// `invalid constraint syntax "node.labels.zone": expected one operator from ==, !=`.
 pub fn validate_constraints(constraints: &[String]) -> Result<(), String> {
+    check_constraints(constraints).map_err(|e| e.to_string())
+}
+
+/// [`validate_constraints`] with a typed error (which also has swarmkit's own wording).
+pub fn check_constraints(constraints: &[String]) -> Result<(), ConstraintError> {
     parse_all(constraints).map(|_| ())
 }
 
+/// Why a constraint is refused. `Display` names the constraint; [`ConstraintError::swarmkit`] is Docker's text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConstraintError {
+    /// Neither `==` nor `!=`.
+    #[error("invalid constraint syntax {raw:?}: expected one operator from ==, !=")]
+    NoOperator {
+        /// The constraint.
+        raw: String,
+    },
+    /// A key outside swarmkit's key syntax.
+    #[error("invalid constraint syntax {raw:?}: key '{key}' is invalid")]
+    Key {
+        /// The constraint.
+        raw: String,
+        /// Its key.
+        key: String,
+    },
+    /// A value outside swarmkit's value syntax.
+    #[error("invalid constraint syntax {raw:?}: value '{value}' is invalid")]
+    Value {
+        /// The constraint.
+        raw: String,
+        /// Its value.
+        value: String,
+    },
+    /// A key skep does not know, or a bad `node.ip` value (swarmkit accepts these and never matches).
+    #[error("invalid constraint {raw:?}: {why}")]
+    Meaning {
+        /// The constraint.
+        raw: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl ConstraintError {
+    /// The text swarmkit's `constraint.Parse` gives (Docker shows it after `rpc error: code = Unknown desc = `).
+    pub fn swarmkit(&self) -> String {
+        match self {
+            ConstraintError::NoOperator { .. } => "constraint expected one operator from ==, !=".into(),
+            ConstraintError::Key { key, .. } => format!("key '{key}' is invalid"),
+            ConstraintError::Value { value, .. } => format!("value '{value}' is invalid"),
+            e @ ConstraintError::Meaning { .. } => e.to_string(),
+        }
+    }
+}
+
 /// Parses every constraint, stopping at the first bad one.
-pub(crate) fn parse_all(constraints: &[String]) -> Result<Vec<Constraint>, String> {
+pub(crate) fn parse_all(constraints: &[String]) -> Result<Vec<Constraint>, ConstraintError> {
     constraints.iter().map(|c| parse(c)).collect()
 }
 
 /// Parses one `key op value`.
-pub(crate) fn parse(raw: &str) -> Result<Constraint, String> {
+pub(crate) fn parse(raw: &str) -> Result<Constraint, ConstraintError> {
     let Some((key, op, value)) =
         OPERATORS.iter().find_map(|(text, op)| raw.split_once(text).map(|(k, v)| (k.trim(), *op, v.trim())))
     else {
-        return Err(format!("invalid constraint syntax {raw:?}: expected one operator from ==, !="));
+        return Err(ConstraintError::NoOperator { raw: raw.into() });
     };
     if !valid_key(key) {
-        return Err(format!("invalid constraint syntax {raw:?}: key '{key}' is invalid"));
+        return Err(ConstraintError::Key { raw: raw.into(), key: key.into() });
     }
     if !valid_value(value) {
-        return Err(format!("invalid constraint syntax {raw:?}: value '{value}' is invalid"));
+        return Err(ConstraintError::Value { raw: raw.into(), value: value.into() });
     }
-    let key = parse_key(key).map_err(|why| format!("invalid constraint {raw:?}: {why}"))?;
+    let key = parse_key(key).map_err(|why| ConstraintError::Meaning { raw: raw.into(), why })?;
     let mut c = Constraint { key, op, value: value.to_string(), net: None };
     match c.key {
         Key::Arch => c.value = normalize_arch(value),
         Key::Ip => {
-            let net = parse_net(value)
-                .ok_or_else(|| format!("invalid constraint {raw:?}: '{value}' is not an IP address or CIDR block"))?;
+            let net = parse_net(value).ok_or_else(|| ConstraintError::Meaning {
+                raw: raw.into(),
+                why: format!("'{value}' is not an IP address or CIDR block"),
+            })?;
             c.net = Some(net);
         }
         _ => {}
@@ -196,7 +251,7 @@ impl Constraint {
         let found = match &self.key {
             Key::Id => eq_fold(&self.value, &node.id),
             Key::Hostname => eq_fold(&self.value, &node.hostname),
-            Key::Role => eq_fold(&self.value, &node.role),
+            Key::Role => eq_fold(&self.value, node.role.as_str()),
             Key::Os => eq_fold(&self.value, &node.os),
             Key::Arch => self.value == node.arch,
             Key::NodeLabel(name) => node.labels.get(name).is_some_and(|v| eq_fold(&self.value, v)),

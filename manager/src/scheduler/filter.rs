@@ -1,8 +1,8 @@
 //! The filters a node must pass to take a task, and the pipeline that runs them.
 //!
 //! Each filter is a tiny struct with `check()` (does this node pass?) and `explain()` (what to tell the user when
-//! `n` nodes failed it), as in swarmkit's `manager/scheduler/filter.go`. The [`Pipeline`] runs them in order, stops at
-//! the first failure for a node and counts failures per filter; [`Pipeline::explain`] lists the failing filters from
+//! `n` nodes failed it), as in swarmkit's `manager/scheduler/filter.go`. The `Pipeline` runs them in order, stops at
+//! the first failure for a node and counts failures per filter; `Pipeline::explain` lists the failing filters from
 //! most to fewest failures: `no suitable node (insufficient memory on 2 nodes; 1 node not available for new tasks)`.
 
 use super::constraint::{self, eq_fold, normalize_arch, Constraint};
@@ -185,7 +185,7 @@ impl Pipeline {
         let placement = spec.placement.as_ref();
         let constraints = match placement.map(|p| p.constraints.as_slice()).unwrap_or(&[]) {
             [] => None,
-            raw => Some(ConstraintFilter { constraints: constraint::parse_all(raw)? }),
+            raw => Some(ConstraintFilter { constraints: constraint::parse_all(raw).map_err(|e| e.to_string())? }),
         };
         let (cpus, memory) = reservations(spec);
         let platform = placement.filter(|p| !p.platforms.is_empty()).map(|p| PlatformFilter {

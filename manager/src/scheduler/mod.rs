@@ -16,16 +16,19 @@
 //! - `nodeinfo`: the flattened per-node view with its reservation and task counters.
 //! - [`filter`]: the filters (`check()` + `explain()`) and the pipeline that counts failures.
 //! - [`spread`]: the preference tree and the spread heap.
+//! - [`pending`]: [`schedule`], one round over the store's pending tasks, as store ops.
 
 pub mod constraint;
 pub mod filter;
 mod nodeinfo;
+pub mod pending;
 pub mod spread;
 
 #[cfg(test)]
 mod tests;
 
-pub use constraint::{node_matches, normalize_arch, validate_constraints};
+pub use constraint::{check_constraints, node_matches, normalize_arch, validate_constraints, ConstraintError};
+pub use pending::schedule;
 
 use crate::store::ClusterState;
 use filter::{reservations, static_key, Pipeline, StaticKey, StaticPass};
@@ -206,7 +209,12 @@ impl Scheduler {
             .spec
             .placement
             .as_ref()
-            .map(|p| p.preferences.iter().map(|pr| Preference::parse(&pr.spread.spread_descriptor)).collect())
+            .map(|p| {
+                p.preferences
+                    .iter()
+                    .map(|pr| pr.spread.as_ref().map_or(Preference::Ignored, |s| Preference::parse(&s.spread_descriptor)))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut tree = Branch::build(&self.nodes, candidates, &prefs, service, members.len());
 

@@ -1,7 +1,7 @@
 //! What the scheduler knows about one node: the facts the filters read, and what the tasks on it already hold.
 
 use super::constraint::normalize_arch;
-use skep_api::docker::{availability, node_state, Labels, Node};
+use skep_api::docker::{Availability, Labels, Node, NodeRole, NodeState};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, SocketAddr};
@@ -37,7 +37,7 @@ pub(crate) struct NodeInfo {
     /// `Spec.Availability == active`: paused and drained nodes take no new tasks.
     pub(crate) active: bool,
     /// `Spec.Role` (constraint `node.role`).
-    pub(crate) role: String,
+    pub(crate) role: NodeRole,
     /// `Description.Hostname` (constraint `node.hostname`).
     pub(crate) hostname: String,
     /// `Status.Addr`, parsed (constraint `node.ip`); `None` when the node has not reported a usable address.
@@ -70,9 +70,9 @@ impl NodeInfo {
         let d = &node.description;
         NodeInfo {
             id: node.id.clone(),
-            ready: node.status.state == node_state::READY,
-            active: node.spec.availability == availability::ACTIVE,
-            role: node.spec.role.clone(),
+            ready: node.status.state == NodeState::Ready,
+            active: node.spec.availability == Availability::Active,
+            role: node.spec.role,
             hostname: d.hostname.clone(),
             ip: parse_addr(&node.status.addr),
             labels: node.spec.labels.clone(),

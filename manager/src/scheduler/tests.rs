@@ -5,7 +5,7 @@ use crate::store::NodeRecord;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use skep_api::docker::{
-    Node, NodeDescription, NodeSpec, NodeStatus, Placement, PlacementPreference, Platform, ResourceAmounts,
+    Availability, Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus, Placement, PlacementPreference, Platform, ResourceAmounts,
     ResourceRequirements, Resources, SpreadOver, TaskStatus,
 };
 use std::collections::BTreeMap;
@@ -17,14 +17,14 @@ const CPU: i64 = 1_000_000_000;
 fn node(id: &str) -> Node {
     Node {
         id: id.into(),
-        spec: NodeSpec { role: "worker".into(), availability: "active".into(), ..Default::default() },
+        spec: NodeSpec { role: NodeRole::Worker, availability: Availability::Active, ..Default::default() },
         description: NodeDescription {
             hostname: id.into(),
             platform: Platform { architecture: "x86_64".into(), os: "linux".into() },
             resources: Resources { nano_cpus: 4 * CPU, memory_bytes: 8 * GIB },
             ..Default::default()
         },
-        status: NodeStatus { state: "ready".into(), addr: "10.0.0.1".into(), ..Default::default() },
+        status: NodeStatus { state: NodeState::Ready, addr: "10.0.0.1".into(), ..Default::default() },
         ..Default::default()
     }
 }
@@ -170,13 +170,13 @@ fn finished_and_unplaced_tasks_hold_nothing() {
 #[test]
 fn drained_paused_down_and_unknown_nodes_are_skipped() {
     let mut drained = node("n1");
-    drained.spec.availability = "drain".into();
+    drained.spec.availability = Availability::Drain;
     let mut paused = node("n2");
-    paused.spec.availability = "pause".into();
+    paused.spec.availability = Availability::Pause;
     let mut down = node("n3");
-    down.status.state = "down".into();
+    down.status.state = NodeState::Down;
     let mut unknown = node("n4");
-    unknown.status.state = "unknown".into();
+    unknown.status.state = NodeState::Unknown;
     let s = state(vec![drained, paused, down, unknown, node("n5")], vec![]);
     let ds = place(&s, &tasks("t", "svc", 3, |t| t));
     assert_eq!(nodes_of(&ds), vec![Some("n5"); 3]);
@@ -185,7 +185,7 @@ fn drained_paused_down_and_unknown_nodes_are_skipped() {
         vec![node("n5")]
             .into_iter()
             .map(|mut n| {
-                n.spec.availability = "drain".into();
+                n.spec.availability = Availability::Drain;
                 n
             })
             .collect(),
@@ -197,7 +197,7 @@ fn drained_paused_down_and_unknown_nodes_are_skipped() {
 #[test]
 fn constraint_on_each_key_and_operator() {
     let mut m = node("mgr");
-    m.spec.role = "manager".into();
+    m.spec.role = NodeRole::Manager;
     m.description.engine.labels.insert("storage".into(), "ssd".into());
     m.status.addr = "192.168.1.7".into();
     let mut arm = with_label(node("arm"), "zone", "a");
@@ -319,7 +319,7 @@ fn preference_spreads_over_zones_first() {
     );
     let spread = |mut t: Task| {
         placement(&mut t).preferences =
-            vec![PlacementPreference { spread: SpreadOver { spread_descriptor: "node.labels.zone".into() } }];
+            vec![PlacementPreference { spread: Some(SpreadOver { spread_descriptor: "node.labels.zone".into() }) }];
         t
     };
     let ds = place(&s, &tasks("t", "svc", 4, spread));
@@ -351,7 +351,7 @@ fn preference_branch_that_fills_up_hands_its_share_back() {
         &s,
         &tasks("t", "svc", 6, |mut t| {
             placement(&mut t).preferences =
-                vec![PlacementPreference { spread: SpreadOver { spread_descriptor: "node.labels.zone".into() } }];
+                vec![PlacementPreference { spread: Some(SpreadOver { spread_descriptor: "node.labels.zone".into() }) }];
             reserve(t, 0, GIB)
         }),
     );
@@ -361,7 +361,7 @@ fn preference_branch_that_fills_up_hands_its_share_back() {
 #[test]
 fn reason_lists_filters_from_most_to_fewest_failures() {
     let mut down = node("n1");
-    down.status.state = "down".into();
+    down.status.state = NodeState::Down;
     let mut full1 = with_label(node("n2"), "zone", "a");
     full1.description.resources.memory_bytes = GIB;
     let mut full2 = with_label(node("n3"), "zone", "a");
@@ -385,7 +385,7 @@ fn no_nodes_at_all() {
 #[test]
 fn pinned_tasks_are_only_checked_against_their_node() {
     let mut drained = node("n2");
-    drained.spec.availability = "drain".into();
+    drained.spec.availability = Availability::Drain;
     let s = state(vec![node("n1"), drained, node("n3")], vec![]);
     let mut ok = task("g1", "glob");
     ok.node_id = "n1".into();
@@ -480,7 +480,7 @@ fn same_input_same_decisions() {
         (0..20).map(|i| with_label(node(&format!("n{i:02}")), "zone", ["a", "b", "c"][i % 3])).collect();
     let mut ts = tasks("x", "svc1", 30, |mut t| {
         placement(&mut t).preferences =
-            vec![PlacementPreference { spread: SpreadOver { spread_descriptor: "node.labels.zone".into() } }];
+            vec![PlacementPreference { spread: Some(SpreadOver { spread_descriptor: "node.labels.zone".into() }) }];
         reserve(t, CPU / 2, GIB)
     });
     ts.extend(tasks("y", "svc2", 25, |t| constrained(t, &["node.labels.zone!=c"])));
@@ -504,8 +504,8 @@ fn random_batches_respect_the_invariants() {
         let nodes: Vec<Node> = (0..rng.gen_range(0..12))
             .map(|i| {
                 let mut n = with_label(node(&format!("n{i}")), "zone", ["a", "b"][rng.gen_range(0..2)]);
-                n.status.state = ["ready", "ready", "ready", "down", "unknown"][rng.gen_range(0..5)].into();
-                n.spec.availability = ["active", "active", "active", "pause", "drain"][rng.gen_range(0..5)].into();
+                n.status.state = [NodeState::Ready, NodeState::Ready, NodeState::Ready, NodeState::Down, NodeState::Unknown][rng.gen_range(0..5)];
+                n.spec.availability = [Availability::Active, Availability::Active, Availability::Active, Availability::Pause, Availability::Drain][rng.gen_range(0..5)];
                 n.description.resources = Resources {
                     nano_cpus: rng.gen_range(0..8) * CPU / 2,
                     memory_bytes: rng.gen_range(0..16) * GIB / 2,
@@ -549,8 +549,8 @@ fn random_batches_respect_the_invariants() {
             assert_eq!(d.task_id(), t.id, "round {round}: decisions in input order");
             let Decision::Assign { node_id, .. } = d else { continue };
             let n = by_id[node_id.as_str()];
-            assert_eq!(n.status.state, "ready", "round {round}: {d:?}");
-            assert_eq!(n.spec.availability, "active", "round {round}: {d:?}");
+            assert_eq!(n.status.state, NodeState::Ready, "round {round}: {d:?}");
+            assert_eq!(n.spec.availability, Availability::Active, "round {round}: {d:?}");
             if t.spec.placement.as_ref().is_some_and(|p| !p.constraints.is_empty()) {
                 assert_eq!(n.spec.labels["zone"], "a", "round {round}: {d:?}");
             }
@@ -576,7 +576,7 @@ fn random_batches_respect_the_invariants() {
             assert!(held <= max, "round {round}: max replicas broken on {node_id}");
         }
         // A task with no reservations and no placement lands somewhere whenever some node is ready and active.
-        let open = nodes.iter().any(|n| n.status.state == "ready" && n.spec.availability == "active");
+        let open = nodes.iter().any(|n| n.status.state == NodeState::Ready && n.spec.availability == Availability::Active);
         for (d, t) in ds.iter().zip(&batch) {
             if open && t.spec == TaskSpec::default() {
                 assert!(matches!(d, Decision::Assign { .. }), "round {round}: {d:?}");

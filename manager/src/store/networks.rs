@@ -6,7 +6,7 @@
 //! whatever the proposer's copy says. They are given back when a task's observed state becomes terminal (or it is
 //! deleted before that), when a service is removed or leaves a network, and when a node is removed.
 
-use super::{ClusterState, ResolveError, StoreError, Table};
+use super::{ClusterState, NetworkUser, ResolveError, StoreError, Table};
 use crate::allocator::{self, AddrPool, Subnet};
 use serde::{Deserialize, Serialize};
 use skep_api::docker::{
@@ -136,21 +136,16 @@ impl ClusterState {
     /// `network rm`: refused while a service names the network or a task still holds an address on it.
     pub(super) fn remove_network(&mut self, id: &str) -> Result<(), StoreError> {
         let rec = self.networks.get(id).ok_or_else(|| StoreError::NotFound(format!("network {id} not found")))?;
-        let in_use = |what: &str, who: &str| {
-            StoreError::Invalid(format!(
-                "rpc error: code = FailedPrecondition desc = network {} is in use by {what} {who}",
-                rec.network.id
-            ))
-        };
+        let in_use = |by| StoreError::InUse { network: rec.network.id.clone(), by };
         for s in self.services.values() {
             let named = s.spec.task_template.networks.iter().any(|a| a.target == id);
             if named || (rec.network.ingress && uses_ingress(s)) {
-                return Err(in_use("service", &s.id));
+                return Err(in_use(NetworkUser::Service(s.id.clone())));
             }
         }
         for t in self.tasks.values() {
             if !t.status.state.is_terminal() && t.networks_attachments.iter().any(|a| a.network.id == id) {
-                return Err(in_use("task", &t.id));
+                return Err(in_use(NetworkUser::Task(t.id.clone())));
             }
         }
         self.networks.remove(id);

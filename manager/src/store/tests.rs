@@ -1,11 +1,11 @@
 use super::*;
-use skep_api::docker::{availability, role, Service, Task, TaskState, TaskStatus};
+use skep_api::docker::{Availability, Service, Task, TaskState, TaskStatus};
 
-fn node(id: &str, host: &str, r: &str) -> Node {
+fn node(id: &str, host: &str, r: NodeRole) -> Node {
     let mut n = Node { id: id.into(), ..Default::default() };
     n.description.hostname = host.into();
-    n.spec.role = r.into();
-    n.spec.availability = availability::ACTIVE.into();
+    n.spec.role = r;
+    n.spec.availability = Availability::Active;
     n
 }
 
@@ -16,7 +16,7 @@ fn cmd(op: Op) -> Command {
 fn initialised() -> ClusterState {
     let mut s = ClusterState::default();
     let c = ClusterRecord { info: ClusterInfo { id: "c1".into(), ..Default::default() }, ..Default::default() };
-    s.apply(1, &cmd(Op::Init { cluster: Box::new(c), node: Box::new(node("m1", "host-1", role::MANAGER)), cluster_addr: "10.0.0.1:2377".into(), ingress: None }))
+    s.apply(1, &cmd(Op::Init { cluster: Box::new(c), node: Box::new(node("m1", "host-1", NodeRole::Manager)), cluster_addr: "10.0.0.1:2377".into(), ingress: None }))
         .unwrap();
     s
 }
@@ -30,7 +30,7 @@ fn init_creates_the_cluster_and_a_manager_with_raft_id_1() {
     assert_eq!(s.cluster.as_ref().unwrap().info.version.index, 1);
     let mut again = s.clone();
     assert!(matches!(
-        again.apply(2, &cmd(Op::Init { cluster: Box::default(), node: Box::new(node("x", "x", role::MANAGER)), cluster_addr: String::new(), ingress: None })),
+        again.apply(2, &cmd(Op::Init { cluster: Box::default(), node: Box::new(node("x", "x", NodeRole::Manager)), cluster_addr: String::new(), ingress: None })),
         Err(StoreError::Conflict(_))
     ));
 }
@@ -38,12 +38,12 @@ fn init_creates_the_cluster_and_a_manager_with_raft_id_1() {
 #[test]
 fn managers_get_distinct_raft_ids_and_workers_none() {
     let mut s = initialised();
-    let a = s.apply(2, &cmd(Op::AddNode { node: Box::new(node("m2", "host-2", role::MANAGER)), cluster_addr: "a".into() })).unwrap();
-    let b = s.apply(3, &cmd(Op::AddNode { node: Box::new(node("w1", "host-3", role::WORKER)), cluster_addr: "b".into() })).unwrap();
+    let a = s.apply(2, &cmd(Op::AddNode { node: Box::new(node("m2", "host-2", NodeRole::Manager)), cluster_addr: "a".into() })).unwrap();
+    let b = s.apply(3, &cmd(Op::AddNode { node: Box::new(node("w1", "host-3", NodeRole::Worker)), cluster_addr: "b".into() })).unwrap();
     assert_eq!(a.raft_id, Some(2));
     assert_eq!(b.raft_id, None);
     // promotion hands out the next ID, once
-    let spec = NodeSpec { role: role::MANAGER.into(), ..s.nodes["w1"].node.spec.clone() };
+    let spec = NodeSpec { role: NodeRole::Manager, ..s.nodes["w1"].node.spec.clone() };
     let p = s.apply(4, &cmd(Op::UpdateNodeSpec { id: "w1".into(), version: 3, spec: spec.clone() })).unwrap();
     assert_eq!(p.raft_id, Some(3));
     let again = s.apply(5, &cmd(Op::UpdateNodeSpec { id: "w1".into(), version: 4, spec })).unwrap();
@@ -64,18 +64,18 @@ fn stale_version_is_out_of_sequence_and_changes_nothing() {
 #[test]
 fn removed_nodes_are_remembered_and_cannot_rejoin_with_the_same_id() {
     let mut s = initialised();
-    s.apply(2, &cmd(Op::AddNode { node: Box::new(node("w1", "h", role::WORKER)), cluster_addr: "b".into() })).unwrap();
+    s.apply(2, &cmd(Op::AddNode { node: Box::new(node("w1", "h", NodeRole::Worker)), cluster_addr: "b".into() })).unwrap();
     s.apply(3, &cmd(Op::RemoveNode { id: "w1".into() })).unwrap();
     assert!(s.removed.contains("w1"));
-    assert!(s.apply(4, &cmd(Op::AddNode { node: Box::new(node("w1", "h", role::WORKER)), cluster_addr: "b".into() })).is_err());
+    assert!(s.apply(4, &cmd(Op::AddNode { node: Box::new(node("w1", "h", NodeRole::Worker)), cluster_addr: "b".into() })).is_err());
     assert!(matches!(s.apply(5, &cmd(Op::RemoveNode { id: "w1".into() })), Err(StoreError::NotFound(_))));
 }
 
 #[test]
 fn references_resolve_by_id_then_name_then_unique_prefix() {
     let mut s = initialised();
-    s.apply(2, &cmd(Op::AddNode { node: Box::new(node("m2abc", "host-2", role::WORKER)), cluster_addr: String::new() })).unwrap();
-    s.apply(3, &cmd(Op::AddNode { node: Box::new(node("m2abd", "host-3", role::WORKER)), cluster_addr: String::new() })).unwrap();
+    s.apply(2, &cmd(Op::AddNode { node: Box::new(node("m2abc", "host-2", NodeRole::Worker)), cluster_addr: String::new() })).unwrap();
+    s.apply(3, &cmd(Op::AddNode { node: Box::new(node("m2abd", "host-3", NodeRole::Worker)), cluster_addr: String::new() })).unwrap();
     assert_eq!(s.resolve_node("m1").unwrap().node.id, "m1");
     assert_eq!(s.resolve_node("host-2").unwrap().node.id, "m2abc");
     assert_eq!(s.resolve_node("m2abd").unwrap().node.id, "m2abd");
@@ -86,25 +86,53 @@ fn references_resolve_by_id_then_name_then_unique_prefix() {
 #[test]
 fn manager_status_is_derived_from_leadership_and_heartbeats() {
     let mut s = initialised();
-    s.apply(2, &cmd(Op::SetNodeStatus { id: "m1".into(), state: node_state::READY.into(), message: String::new(), addr: "10.0.0.1".into() }))
+    s.apply(2, &cmd(Op::SetNodeStatus { id: "m1".into(), state: NodeState::Ready, message: String::new(), addr: "10.0.0.1".into() }))
         .unwrap();
     let v = s.node_view(&s.nodes["m1"], Some(1));
     let ms = v.manager_status.unwrap();
     assert!(ms.leader);
-    assert_eq!(ms.reachability, "reachable");
+    assert_eq!(ms.reachability, Reachability::Reachable);
     assert_eq!(ms.addr, "10.0.0.1:2377");
-    s.apply(3, &cmd(Op::SetNodeStatus { id: "m1".into(), state: node_state::DOWN.into(), message: String::new(), addr: String::new() }))
+    s.apply(3, &cmd(Op::SetNodeStatus { id: "m1".into(), state: NodeState::Down, message: String::new(), addr: String::new() }))
         .unwrap();
-    assert_eq!(s.node_view(&s.nodes["m1"], Some(7)).manager_status.unwrap().reachability, "unreachable");
+    assert_eq!(s.node_view(&s.nodes["m1"], Some(7)).manager_status.unwrap().reachability, Reachability::Unreachable);
     assert_eq!(s.nodes["m1"].node.status.addr, "10.0.0.1", "an empty addr keeps the old one");
+    // a manager outside the Raft membership (lost before --force-new-cluster) is listed unreachable, never leader
+    s.nodes.get_mut("m1").unwrap().raft_id = None;
+    let ms = s.node_view(&s.nodes["m1"], Some(1)).manager_status.unwrap();
+    assert!(!ms.leader);
+    assert_eq!(ms.reachability, Reachability::Unreachable);
+}
+
+/// Commands with node vocabulary as this build's predecessor wrote them into the Raft log.
+const LOGGED: [&str; 2] = [
+    r#"{"at":"2025-01-02T03:04:05Z","op":{"UpdateNodeSpec":{"id":"n1","version":7,"spec":{"Labels":{"zone":"a"},"Role":"manager","Availability":"pause"}}}}"#,
+    r#"{"at":"2025-01-02T03:04:05Z","op":{"SetNodeStatus":{"id":"n1","state":"down","message":"heartbeat failure","addr":"10.0.0.1"}}}"#,
+];
+
+#[test]
+fn commands_logged_before_the_vocabulary_was_typed_apply_and_encode_the_same() {
+    let mut s = initialised();
+    // added at index 7: the version the logged update read
+    s.apply(7, &cmd(Op::AddNode { node: Box::new(node("n1", "h1", NodeRole::Worker)), cluster_addr: "x".into() })).unwrap();
+    for (i, json) in LOGGED.iter().enumerate() {
+        let c: Command = serde_json::from_str(json).unwrap();
+        assert_eq!(serde_json::to_string(&c).unwrap(), *json);
+        s.apply(i as u64 + 8, &c).unwrap();
+    }
+    let n = &s.nodes["n1"].node;
+    assert_eq!((n.spec.role, n.spec.availability, n.status.state), (NodeRole::Manager, Availability::Pause, NodeState::Down));
+    // and the snapshot of that state reads back the same
+    let snapshot = serde_json::to_vec(&s).unwrap();
+    assert_eq!(serde_json::from_slice::<ClusterState>(&snapshot).unwrap(), s);
 }
 
 #[test]
 fn apply_is_deterministic() {
     let ops = vec![
-        Op::AddNode { node: Box::new(node("w1", "h1", role::WORKER)), cluster_addr: "x".into() },
+        Op::AddNode { node: Box::new(node("w1", "h1", NodeRole::Worker)), cluster_addr: "x".into() },
         Op::KvPut { key: "k".into(), value: vec![1, 2, 3] },
-        Op::SetNodeStatus { id: "w1".into(), state: "ready".into(), message: String::new(), addr: "1.2.3.4".into() },
+        Op::SetNodeStatus { id: "w1".into(), state: NodeState::Ready, message: String::new(), addr: "1.2.3.4".into() },
     ];
     let mut a = initialised();
     let mut b = initialised();
@@ -212,7 +240,7 @@ mod networks {
     fn ingress_gives_every_node_a_leg_and_a_removed_node_frees_it() {
         let mut s = with_nets();
         assert!(s.ingress().unwrap().node_ips.contains_key("m1"));
-        s.apply(4, &cmd(Op::AddNode { node: Box::new(node("w1", "h", role::WORKER)), cluster_addr: String::new() })).unwrap();
+        s.apply(4, &cmd(Op::AddNode { node: Box::new(node("w1", "h", NodeRole::Worker)), cluster_addr: String::new() })).unwrap();
         let ip = s.ingress().unwrap().node_ips["w1"];
         assert_ne!(ip, s.ingress().unwrap().node_ips["m1"]);
         s.apply(5, &cmd(Op::RemoveNode { id: "w1".into() })).unwrap();
@@ -268,13 +296,20 @@ mod networks {
         assert_eq!(s.tasks["t0"].networks_attachments.len(), 1);
         // the network is in use
         let e = s.apply(7, &cmd(Op::RemoveNetwork { id: "app".into() })).unwrap_err();
-        assert!(e.to_string().contains("is in use by service s1"), "{e}");
+        assert_eq!(e, StoreError::InUse { network: "app".into(), by: NetworkUser::Service("s1".into()) });
+        assert_eq!(e.to_string(), "rpc error: code = FailedPrecondition desc = network app is in use by service s1");
         // a terminal report frees the address for a new task
         let st = TaskStatus { state: TaskState::Shutdown, ..Default::default() };
         s.apply(8, &cmd(Op::ReportTaskStatus { updates: vec![("t0".into(), st)] })).unwrap();
         s.apply(9, &cmd(Op::PutTasks { tasks: vec![task_of("t9", "s1", &["app"])] })).unwrap();
         assert_eq!(s.tasks["t9"].networks_attachments.len(), 1);
         assert_eq!(s.tasks["t9"].networks_attachments[0].addresses, s.tasks["t0"].networks_attachments[0].addresses);
+        // with the service gone, the tasks that have not stopped yet keep the network in use
+        s.apply(10, &cmd(Op::RemoveService { id: "s1".into() })).unwrap();
+        let e = s.apply(11, &cmd(Op::RemoveNetwork { id: "app".into() })).unwrap_err();
+        assert_eq!(e, StoreError::InUse { network: "app".into(), by: NetworkUser::Task("t1".into()) });
+        assert_eq!(e.to_string(), "rpc error: code = FailedPrecondition desc = network app is in use by task t1");
+        assert!(s.networks.contains_key("app"));
     }
 }
 
@@ -302,4 +337,77 @@ fn template_indexes_tell_up_to_date_tasks_without_comparing_specs() {
     assert!(!is_current(&s, &s.tasks["t1"], &s.services["s1"]));
     s.apply(6, &cmd(Op::DeleteTasks { ids: vec!["t1".into()] })).unwrap();
     assert!(s.task_template.get("t1").is_none());
+}
+
+#[test]
+fn refusals_keep_their_wire_encoding_and_in_use_is_added_after_them() {
+    // a forwarded proposal's result crosses the wire bincode-encoded: the variant index is the format
+    let enc = |e: StoreError| crate::raft::encode(&Err::<Applied, _>(e)).unwrap();
+    assert_eq!(enc(StoreError::NotFound("x".into())), [1, 0, 1, b'x']);
+    assert_eq!(enc(StoreError::OutOfSequence), [1, 1]);
+    assert_eq!(enc(StoreError::Conflict("x".into())), [1, 2, 1, b'x']);
+    assert_eq!(enc(StoreError::Invalid("x".into())), [1, 3, 1, b'x']);
+    let in_use = StoreError::InUse { network: "n".into(), by: NetworkUser::Task("t".into()) };
+    assert_eq!(enc(in_use.clone()), [1, 4, 1, b'n', 1, 1, b't']);
+    let back: ApplyResult = crate::raft::decode(&enc(in_use.clone())).unwrap();
+    assert_eq!(back, Err(in_use));
+}
+
+#[test]
+fn a_request_sent_twice_is_applied_once_and_both_copies_get_the_first_result() {
+    let mut s = ClusterState::default();
+    let put = |v: u8| Op::Once { request: 7, op: Box::new(Op::KvPut { key: "k".into(), value: vec![v] }) };
+    let first = s.apply(1, &cmd(put(1))).unwrap();
+    assert_eq!(first.index, 1);
+    // the copy (say, resent to a new leader) changes nothing and answers like the first
+    let again = s.apply(2, &cmd(put(2))).unwrap();
+    assert_eq!(again, first);
+    assert_eq!(s.kv.get("k"), Some(&vec![1]));
+    assert_eq!(s.index, 2);
+    // a refusal is remembered too
+    let bad = Op::Once { request: 8, op: Box::new(Op::RemoveNetwork { id: "nope".into() }) };
+    let e1 = s.apply(3, &cmd(bad.clone())).unwrap_err();
+    assert_eq!(s.apply(4, &cmd(bad)).unwrap_err(), e1);
+    // another request is applied
+    let other = Op::Once { request: 9, op: Box::new(Op::KvPut { key: "k".into(), value: vec![3] }) };
+    assert_eq!(s.apply(5, &cmd(other)).unwrap().index, 5);
+    assert_eq!(s.kv.get("k"), Some(&vec![3]));
+}
+
+#[test]
+fn remembered_requests_are_bounded_and_survive_a_snapshot() {
+    let mut s = ClusterState::default();
+    let n = Requests::KEPT as u64 + 10;
+    for i in 0..n {
+        s.apply(i + 1, &cmd(Op::Once { request: i, op: Box::new(Op::KvPut { key: "k".into(), value: vec![] }) })).unwrap();
+    }
+    assert!(s.requests.get(0).is_none(), "the oldest are forgotten");
+    assert!(s.requests.get(n - 1).is_some());
+    let back: ClusterState = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+    assert_eq!(back.requests, s.requests);
+}
+
+#[test]
+fn secrets_and_configs_survive_a_snapshot_and_their_ops_a_log_entry() {
+    let mut s = initialised();
+    let secret = Secret {
+        id: "s1".into(),
+        spec: skep_api::docker::SecretSpec { name: "db".into(), data: Some(b"pw\x00\xff".to_vec()), ..Default::default() },
+        ..Default::default()
+    };
+    let op = Op::CreatePayload { kind: PayloadKind::Secret, object: Box::new(secret) };
+    // commands travel as JSON in log entries (raft.md, Encoding)
+    let entry: Command = serde_json::from_slice(&serde_json::to_vec(&cmd(op)).unwrap()).unwrap();
+    s.apply(2, &entry).unwrap();
+    let config = Secret { id: "c1".into(), spec: skep_api::docker::SecretSpec { name: "db".into(), data: Some(b"x".to_vec()), ..Default::default() }, ..Default::default() };
+    s.apply(3, &cmd(Op::CreatePayload { kind: PayloadKind::Config, object: Box::new(config) })).unwrap();
+    // snapshots are the state as JSON
+    let back: ClusterState = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+    assert_eq!(back, s);
+    assert_eq!(back.secrets["s1"].spec.data.as_deref(), Some(&b"pw\x00\xff"[..]));
+    assert_eq!((back.secrets["s1"].version.index, back.configs["c1"].version.index), (2, 3));
+    let e = s.apply(4, &cmd(Op::UpdatePayloadLabels { kind: PayloadKind::Secret, id: "s1".into(), version: 1, labels: Default::default() }));
+    assert_eq!(e, Err(StoreError::OutOfSequence));
+    s.apply(5, &cmd(Op::RemovePayload { kind: PayloadKind::Secret, id: "s1".into() })).unwrap();
+    assert!(s.secrets.is_empty() && s.configs.len() == 1);
 }

@@ -5,7 +5,7 @@
 /// The variant says what happened; *when* it happened decides the task state: an error from
 /// [`prepare`](super::Engine::prepare) or [`start`](super::Engine::start) (the task never ran) maps to `REJECTED`;
 /// an error from [`wait`](super::Engine::wait), or an exit that is not 0, maps to `FAILED`; a stop the managers asked
-/// for maps to `SHUTDOWN` (swarmkit's `exec.Resolve`, `shared/reference/swarmkit.md` §1.6).
+/// for maps to `SHUTDOWN` (swarmkit's `exec.Resolve`, moby/swarmkit `agent/exec/controller.go`).
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -13,6 +13,9 @@ pub enum EngineError {
     /// `exec: "x": executable file not found in $PATH`), since it ends up in the task's `Err`.
     #[error("{0}")]
     NotFound(String),
+    /// The image could not be pulled: the registry's own error (bad credentials, no such manifest, unreachable).
+    #[error("{0}")]
+    Pull(String),
     /// The task cannot run as specified (no container spec, an unknown user or signal, a missing work dir, …).
     #[error("{0}")]
     Invalid(String),

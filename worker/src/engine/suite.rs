@@ -10,6 +10,7 @@
 //! ```
 
 use super::{Engine, EngineError, Exit, Handle};
+use skep_api::docker::health::Health;
 use skep_api::docker::{ContainerSpec, Task, TaskSpec};
 use std::future::Future;
 use std::time::Duration;
@@ -122,6 +123,41 @@ pub async fn start_logs_stop<E: Engine>(e: &E, fx: &Fixture) {
     cleanup(e, &t.id).await;
 }
 
+/// Log records: stdout and stderr apart, in order, timestamped; a follower reads lines as they come and is told
+/// `done` once the task ended; `tail` gives the last records; an unknown task is `NotFound`.
+pub async fn log_records<E: Engine>(e: &E, fx: &Fixture) {
+    use skep_api::logs::{LogStream, LogsRequest};
+    let t = fx.task("echo out1; echo err1 >&2; sleep 1; echo out2; exit 0");
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+    let h = run(e, &t).await;
+    let mut req = LogsRequest { task_id: t.id.clone(), follow: true, ..Default::default() };
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        let b = bounded("read_logs", e.read_logs(&req)).await.expect("read_logs");
+        got.extend(b.records);
+        if b.done {
+            break;
+        }
+        req.cursor = Some(b.cursor);
+    }
+    assert!(wait_exit(e, &h).await.success());
+    let of = |s: LogStream| -> Vec<String> {
+        got.iter().filter(|r| r.stream == s).map(|r| String::from_utf8_lossy(&r.line).into_owned()).collect()
+    };
+    assert_eq!(of(LogStream::Stdout), vec!["out1", "out2"], "{got:?}");
+    assert_eq!(of(LogStream::Stderr), vec!["err1"], "{got:?}");
+    // Docker's clock may be a little off from ours: a second of slack
+    assert!(got.iter().all(|r| r.time_ns >= before - 1_000_000_000 && !r.partial), "{got:?}");
+    let b = bounded("read_logs", e.read_logs(&LogsRequest { task_id: t.id.clone(), tail: Some(1), ..Default::default() }))
+        .await
+        .expect("read_logs tail");
+    assert!(b.done);
+    assert_eq!(b.records.iter().map(|r| r.line.clone()).collect::<Vec<_>>(), vec![b"out2".to_vec()]);
+    cleanup(e, &t.id).await;
+    let gone = bounded("read_logs", e.read_logs(&LogsRequest { task_id: t.id.clone(), ..Default::default() })).await;
+    assert!(matches!(gone, Err(EngineError::NotFound(_))), "a removed task's logs: {gone:?}");
+}
+
 /// `exit 3` is `Exit::Code(3)`; `exit 0` succeeds; the output of an exited task stays readable until `remove`.
 pub async fn exit_codes<E: Engine>(e: &E, fx: &Fixture) {
     let t = fx.task("echo bye; exit 3");
@@ -137,14 +173,15 @@ pub async fn exit_codes<E: Engine>(e: &E, fx: &Fixture) {
     cleanup(e, &t.id).await;
 }
 
-/// A missing program (process) or image (docker) is `NotFound` at `prepare`, before anything ran.
+/// A missing program (process) or image (docker) is `NotFound` at `prepare`, before anything ran, or the
+/// registry's error when the engine tried to pull it.
 pub async fn missing_is_not_found<E: Engine>(e: &E, _fx: &Fixture) {
     let mut t = Fixture::process().task("");
     let c = spec_mut(&mut t);
     c.command.clear();
     c.image = "skep-no-such-program-or-image".into();
     match bounded("prepare", e.prepare(&t)).await {
-        Err(EngineError::NotFound(msg)) => {
+        Err(EngineError::NotFound(msg)) | Err(EngineError::Pull(msg)) => {
             assert!(msg.contains("skep-no-such-program-or-image"), "the reason names it: {msg}")
         }
         other => panic!("prepare with a missing image/program: expected NotFound, got {other:?}"),
@@ -170,6 +207,21 @@ pub async fn stop_signal_is_honoured<E: Engine>(e: &E, fx: &Fixture) {
     assert!(logs_contain(e, &t.id, "ready").await);
     bounded("stop", e.stop(&h, &t)).await.expect("stop");
     assert_eq!(wait_exit(e, &h).await, Exit::Code(8));
+    cleanup(e, &t.id).await;
+
+    // A program that leaves the signal alone dies of it (nothing between the engine and the program may block it:
+    // a blocked mask survives execve, and the stop would wait out the grace period and end in SIGKILL). Not in a
+    // container, where the program is PID 1 of its namespace and the kernel drops signals it has no handler for
+    // (Docker's behaviour without `--init`).
+    if e.name() != "process" {
+        return;
+    }
+    let mut t = fx.task("echo ready; exec sleep 3600");
+    spec_mut(&mut t).stop_grace_period = Some(60_000_000_000);
+    let h = run(e, &t).await;
+    assert!(logs_contain(e, &t.id, "ready").await);
+    bounded("stop", e.stop(&h, &t)).await.expect("stop");
+    assert!(matches!(wait_exit(e, &h).await, Exit::Signal(15) | Exit::Code(143)), "not ended by SIGTERM");
     cleanup(e, &t.id).await;
 }
 
@@ -229,14 +281,75 @@ pub async fn env_and_workdir<E: Engine>(e: &E, fx: &Fixture) {
     cleanup(e, &t.id).await;
 }
 
+/// Follows a task's health until it is `want` (bounded); panics if `watch_health` says there is no check.
+pub(crate) async fn health_becomes<E: Engine>(e: &E, h: &Handle, t: &Task, want: Health) {
+    let (tx, mut rx) = tokio::sync::watch::channel(Health::Starting);
+    let watching = e.watch_health(h, t, tx);
+    tokio::pin!(watching);
+    let deadline = Instant::now() + STEP;
+    loop {
+        if *rx.borrow_and_update() == want {
+            return;
+        }
+        tokio::select! {
+            checked = &mut watching => assert!(checked, "{}: watch_health found no check", t.id),
+            _ = rx.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => panic!("{}: health never became {want:?} (is {:?})", t.id, *rx.borrow()),
+        }
+    }
+}
+
+fn healthcheck(t: &mut Task, test: serde_json::Value, timeout_ms: i64, retries: i64) {
+    spec_mut(t).healthcheck = Some(serde_json::json!({
+        "Test": test, "Interval": 200_000_000i64, "Timeout": timeout_ms * 1_000_000, "Retries": retries,
+    }));
+}
+
+/// Healthchecks run in the task (its environment), a failing or hung check makes it unhealthy after `Retries`, and a
+/// task without one has none.
+pub async fn healthchecks<E: Engine>(e: &E, fx: &Fixture) {
+    let mut t = fx.task("sleep 60");
+    spec_mut(&mut t).env = vec!["SKEP_SUITE_HC=yes".into()];
+    healthcheck(&mut t, serde_json::json!(["CMD-SHELL", "test \"$SKEP_SUITE_HC\" = yes"]), 5000, 1);
+    let h = run(e, &t).await;
+    health_becomes(e, &h, &t, Health::Healthy).await;
+    cleanup_running(e, &h, &t).await;
+
+    let mut t = fx.task("sleep 60");
+    healthcheck(&mut t, serde_json::json!(["CMD", "sh", "-c", "exit 1"]), 5000, 2);
+    let h = run(e, &t).await;
+    health_becomes(e, &h, &t, Health::Unhealthy).await;
+    cleanup_running(e, &h, &t).await;
+
+    let mut t = fx.task("sleep 60");
+    healthcheck(&mut t, serde_json::json!(["CMD", "sleep", "30"]), 300, 1);
+    let h = run(e, &t).await;
+    health_becomes(e, &h, &t, Health::Unhealthy).await;
+    cleanup_running(e, &h, &t).await;
+
+    let t = fx.task("sleep 60");
+    let h = run(e, &t).await;
+    let (tx, _rx) = tokio::sync::watch::channel(Health::Starting);
+    assert!(!bounded("watch_health", e.watch_health(&h, &t, tx)).await, "no check");
+    cleanup_running(e, &h, &t).await;
+}
+
+async fn cleanup_running<E: Engine>(e: &E, h: &Handle, t: &Task) {
+    bounded("stop", e.stop(h, t)).await.unwrap_or_else(|err| panic!("stop {}: {err}", t.id));
+    let _ = bounded("wait", e.wait(h)).await;
+    cleanup(e, &t.id).await;
+}
+
 /// Every check, one after the other.
 pub async fn run_all<E: Engine>(e: &E, fx: &Fixture) {
     missing_is_not_found(e, fx).await;
     exit_codes(e, fx).await;
     env_and_workdir(e, fx).await;
     start_logs_stop(e, fx).await;
+    log_records(e, fx).await;
     stop_signal_is_honoured(e, fx).await;
     grace_period_ends_in_sigkill(e, fx).await;
     adopt_checks_identity(e, fx).await;
     remove_is_idempotent(e, fx).await;
+    healthchecks(e, fx).await;
 }

@@ -25,9 +25,23 @@ impl Drop for StateDir {
     }
 }
 
+/// The task init binary cargo builds with the crate's integration tests (`target/<profile>/skep-task-init`), or
+/// `$SKEP_TASK_INIT`.
+pub(crate) fn test_init() -> PathBuf {
+    if let Some(p) = std::env::var_os(process::INIT_ENV) {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("own executable");
+    let deps = exe.parent().expect("deps dir");
+    [deps.join("skep-task-init"), deps.parent().expect("profile dir").join("skep-task-init")]
+        .into_iter()
+        .find(|p| p.is_file())
+        .expect("skep-task-init is not built: `cargo build -p skep-worker --bin skep-task-init`")
+}
+
 fn process_engine(name: &str) -> (ProcessEngine, StateDir) {
     let dir = StateDir::new(name);
-    (ProcessEngine::new(dir.0.clone()), dir)
+    (ProcessEngine::new(dir.0.clone()).with_init(test_init()), dir)
 }
 
 /// Each suite check on its own engine, so they run in parallel.
@@ -54,6 +68,8 @@ mod process_conformance {
         adopt_checks_identity,
         remove_is_idempotent,
         env_and_workdir,
+        log_records,
+        healthchecks,
     );
 }
 
@@ -66,12 +82,35 @@ async fn process_suite_without_namespaces() {
     tokio::time::timeout(Duration::from_secs(120), suite::run_all(&e, &Fixture::process())).await.expect("in time");
 }
 
+/// Without namespaces, what needs them is refused with a reason, never ignored.
+#[tokio::test]
+async fn process_without_namespaces_refuses_mounts_hostnames_sysctls_and_files() {
+    let (e, _dir) = process_engine("plain-refusals");
+    let e = e.with_isolation(Isolation::None);
+    let fx = Fixture::process();
+    let mut with_mount = fx.task("true");
+    with_mount.spec.container_spec.as_mut().unwrap().set_field("Mounts", serde_json::json!([{"Type": "tmpfs", "Target": "/skep-never-mounted"}]),
+    ).unwrap();
+    let mut with_hostname = fx.task("true");
+    with_hostname.spec.container_spec.as_mut().unwrap().hostname = "h1".into();
+    let mut with_sysctl = fx.task("true");
+    with_sysctl.spec.container_spec.as_mut().unwrap().set_field("Sysctls", serde_json::json!({"net.ipv4.ip_default_ttl": "33"}),
+    ).unwrap();
+    for (t, what) in [(&with_mount, "Mounts"), (&with_hostname, "Hostname"), (&with_sysctl, "Sysctls")] {
+        let err = e.prepare(t).await.unwrap_err();
+        assert!(err.to_string().starts_with(&format!("{what} needs the task's own namespaces")), "{err}");
+    }
+    let file = TaskFile { target: "/run/secrets/x".into(), data: b"s".to_vec(), uid: 0, gid: 0, mode: 0o400 };
+    let err = e.use_files("t1", vec![file]).unwrap_err();
+    assert!(err.to_string().contains("own mount namespace"), "{err}");
+}
+
 /// As root, a task lives in its own PID namespace (the supervisor is PID 1) with its own /proc.
 #[tokio::test]
 async fn process_tasks_get_pid_and_mount_namespaces() {
     let (e, _dir) = process_engine("ns");
     if !e.namespaced().await {
-        println!("skipped: namespaces unavailable (not root, or unshare refused)");
+        println!("skipped: namespaces unavailable (not root, or the kernel refused them)");
         return;
     }
     let t = Fixture::process().task("echo \"pid=$$ ppid=$PPID procs=$(ls /proc | grep -c '^[0-9]')\"");
@@ -89,12 +128,45 @@ async fn process_tasks_get_pid_and_mount_namespaces() {
     e.remove(&t.id).await.unwrap();
 }
 
+/// A healthcheck runs inside the task's namespaces: it sees the task's hostname and its own /proc.
+#[tokio::test]
+async fn process_healthchecks_run_in_the_tasks_namespaces() {
+    let (e, _dir) = process_engine("hcns");
+    if !e.namespaced().await {
+        println!("skipped: namespaces unavailable (not root, or the kernel refused them)");
+        return;
+    }
+    let mut t = Fixture::process().task("sleep 60");
+    let c = t.spec.container_spec.as_mut().unwrap();
+    c.hostname = "hc-inside".into();
+    c.healthcheck = Some(serde_json::json!({
+        "Test": ["CMD-SHELL", "test \"$(hostname)\" = hc-inside && test $(ls /proc | grep -c '^[0-9]') -le 8"],
+        "Interval": 200_000_000i64, "Retries": 1,
+    }));
+    e.prepare(&t).await.unwrap();
+    let h = e.start(&t).await.unwrap();
+    let (tx, mut rx) = tokio::sync::watch::channel(skep_api::docker::health::Health::Starting);
+    let watching = e.watch_health(&h, &t, tx);
+    let got = tokio::time::timeout(Duration::from_secs(20), async {
+        tokio::select! {
+            _ = watching => panic!("no check"),
+            _ = rx.changed() => *rx.borrow(),
+        }
+    })
+    .await
+    .expect("a verdict in time");
+    assert_eq!(got, skep_api::docker::health::Health::Healthy);
+    e.stop(&h, &t).await.unwrap();
+    let _ = e.wait(&h).await;
+    e.remove(&t.id).await.unwrap();
+}
+
 /// Network namespace: the host's interfaces are not there, loopback works.
 #[tokio::test]
 async fn process_tasks_have_only_loopback() {
     let (e, _dir) = process_engine("net");
     if !e.namespaced().await {
-        println!("skipped: namespaces unavailable (not root, or unshare refused)");
+        println!("skipped: namespaces unavailable (not root, or the kernel refused them)");
         return;
     }
     let t = Fixture::process().task("ip -o link show | cut -d: -f2; ip -o addr show lo | grep -c 127.0.0.1");
@@ -118,7 +190,7 @@ async fn process_tasks_survive_an_agent_restart() {
     let long = fx.task("trap 'exit 5' TERM; echo ready; while :; do sleep 0.1; done");
     let short = fx.task("sleep 1; exit 4");
     let (hl, hs) = {
-        let first = ProcessEngine::new(dir.clone());
+        let first = ProcessEngine::new(dir.clone()).with_init(test_init());
         first.prepare(&long).await.unwrap();
         first.prepare(&short).await.unwrap();
         let hl = first.start(&long).await.unwrap();
@@ -127,7 +199,7 @@ async fn process_tasks_survive_an_agent_restart() {
         (hl, hs)
         // `first` is dropped here, children and all, as when the agent exits.
     };
-    let second = ProcessEngine::new(dir.clone());
+    let second = ProcessEngine::new(dir.clone()).with_init(test_init());
     let listed = second.list().await.unwrap();
     assert!(listed.contains(&hl) && listed.contains(&hs), "{listed:?}");
     let adopted = second.adopt(&[hl.clone(), hs.clone()]).await;
@@ -166,26 +238,25 @@ async fn process_user_is_applied() {
     e.remove(&t.id).await.unwrap();
 }
 
-/// Output beyond the log limit is rotated while the task runs, and the tail stays readable.
+/// Output beyond the log limits is rotated by the supervisor while the task runs, and the newest stays readable.
 #[tokio::test]
 async fn process_logs_are_bounded() {
     let (e, _dir) = process_engine("logs");
-    let e = e.with_log_limit(16 << 10);
-    // Six bursts of ~31 KB, each followed by a pause long enough for a rotation check (every second).
+    let e = e.with_log_limits(crate::logs::LogLimits { max_size: 16 << 10, max_files: 2 });
     let t = Fixture::process().task(
-        "i=0; while [ $i -lt 3000 ]; do echo \"line $i xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"; i=$((i+1)); \
-         [ $((i % 500)) -eq 0 ] && sleep 1.2; done; echo done",
+        "i=0; while [ $i -lt 3000 ]; do echo \"line $i xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"; i=$((i+1)); done; echo done",
     );
     e.prepare(&t).await.unwrap();
     let h = e.start(&t).await.unwrap();
     assert!(tokio::time::timeout(Duration::from_secs(30), e.wait(&h)).await.unwrap().unwrap().success());
     let tail = e.logs(&t.id, 100).await.unwrap();
     assert!(String::from_utf8_lossy(&tail).ends_with("done\n"));
-    let dir = e.task_dir(&t.id);
-    let kept = |f: &str| std::fs::metadata(dir.join(f)).map(|m| m.len()).unwrap_or(0);
-    assert!(kept("stdout.log.1") > 0, "rotated");
-    let total = kept("stdout.log") + kept("stdout.log.1");
-    assert!(total < 100 << 10, "bounded: {total} of ~186 KB kept");
+    let logs = e.task_dir(&t.id).join("logs");
+    let segs = crate::logs::reader::segments(&logs).unwrap();
+    assert_eq!(segs.len(), 2, "{segs:?}");
+    assert!(segs[0] > 1, "rotated: {segs:?}");
+    let total: u64 = segs.iter().map(|s| std::fs::metadata(logs.join(format!("{s}.log"))).unwrap().len()).sum();
+    assert!(total < 3 * (16 << 10) + (128 << 10), "bounded: {total} bytes of ~250 KB kept");
     e.remove(&t.id).await.unwrap();
 }
 
@@ -270,7 +341,7 @@ async fn ensure_test_image(e: &DockerEngine) -> Result<(), String> {
 }
 
 /// Connects to the local daemon and makes the test image, or says why not.
-async fn docker_fixture() -> Result<DockerEngine, String> {
+pub(crate) async fn docker_fixture() -> Result<DockerEngine, String> {
     if !std::path::Path::new(DOCKER_SOCKET).exists() {
         return Err(format!("{DOCKER_SOCKET} does not exist"));
     }
@@ -332,5 +403,91 @@ async fn docker_containers_are_labelled_and_never_restarted() {
     e.prepare(&t).await.unwrap();
     let err = e.start(&t).await.unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
+    e.remove(&t.id).await.unwrap();
+}
+
+/// The docker engine passes mounts, limits, capabilities, sysctls, groups and the templated hostname to the
+/// container, rejects a missing bind source with the process engine's words, and reports an OOM kill.
+#[tokio::test]
+async fn docker_tasks_get_mounts_limits_and_isolation() {
+    let e = match docker_fixture().await {
+        Ok(e) => e,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    let e = e.with_node(spec::NodeInfo { hostname: "node-d".into(), architecture: "x86_64".into(), os: "linux".into() });
+    let fx = Fixture::image(TEST_IMAGE);
+    let host = StateDir::new("docker-mounts");
+    std::fs::write(host.0.join("hello"), "from the host").unwrap();
+    let volume = format!("skeptest{:x}", rand::random::<u32>());
+    let mut t = fx.task(
+        "echo read=$(cat /rw/hello); echo new > /rw/written && echo rw=ok; \
+         (echo x > /ro/x) 2>/dev/null && echo ro=writable || echo ro=refused; echo kept > /data/file; \
+         echo tmpmode=$(stat -c %a /scratch); echo host=$(hostname); \
+         echo ttl=$(cat /proc/sys/net/ipv4/ip_default_ttl); echo groups=$(id -G); \
+         echo capeff=$(grep CapEff /proc/self/status | cut -f2)",
+    );
+    t.slot = 2;
+    let c = t.spec.container_spec.as_mut().unwrap();
+    c.hostname = "{{.Node.Hostname}}-{{.Task.Slot}}".into();
+    c.set_field("Mounts", serde_json::json!([
+            {"Type": "bind", "Source": host.0, "Target": "/rw"},
+            {"Type": "bind", "Source": host.0, "Target": "/ro", "ReadOnly": true},
+            {"Type": "volume", "Source": volume, "Target": "/data", "VolumeOptions": {"Labels": {"t": "{{.Task.Slot}}"}}},
+            {"Type": "tmpfs", "Target": "/scratch", "TmpfsOptions": {"SizeBytes": 1 << 20, "Mode": 0o700}},
+        ]),
+    ).unwrap();
+    c.set_field("CapabilityAdd", serde_json::json!(["NET_ADMIN"])).unwrap();
+    c.set_field("CapabilityDrop", serde_json::json!(["CHOWN"])).unwrap();
+    c.set_field("Sysctls", serde_json::json!({"net.ipv4.ip_default_ttl": "33"})).unwrap();
+    c.set_field("Groups", serde_json::json!(["4400"])).unwrap();
+    let mut limits = skep_api::docker::Limit { nano_cpus: 500_000_000, memory_bytes: 64 << 20, ..Default::default() };
+    limits.pids = 20;
+    t.spec.resources = Some(skep_api::docker::ResourceRequirements { limits: Some(limits), reservations: None });
+
+    e.prepare(&t).await.unwrap();
+    let id = e.list().await.unwrap().into_iter().find(|h| h.task_id == t.id).unwrap().id;
+    let hc = e.client().inspect_container(&id, None).await.unwrap().host_config.unwrap();
+    assert_eq!((hc.cpu_period, hc.cpu_quota), (Some(100_000), Some(50_000)));
+    assert_eq!((hc.memory, hc.pids_limit), (Some(64 << 20), Some(20)));
+    assert_eq!(hc.cap_add, Some(vec!["NET_ADMIN".to_string()]));
+    assert_eq!(hc.group_add, Some(vec!["4400".to_string()]));
+    let h = e.start(&t).await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(30), e.wait(&h)).await.unwrap().unwrap();
+    let out = String::from_utf8_lossy(&e.logs(&t.id, 1 << 16).await.unwrap()).into_owned();
+    assert!(exit.success(), "{exit:?}: {out}");
+    let field = |k: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or_default().to_string();
+    assert_eq!((field("read"), field("rw"), field("ro")), ("from the host".into(), "ok".into(), "refused".into()));
+    assert_eq!((field("tmpmode"), field("host"), field("ttl")), ("700".into(), "node-d-2".into(), "33".into()));
+    assert!(field("groups").split(' ').any(|g| g == "4400"), "{out}");
+    // Docker's default set without CHOWN (bit 0), with NET_ADMIN (bit 12)
+    assert_eq!(field("capeff"), "00000000a80435fa");
+    assert_eq!(std::fs::read_to_string(host.0.join("written")).unwrap(), "new\n");
+    e.remove(&t.id).await.unwrap();
+    let v = e.client().inspect_volume(&volume).await.unwrap();
+    assert_eq!(v.labels.get("t").map(String::as_str), Some("2"), "the volume outlives the task, labels templated");
+    e.client().remove_volume(&volume, None::<bollard::query_parameters::RemoveVolumeOptions>).await.unwrap();
+
+    // a missing bind source: rejected before Docker is asked, in the process engine's words
+    let mut t = fx.task("true");
+    let missing = host.0.join("missing");
+    t.spec.container_spec.as_mut().unwrap().set_field("Mounts", serde_json::json!([{"Type": "bind", "Source": missing, "Target": "/x"}]),
+    ).unwrap();
+    let err = e.prepare(&t).await.unwrap_err();
+    assert!(err.to_string().contains("bind source path does not exist"), "{err}");
+    assert!(!e.list().await.unwrap().iter().any(|h| h.task_id == t.id), "nothing created");
+
+    // over its memory limit: OOM-killed, and said so
+    let mut t = fx.task("tail /dev/zero");
+    t.spec.resources = Some(skep_api::docker::ResourceRequirements {
+        limits: Some(skep_api::docker::Limit { memory_bytes: 16 << 20, ..Default::default() }),
+        reservations: None,
+    });
+    e.prepare(&t).await.unwrap();
+    let h = e.start(&t).await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(60), e.wait(&h)).await.unwrap().unwrap();
+    assert_eq!(exit, Exit::OomKilled { code: 137, memory_limit: 16 << 20 });
     e.remove(&t.id).await.unwrap();
 }

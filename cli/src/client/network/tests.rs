@@ -39,7 +39,7 @@ fn body(args: &[&str]) -> Result<String> {
     Ok(serde_json::to_string(&create_body(&create_args(args))?)?)
 }
 
-/// A network as the daemon shows it (docker-api.md §3.5), in the daemon's key order.
+/// A network as the daemon shows it (the Engine API's `Network` object), in the daemon's key order.
 fn network_json(id: &str, name: &str, ingress: bool) -> Value {
     json!({
         "Name": name, "Id": id, "Created": "2027-01-15T07:00:00.5Z", "Scope": "swarm", "Driver": "overlay",

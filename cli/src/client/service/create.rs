@@ -1,16 +1,17 @@
 //! `service create`, and the flags it shares with `service update` ([`CommonArgs`]).
 //!
-//! The request body is the `ServiceSpec` docker's CLI builds (`shared/reference/docker-api.md` §4): `Labels` always
+//! The request body is the `ServiceSpec` docker's CLI builds (`cli/command/service/create.go` and `opts.go`, github.com/docker/cli): `Labels` always
 //! present, `Resources: {Limits: {}, Reservations: {}}`, `Placement: {}`, `EndpointSpec: {Mode: "vip"}`,
 //! `Mode: {Replicated: {}}` when `--replicas` is absent, and the restart policy and update config only when one of
 //! their flags is given (filled up with swarmkit's defaults, as docker does).
 
 use super::super::{opts, query, seg, ApiClient};
+use super::files;
 use super::flags::{self, Ports, Words};
 use super::{image, print_warnings, progress};
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::json;
 use skep_api::docker::{
     ContainerSpec, EndpointSpec, Labels, Network, NetworkAttachmentConfig, Placement, PlacementPreference,
     ReplicatedMode,
@@ -322,6 +323,12 @@ pub struct CreateArgs {
     /// Network attachments (a name or ID, or "name=NET,alias=A,driver-opt=K=V")
     #[arg(long = "network", value_name = "NETWORK", value_parser = flags::parse_network)]
     pub network: Vec<NetworkAttachmentConfig>,
+    /// Specify secrets to expose to the service ("name" or "source=name,target=file,uid=0,gid=0,mode=0444")
+    #[arg(long = "secret", value_name = "SECRET", value_parser = files::parse_secret)]
+    pub secret: Vec<files::FileRef>,
+    /// Specify configurations to expose to the service (the same syntax as --secret)
+    #[arg(long = "config", value_name = "CONFIG", value_parser = files::parse_config)]
+    pub config: Vec<files::FileRef>,
     /// Flags shared with `service update`.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -369,9 +376,6 @@ pub fn build_spec(a: &CreateArgs) -> Result<ServiceSpec> {
         env.retain(|cur| cur == e || !cur.starts_with(&prefix));
         env.push(e.clone());
     }
-    let mut extra = skep_api::docker::Extra::new();
-    extra.insert("Init".into(), Value::Bool(false));
-    extra.insert("DNSConfig".into(), json!({}));
     let mut spec = ServiceSpec {
         name: a.name.clone().unwrap_or_default(),
         labels: kv_map(&a.label),
@@ -381,11 +385,12 @@ pub fn build_spec(a: &CreateArgs) -> Result<ServiceSpec> {
                 labels: kv_map(&a.container_label),
                 args: args.to_vec(),
                 env,
-                extra,
+                init: Some(false),
+                dns_config: Some(Default::default()),
                 ..Default::default()
             }),
             resources: Some(ResourceRequirements {
-                limits: Some(ResourceAmounts::default()),
+                limits: Some(Default::default()),
                 reservations: Some(ResourceAmounts::default()),
             }),
             placement: Some(Placement {
@@ -414,10 +419,15 @@ pub(crate) async fn swarm_network(c: &ApiClient, reference: &str) -> Result<Netw
     Ok(c.get(&path).await?)
 }
 
-/// `service create`: [GET /networks/{n}?scope=swarm per --network] → [GET /distribution/{image}/json] →
-/// POST /services/create → prints the ID, then the progress display unless `--detach`.
+/// `service create`: [GET /networks/{n}?scope=swarm per --network] → [GET /secrets, GET /configs with their names]
+/// → [GET /distribution/{image}/json] → POST /services/create → prints the ID, then the progress display unless
+/// `--detach`.
 pub async fn create(c: &ApiClient, a: CreateArgs, out: &mut dyn Write) -> Result<()> {
     let mut spec = build_spec(&a)?;
+    if let Some(cs) = spec.task_template.container_spec.as_mut() {
+        cs.secrets = files::secret_refs(c, &a.secret).await?;
+        cs.configs = files::config_refs(c, &a.config).await?;
+    }
     let networks = &mut spec.task_template.networks;
     for net in networks.iter_mut() {
         net.target = swarm_network(c, &net.target).await?.id;
@@ -452,6 +462,7 @@ pub async fn create(c: &ApiClient, a: CreateArgs, out: &mut dyn Write) -> Result
 mod tests {
     use super::*;
     use clap::Parser;
+    use serde_json::Value;
 
     #[derive(Parser)]
     struct Cli {
@@ -624,7 +635,7 @@ mod tests {
         assert_eq!(
             s["UpdateConfig"],
             json!({"Parallelism": 2, "FailureAction": "pause", "Monitor": 1000000000,
-                   "MaxFailureRatio": 0.0, "Order": "stop-first"})
+                   "MaxFailureRatio": 0, "Order": "stop-first"})
         );
         // no restart flag: no policy (the server applies its default)
         assert!(spec(&["img"])["TaskTemplate"]

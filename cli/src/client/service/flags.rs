@@ -122,9 +122,9 @@ pub fn parse_placement_pref(s: &str) -> Result<PlacementPreference, String> {
         ));
     }
     Ok(PlacementPreference {
-        spread: SpreadOver {
+        spread: Some(SpreadOver {
             spread_descriptor: arg.to_string(),
-        },
+        }),
     })
 }
 
@@ -515,8 +515,8 @@ mod tests {
             parse_placement_pref("spread=node.labels.zone")
                 .unwrap()
                 .spread
-                .spread_descriptor,
-            "node.labels.zone"
+                .map(|s| s.spread_descriptor),
+            Some("node.labels.zone".to_string())
         );
         assert!(parse_placement_pref("pack=x").is_err());
         assert!(parse_placement_pref("spread").is_err());

@@ -1,5 +1,5 @@
 //! The convergence display of `service create | update | scale | rollback` (docker's
-//! `cli/command/service/progress`, `shared/reference/docker-api.md` §5.4).
+//! `cli/command/service/progress`, github.com/docker/cli).
 //!
 //! Every 200 ms: `GET /services/{id}?insertDefaults=false`, `GET /tasks` of the service's up-to-date tasks and
 //! `GET /nodes`. A replicated service has converged when, per slot (the task with the lowest desired state, then
@@ -16,7 +16,7 @@
 
 use super::super::{query, seg, ApiClient};
 use anyhow::{bail, Result};
-use skep_api::docker::{Node, Service, Task, TaskState};
+use skep_api::docker::{Node, NodeState, Service, Task, TaskState};
 use skep_api::filters::Filters;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -64,7 +64,7 @@ fn terminal(s: TaskState) -> bool {
 pub fn active_nodes(nodes: &[Node]) -> HashSet<String> {
     nodes
         .iter()
-        .filter(|n| n.status.state != "down")
+        .filter(|n| n.status.state != NodeState::Down)
         .map(|n| n.id.clone())
         .collect()
 }
@@ -720,7 +720,7 @@ mod tests {
         Node {
             id: id.into(),
             status: NodeStatus {
-                state: state.into(),
+                state: state.parse().unwrap(),
                 ..Default::default()
             },
             ..Default::default()

@@ -1,9 +1,10 @@
 //! `service update`: GET the service, change what the flags say (docker's `updateService`), POST the whole spec
-//! back with `version=N` (`shared/reference/docker-api.md` §4, §5.2); `--rollback` asks the server to swap back
+//! back with `version=N` (`cli/command/service/update.go`, github.com/docker/cli); `--rollback` asks the server to swap back
 //! to the previous spec instead.
 
 use super::super::{query, seg, ApiClient};
 use super::create::{kv_map, swarm_network, CommonArgs};
+use super::files;
 use super::flags::{self, Ports, Words};
 use super::{image, post_update, print_warnings, progress};
 use anyhow::{bail, Result};
@@ -63,6 +64,18 @@ pub struct UpdateArgs {
     /// Remove a network
     #[arg(long = "network-rm", value_name = "NETWORK")]
     pub network_rm: Vec<String>,
+    /// Add or update a secret on a service ("name" or "source=name,target=file,uid=0,gid=0,mode=0444")
+    #[arg(long = "secret-add", value_name = "SECRET", value_parser = files::parse_secret)]
+    pub secret_add: Vec<files::FileRef>,
+    /// Remove a secret (by name)
+    #[arg(long = "secret-rm", value_name = "SECRET")]
+    pub secret_rm: Vec<String>,
+    /// Add or update a config file on a service (the same syntax as --secret-add)
+    #[arg(long = "config-add", value_name = "CONFIG", value_parser = files::parse_config)]
+    pub config_add: Vec<files::FileRef>,
+    /// Remove a configuration file (by name)
+    #[arg(long = "config-rm", value_name = "CONFIG")]
+    pub config_rm: Vec<String>,
     /// Force update even if no changes require it
     #[arg(long)]
     pub force: bool,
@@ -96,6 +109,10 @@ impl UpdateArgs {
             || !self.publish_rm.is_empty()
             || !self.network_add.is_empty()
             || !self.network_rm.is_empty()
+            || !self.secret_add.is_empty()
+            || !self.secret_rm.is_empty()
+            || !self.config_add.is_empty()
+            || !self.config_rm.is_empty()
             || self.force
             || self.common.changes_spec()
     }
@@ -193,7 +210,7 @@ pub fn apply_update(spec: &mut ServiceSpec, a: &UpdateArgs) -> Result<()> {
         p.preferences.retain(|x| {
             !a.placement_pref_rm
                 .iter()
-                .any(|r| r.spread.spread_descriptor == x.spread.spread_descriptor)
+                .any(|r| r.spread == x.spread)
         });
         p.preferences.extend(a.placement_pref_add.iter().cloned());
     }
@@ -214,12 +231,9 @@ pub fn apply_update(spec: &mut ServiceSpec, a: &UpdateArgs) -> Result<()> {
 /// deprecated top-level `Networks` moves into the task template, as docker moves it.
 async fn update_networks(c: &ApiClient, spec: &mut ServiceSpec, a: &UpdateArgs) -> Result<()> {
     let mut current = std::mem::take(&mut spec.task_template.networks);
+    let old = std::mem::take(&mut spec.networks);
     if current.is_empty() {
-        if let Some(old) = spec.extra.remove("Networks") {
-            current = serde_json::from_value(old).unwrap_or_default();
-        }
-    } else {
-        spec.extra.remove("Networks");
+        current = old;
     }
     let mut remove = HashSet::new();
     for r in &a.network_rm {
@@ -240,8 +254,23 @@ async fn update_networks(c: &ApiClient, spec: &mut ServiceSpec, a: &UpdateArgs) 
     Ok(())
 }
 
+/// docker's `getUpdatedSecrets` / `getUpdatedConfigs`: drop the references whose name `--secret-rm` (`--config-rm`)
+/// gives, then append the `--secret-add` (`--config-add`) ones, resolved to IDs.
+async fn update_files(c: &ApiClient, spec: &mut ServiceSpec, a: &UpdateArgs) -> Result<()> {
+    let cs = spec.task_template.container_spec.get_or_insert_with(Default::default);
+    if !a.secret_add.is_empty() || !a.secret_rm.is_empty() {
+        cs.secrets.retain(|r| !a.secret_rm.contains(&r.secret_name));
+        cs.secrets.extend(files::secret_refs(c, &a.secret_add).await?);
+    }
+    if !a.config_add.is_empty() || !a.config_rm.is_empty() {
+        cs.configs.retain(|r| !a.config_rm.contains(&r.config_name));
+        cs.configs.extend(files::config_refs(c, &a.config_add).await?);
+    }
+    Ok(())
+}
+
 /// `service update`: GET /services/{ref}?insertDefaults=false → [GET /networks/{n}?scope=swarm per --network-rm and
-/// --network-add] → [GET /distribution/{image}/json with --image] →
+/// --network-add] → [GET /secrets, GET /configs for --secret-add, --config-add] → [GET /distribution/{image}/json with --image] →
 /// POST /services/{id}/update?registryAuthFrom=spec[&rollback=previous]&version=N → prints the argument, then the
 /// progress display unless `--detach`.
 pub async fn update(c: &ApiClient, a: UpdateArgs, out: &mut dyn Write) -> Result<()> {
@@ -260,6 +289,7 @@ pub async fn update(c: &ApiClient, a: UpdateArgs, out: &mut dyn Write) -> Result
         if !a.network_add.is_empty() || !a.network_rm.is_empty() {
             update_networks(c, &mut svc.spec, &a).await?;
         }
+        update_files(c, &mut svc.spec, &a).await?;
     }
     let mut warnings = Vec::new();
     if a.image.is_some() && !a.common.no_resolve_image {

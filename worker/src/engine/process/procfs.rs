@@ -1,4 +1,5 @@
-//! Reading `/proc/<pid>/stat`: is a process still the one we started?
+//! Reading `/proc`: is a process still the one we started (`/proc/<pid>/stat`), and what is mounted where
+//! (`/proc/<pid>/mountinfo`).
 //!
 //! A PID alone is not an identity: after an agent restart the PID in a persisted handle may belong to a new process.
 //! Its start time (field 22, clock ticks since boot) is fixed for the life of the process, so `pid + start time`
@@ -46,17 +47,6 @@ pub(crate) fn read_stat(pid: i64) -> Option<Stat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
-/// The first child of `pid` (`/proc/<pid>/task/<pid>/children`, or a scan of /proc where the kernel lacks it).
-pub(crate) fn first_child(pid: i64) -> Option<i64> {
-    if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
-        return text.split_whitespace().next().and_then(|c| c.parse().ok());
-    }
-    std::fs::read_dir("/proc")
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
-        .find(|&c| read_stat(c).is_some_and(|s| s.ppid == pid))
-}
-
 /// `pid:<pid>:<start time>`, the process engine's [`Handle::id`](crate::engine::Handle::id).
 pub(crate) fn format_id(pid: i64, start_time: u64) -> String {
     format!("pid:{pid}:{start_time}")
@@ -70,9 +60,101 @@ pub(crate) fn parse_id(id: &str) -> Option<(i64, u64)> {
     Some((pid, start))
 }
 
+/// One line of `/proc/<pid>/mountinfo` (proc(5)), the fields the engine uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct MountInfo {
+    /// Where it is mounted (octal escapes such as `\040` decoded).
+    pub mount_point: std::path::PathBuf,
+    /// Per-mount options (`rw,nosuid,relatime`).
+    pub options: String,
+    /// Propagation tags: `shared:N`, `master:N`, `propagate_from:N`, `unbindable`.
+    pub optional: Vec<String>,
+    /// Filesystem type (`ext4`, `cgroup2`).
+    pub fstype: String,
+    /// Per-superblock options (`rw,memory` for a v1 cgroup hierarchy).
+    pub super_options: String,
+}
+
+impl MountInfo {
+    /// In a shared peer group.
+    pub fn shared(&self) -> bool {
+        self.optional.iter().any(|t| t.starts_with("shared:"))
+    }
+
+    /// A slave of some peer group.
+    pub fn slave(&self) -> bool {
+        self.optional.iter().any(|t| t.starts_with("master:"))
+    }
+}
+
+/// `\040` → space, as the kernel escapes paths in mountinfo.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses the text of `/proc/<pid>/mountinfo`; malformed lines are skipped.
+pub(crate) fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let l: Vec<&str> = left.split(' ').collect();
+            let r: Vec<&str> = right.split(' ').collect();
+            Some(MountInfo {
+                mount_point: unescape(l.get(4)?).into(),
+                options: l.get(5)?.to_string(),
+                optional: l.get(6..).unwrap_or_default().iter().map(|s| s.to_string()).collect(),
+                fstype: r.first()?.to_string(),
+                super_options: r.get(2).unwrap_or(&"").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Reads `/proc/<pid>/mountinfo` (`pid` may be `self`).
+pub(crate) fn read_mountinfo(pid: &str) -> Option<Vec<MountInfo>> {
+    Some(parse_mountinfo(&std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?))
+}
+
+/// The mount that holds `path` (the longest mount point that is a prefix of it); `path` should be canonical.
+pub(crate) fn mount_of<'a>(mounts: &'a [MountInfo], path: &std::path::Path) -> Option<&'a MountInfo> {
+    mounts.iter().filter(|m| path.starts_with(&m.mount_point)).max_by_key(|m| m.mount_point.as_os_str().len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_lines_are_parsed() {
+        let text = "36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 shared:7 - ext3 /dev/root rw,errors=continue\n\
+                    40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\nbogus line\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].mount_point, std::path::PathBuf::from("/mnt/with space"));
+        assert_eq!(m[0].options, "rw,noatime");
+        assert!(m[0].shared() && m[0].slave());
+        assert_eq!((m[0].fstype.as_str(), m[0].super_options.as_str()), ("ext3", "rw,errors=continue"));
+        assert_eq!(m[1].super_options, "rw,name=systemd");
+        assert!(!m[1].shared() && !m[1].slave());
+        assert_eq!(mount_of(&m, std::path::Path::new("/mnt/with space/x")).unwrap().fstype, "ext3");
+        assert!(read_mountinfo("self").is_some_and(|m| !m.is_empty()));
+    }
 
     #[test]
     fn stat_is_parsed_from_the_last_parenthesis() {

@@ -1,0 +1,29 @@
+//! A skep node: what `skep daemon` runs. It serves the Docker Engine API (swarm subset) on its sockets and runs
+//! whatever its swarm role needs: the QUIC endpoint, the agent and the task manager on every node, Raft and the store
+//! on managers.
+//!
+//! The `skep` binary (crate `skep-cli`) only parses the daemon's flags and calls [`daemon::main`].
+//!
+//! # Layout
+//! - [`daemon`]: the process: options, logging, the runtime, API listeners, signals.
+//! - [`api`]: the HTTP routes (Docker Engine API v1.50 shapes), one file per kind of object.
+//! - [`node`]: the node supervisor: lifecycle (init, join, leave, resume), role changes and renewal, and the control
+//!   facade the routes call.
+//! - [`listen`]: the API's listeners: the unix socket's mode and group, TLS on TCP, connection limits and timeouts.
+//! - [`error`]: the API's one error type and its mapping to HTTP statuses.
+//! - [`addr`]: cluster addresses as init and join take them.
+//! - [`state`]: what the node keeps on disk.
+//! - [`sysinfo`]: host facts for `/info` and the node description.
+#![forbid(unsafe_code)]
+
+pub mod addr;
+pub mod api;
+pub mod daemon;
+pub mod error;
+pub mod listen;
+pub mod node;
+pub mod state;
+pub mod sysinfo;
+
+/// Default API socket of the daemon (and of the client).
+pub const DEFAULT_HOST: &str = "unix:///run/skep/skep.sock";

@@ -1,0 +1,155 @@
+//! Chaos: random faults from the fault suite (t40–t43), one after another, on three managers while clients read and
+//! write through every manager; at the end the faults are undone and `skep_tests::registers` checks what every fault
+//! case checks (a write through every manager acknowledged within a bound, one leader, a linearizable history with
+//! final reads, so no acknowledged write lost).
+//!
+//! Off unless asked for, since it runs for minutes: env `SKEP_CHAOS=short` (about a minute) or `SKEP_CHAOS=<minutes>`;
+//! `SKEP_CHAOS_SEED=<u64>` replays a run (the seed is printed first, and each fault as it is applied). Without
+//! `SKEP_CHAOS` the test prints how to run it and passes.
+
+use anyhow::{Context as _, Result};
+use skep_tests::faults::Link;
+use skep_tests::registers::Registers;
+use skep_tests::{require_root_and_netns, Cluster};
+use std::time::{Duration, Instant};
+
+/// Bound on a write through a manager being acknowledged after the last fault healed.
+const RECOVER_BOUND: Duration = Duration::from_secs(45);
+/// Clients run this long between two faults.
+const CALM: Duration = Duration::from_secs(2);
+/// Longest hold of one fault.
+const MAX_HOLD_SECS: u64 = 15;
+const ALL: [usize; 3] = [0, 1, 2];
+
+/// splitmix64: a small, seedable generator (the run is replayed from its seed).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// In `0..n`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One fault of a run, on a manager chosen by role.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// `SIGSTOP`, then `SIGCONT`.
+    Freeze,
+    /// Cut off from both other managers.
+    Isolate,
+    /// Its link to one other manager cut and healed every second.
+    Flap,
+    /// 10 % loss on every link between managers.
+    Loss,
+    /// Its packets to one other manager dropped, not the other way.
+    OneWay,
+    /// `SIGKILL`, then started again on its data root.
+    Kill,
+}
+
+const FAULTS: [Fault; 6] = [Fault::Freeze, Fault::Isolate, Fault::Flap, Fault::Loss, Fault::OneWay, Fault::Kill];
+
+/// How long the run lasts, from `SKEP_CHAOS`; `None` when chaos is off.
+fn duration() -> Result<Option<Duration>> {
+    match std::env::var("SKEP_CHAOS") {
+        Err(_) => Ok(None),
+        Ok(v) if v == "short" => Ok(Some(Duration::from_secs(60))),
+        Ok(v) => {
+            let minutes: u64 = v.parse().with_context(|| format!("SKEP_CHAOS={v}: `short` or a number of minutes"))?;
+            anyhow::ensure!((1..=24 * 60).contains(&minutes), "SKEP_CHAOS={minutes}: 1 to 1440 minutes");
+            Ok(Some(Duration::from_secs(minutes * 60)))
+        }
+    }
+}
+
+/// Applies `fault` on host `at` for `hold` while clients run on `ALL` (on the survivors while a manager is killed).
+fn apply(c: &mut Cluster, h: &Registers, fault: Fault, at: usize, hold: Duration, tag: &str) -> Result<()> {
+    if let Fault::Kill = fault {
+        c.kill(at)?;
+        let survivors: Vec<usize> = ALL.iter().copied().filter(|&i| i != at).collect();
+        h.clients(c, &survivors, hold, tag);
+        return c.start(at);
+    }
+    let c = &*c;
+    std::thread::scope(|s| -> Result<()> {
+        s.spawn(|| h.clients(c, &ALL, hold, tag));
+        let applied = match fault {
+            Fault::Freeze => c.pause(at).map(|mut p| {
+                std::thread::sleep(hold);
+                p.resume();
+            }),
+            Fault::Isolate => c.isolate_from(at, &ALL).map(|()| std::thread::sleep(hold)),
+            Fault::Flap => (|| {
+                let end = Instant::now() + hold;
+                while Instant::now() < end {
+                    c.cut_link(at, (at + 1) % 3, Link::Cut)?;
+                    std::thread::sleep(Duration::from_secs(1));
+                    c.heal_links()?;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Ok(())
+            })(),
+            Fault::Loss => [(0, 1), (1, 2), (0, 2)]
+                .into_iter()
+                .try_for_each(|(a, b)| c.cut_link(a, b, Link::Lossy(10)))
+                .map(|()| std::thread::sleep(hold)),
+            Fault::OneWay => c.cut_one_way(at, (at + 1) % 3).map(|()| std::thread::sleep(hold)),
+            Fault::Kill => unreachable!("handled above"),
+        };
+        let healed = c.heal_links();
+        applied?;
+        healed
+    })
+}
+
+#[test]
+fn random_faults_for_minutes_keep_the_history_linearizable() -> Result<()> {
+    let Some(run_for) = duration()? else {
+        eprintln!("chaos is off: SKEP_CHAOS=short (about a minute) or SKEP_CHAOS=<minutes>, SKEP_CHAOS_SEED=<u64> to replay");
+        return Ok(());
+    };
+    if !require_root_and_netns() {
+        return Ok(());
+    }
+    let seed = match std::env::var("SKEP_CHAOS_SEED") {
+        Ok(s) => s.parse().with_context(|| format!("SKEP_CHAOS_SEED={s}: a u64"))?,
+        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64,
+    };
+    eprintln!("chaos: seed {seed} for {run_for:?} (replay with SKEP_CHAOS_SEED={seed})");
+    let mut rng = Rng(seed);
+    let mut c = Cluster::new(3)?;
+    c.form(3, 0)?;
+    let h = Registers::new(&c.node_id(0)?);
+    let start = Instant::now();
+    let mut round = 0;
+    while start.elapsed() < run_for {
+        round += 1;
+        let fault = FAULTS[rng.below(FAULTS.len() as u64) as usize];
+        let on_leader = rng.below(2) == 0;
+        let hold = Duration::from_secs(1 + rng.below(MAX_HOLD_SECS));
+        let any = ALL.into_iter().find(|&i| c.is_running(i)).context("a running manager")?;
+        let leader = c.leader_id(any).ok().and_then(|id| c.host_of(&id));
+        let at = match (leader, on_leader) {
+            (Some(l), true) => l,
+            (Some(l), false) => (l + 1 + rng.below(2) as usize) % 3,
+            (None, _) => rng.below(3) as usize,
+        };
+        eprintln!("chaos round {round}: {fault:?} on {} ({}) for {hold:?}", c.host(at).name, if Some(at) == leader { "leader" } else { "follower" });
+        apply(&mut c, &h, fault, at, hold, &format!("r{round}"))?;
+        h.clients(&c, &ALL, CALM, &format!("r{round}-calm"));
+    }
+    let healed = h.now();
+    h.settle(&c, &ALL, healed, RECOVER_BOUND)?;
+    eprintln!("chaos: seed {seed}, {round} faults, history linearizable");
+    c.pass();
+    Ok(())
+}

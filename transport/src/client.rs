@@ -1,0 +1,210 @@
+//! The calling side: [`Endpoint::call`], [`Endpoint::call_with`] and the connection cache.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::time::{timeout, timeout_at, Instant};
+
+use crate::{
+    codec,
+    endpoint::{lock, ConnSlot},
+    Endpoint, TransportError,
+};
+
+/// Application close code for a connection we abandon because the peer went silent.
+const CLOSE_UNRESPONSIVE: u32 = 1;
+
+impl Endpoint {
+    /// One RPC to `addr`, whose certificate must be valid for `server_name`, over the cached
+    /// connection (dialed on first use, redialed once it has failed). Bounded by `rpc_timeout`
+    /// as a whole, the handshake also by `connect_timeout`.
+    pub async fn call<Req, Resp>(&self, addr: SocketAddr, server_name: &str, req: &Req) -> Result<Resp, TransportError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        self.call_until(addr, server_name, req, Instant::now() + self.inner.cfg.rpc_timeout).await
+    }
+
+    /// [`Endpoint::call`] bounded by `deadline` (at most `rpc_timeout` from now) instead of `rpc_timeout`. Callers
+    /// with a tighter bound must pass it here rather than drop the call at their own timeout: a call given up from
+    /// outside cannot tell a dead peer from a slow one, so the cached connection to a peer that was killed and
+    /// restarted would stay, and every later call on it time out again, until QUIC's idle timeout. Here, total
+    /// silence until the deadline closes the connection (see `exchange`), and the next call redials.
+    pub async fn call_until<Req, Resp>(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+        req: &Req,
+        deadline: Instant,
+    ) -> Result<Resp, TransportError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let frame = codec::encode(req, self.inner.cfg.max_frame)?;
+        let deadline = deadline.min(Instant::now() + self.inner.cfg.rpc_timeout);
+        let conn = timeout_at(deadline, self.cached_connection(addr, server_name))
+            .await
+            .map_err(|_| TransportError::Timeout)??;
+        // A failed connection stays in the cache with its close reason set; the next call sees
+        // that and redials.
+        self.exchange(&conn, deadline, &frame).await
+    }
+
+    /// One RPC over a fresh connection made with a one-off client config (e.g. a joining node's
+    /// verifier that pins the CA digest from its join token). The connection is closed afterwards
+    /// and never cached.
+    pub async fn call_with<Req, Resp>(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+        client: rustls::ClientConfig,
+        req: &Req,
+    ) -> Result<Resp, TransportError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let frame = codec::encode(req, self.inner.cfg.max_frame)?;
+        let client = self.inner.cfg.quinn_client(client)?;
+        let deadline = Instant::now() + self.inner.cfg.rpc_timeout;
+        let conn = timeout_at(deadline, self.dial(client, addr, server_name))
+            .await
+            .map_err(|_| TransportError::Timeout)??;
+        let res = self.exchange(&conn, deadline, &frame).await;
+        conn.close(quinn::VarInt::from_u32(0), b"done");
+        res
+    }
+
+    /// The cached connection for `(addr, server_name)`, dialing if there is none or it has closed.
+    async fn cached_connection(&self, addr: SocketAddr, server_name: &str) -> Result<quinn::Connection, TransportError> {
+        if self.is_closed() {
+            return Err(TransportError::Closed);
+        }
+        let key = (addr, server_name.to_owned());
+        let slot: ConnSlot = lock(&self.inner.conns).entry(key.clone()).or_default().clone();
+        let mut cached = slot.lock().await;
+        if let Some(conn) = cached.as_ref() {
+            if conn.close_reason().is_none() {
+                return Ok(conn.clone());
+            }
+        }
+        let client = self.inner.client.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        match self.dial(client, addr, server_name).await {
+            Ok(conn) => {
+                *cached = Some(conn.clone());
+                Ok(conn)
+            }
+            Err(e) => {
+                *cached = None;
+                drop(cached);
+                // Don't keep entries for peers we cannot reach; waiters on this slot dial themselves.
+                let mut conns = lock(&self.inner.conns);
+                if conns.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                    conns.remove(&key);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// QUIC + TLS handshake, bounded by `connect_timeout`.
+    async fn dial(&self, client: quinn::ClientConfig, addr: SocketAddr, server_name: &str) -> Result<quinn::Connection, TransportError> {
+        if self.is_closed() {
+            return Err(TransportError::Closed);
+        }
+        #[cfg(test)]
+        self.inner.dials.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let connecting = self.inner.quic.connect_with(client, addr, server_name).map_err(|e| match e {
+            quinn::ConnectError::EndpointStopping => TransportError::Closed,
+            e => TransportError::Connect(e),
+        })?;
+        let limit = self.inner.cfg.connect_timeout;
+        match timeout(limit, connecting).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(self.local_or(TransportError::from_connection(e))),
+            // Dropping `connecting` abandons the handshake.
+            Err(_) => Err(TransportError::ConnectTimeout(limit)),
+        }
+    }
+
+    /// Write one request frame on a new stream and read one response frame, by `deadline`.
+    async fn exchange<Resp: DeserializeOwned>(
+        &self,
+        conn: &quinn::Connection,
+        deadline: Instant,
+        frame: &[u8],
+    ) -> Result<Resp, TransportError> {
+        let received_before = conn.stats().udp_rx.datagrams;
+        let call = exchange(conn, frame, self.inner.cfg.max_frame);
+        tokio::pin!(call);
+        // A live peer acknowledges our request within milliseconds, even when its handler is slow. Total silence
+        // (first for `silence_timeout`, or for the whole call) means it is gone, e.g. killed or restarted without
+        // telling us: close the connection so the next call redials instead of waiting out the idle timeout.
+        //
+        // Silence is judged only when this process was able to look: if the probe fired late, or the runtime is so
+        // busy that a yield takes a while to come back, what the peer sent may still sit unread in our socket or in
+        // the queue of the task that reads it, so the probe is taken again shortly, up to the call's deadline. A
+        // starved worker used to drop healthy connections to its managers this way, and redial them (a TLS
+        // handshake each) just when the managers were busiest.
+        let mut probe = (Instant::now() + self.inner.cfg.silence_timeout).min(deadline);
+        let res = loop {
+            tokio::select! {
+                res = &mut call => break Some(res),
+                _ = tokio::time::sleep_until(probe) => {}
+            }
+            let heard = || conn.stats().udp_rx.datagrams != received_before;
+            if heard() {
+                break timeout_at(deadline, &mut call).await.ok();
+            }
+            let late = Instant::now().saturating_duration_since(probe) > PROBE_SLACK;
+            let t = Instant::now();
+            // a yield comes back after the work queued before it, and (in tokio's scheduler since 1.24, not a
+            // documented guarantee) after the runtime has polled its I/O driver once more
+            tokio::task::yield_now().await;
+            let busy = t.elapsed() > BUSY_YIELD;
+            if heard() {
+                break timeout_at(deadline, &mut call).await.ok();
+            }
+            if (!late && !busy) || Instant::now() >= deadline {
+                break None;
+            }
+            probe = (Instant::now() + PROBE_SLACK).min(deadline);
+        };
+        match res {
+            Some(res) => res.map_err(|e| self.local_or(e)),
+            None => {
+                if conn.stats().udp_rx.datagrams == received_before {
+                    tracing::debug!(peer = %conn.remote_address(), "peer silent; dropping connection");
+                    conn.close(quinn::VarInt::from_u32(CLOSE_UNRESPONSIVE), b"peer unresponsive");
+                }
+                Err(TransportError::Timeout)
+            }
+        }
+    }
+
+    /// Failures caused by our own `close` read as `Closed`.
+    fn local_or(&self, e: TransportError) -> TransportError {
+        if self.is_closed() {
+            TransportError::Closed
+        } else {
+            e
+        }
+    }
+}
+
+/// A silence probe that fires later than this was late because this process was busy: it is taken again this much
+/// later.
+const PROBE_SLACK: Duration = Duration::from_millis(100);
+/// A yield that takes longer than this to come back means the runtime has a queue of work (which may hold the
+/// peer's reply).
+const BUSY_YIELD: Duration = Duration::from_millis(5);
+
+async fn exchange<Resp: DeserializeOwned>(conn: &quinn::Connection, frame: &[u8], max: usize) -> Result<Resp, TransportError> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(TransportError::from_connection)?;
+    send.write_all(frame).await.map_err(TransportError::from_write)?;
+    // Fails only if the stream is already reset; the read below reports why.
+    let _ = send.finish();
+    codec::read_frame(&mut recv, max).await.map_err(TransportError::from_read)
+}

@@ -1,0 +1,473 @@
+//! Unpacking one layer into an empty directory of its own, safely: nothing a layer says can write outside that
+//! directory or past a size limit.
+//!
+//! - Entry paths are taken relative to the layer (a leading `/` or `./` dropped); a `..` component refuses the layer.
+//! - Every directory on an entry's way is checked with `lstat`: a symbolic link there (one the layer made itself,
+//!   to send a later entry elsewhere) refuses the layer. Links are never followed while unpacking: a symbolic link's
+//!   target is stored as written (absolute targets are normal in images and resolve inside the task's root once
+//!   it is the root), files are created with `O_NOFOLLOW | O_EXCL` after removing what was there.
+//! - A hard link must name an earlier regular file of the same layer, by a path that stays inside it.
+//! - Device nodes are refused (a task gets its `/dev` from the engine); FIFOs are made.
+//! - The uncompressed stream is counted: past `max_bytes` (or `max_entries`), the layer is refused. It is also
+//!   hashed, and checked against the image config's `diff_id`.
+//! - Whiteouts become overlayfs whiteouts (a `0:0` character device, made by the engine, not the layer), an opaque
+//!   directory marker (`.wh..wh..opq`) the `trusted.overlay.opaque` attribute, so each layer is a ready overlayfs
+//!   lower directory (the OCI image spec's `layer.md` describes both markers).
+//! - Modes (the permission bits, setuid/setgid/sticky included) and owners are applied as recorded; PAX `SCHILY.xattr`
+//!   attributes in the `user.` and `trusted.` namespaces where the filesystem takes them.
+
+use skep_registry::manifest::Compression;
+use skep_registry::{Digest, Hasher};
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// Bounds on one layer.
+#[derive(Clone, Copy, Debug)]
+pub struct UnpackLimits {
+    /// Most uncompressed bytes (the tar stream, headers included).
+    pub max_bytes: u64,
+    /// Most entries.
+    pub max_entries: u64,
+}
+
+impl Default for UnpackLimits {
+    fn default() -> Self {
+        UnpackLimits { max_bytes: 8 << 30, max_entries: 1 << 20 }
+    }
+}
+
+/// Why a layer was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnpackError {
+    /// The layer tries something no image needs (escaping paths, devices, links through links).
+    #[error("layer refused: {0}")]
+    Hostile(String),
+    /// Past a limit.
+    #[error("layer refused: more than {0}")]
+    TooLarge(String),
+    /// Not a tar (or gzip) stream, or an unsupported entry.
+    #[error("invalid layer: {0}")]
+    Invalid(String),
+    /// The uncompressed content is not the one the image config names.
+    #[error("layer content does not match its diff_id: expected {expected}, got {actual}")]
+    DiffId {
+        /// From the config.
+        expected: String,
+        /// Computed.
+        actual: String,
+    },
+    /// Writing the directory failed.
+    #[error("unpacking {0}: {1}")]
+    Io(String, #[source] io::Error),
+}
+
+/// What unpacking found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unpacked {
+    /// The uncompressed stream's digest.
+    pub diff_id: Digest,
+    /// Its size.
+    pub bytes: u64,
+    /// Entries.
+    pub entries: u64,
+}
+
+/// Reads the uncompressed stream, hashing and counting it; past the limit it fails.
+struct Counted<R> {
+    inner: R,
+    hasher: Hasher,
+    n: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        if self.n > self.limit {
+            return Err(io::Error::new(io::ErrorKind::FileTooLarge, "size limit"));
+        }
+        self.hasher.update(&buf[..k]);
+        Ok(k)
+    }
+}
+
+/// Unpacks `layer` (compressed as said) into `dest`, an empty directory; checks the diff_id when given. On an error
+/// `dest` holds a partial layer: the caller removes it.
+pub fn unpack(layer: impl Read, compression: Compression, dest: &Path, limits: UnpackLimits, diff_id: Option<&str>) -> Result<Unpacked, UnpackError> {
+    let reader: Box<dyn Read> = match compression {
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(layer)),
+        Compression::None => Box::new(layer),
+    };
+    let mut counted = Counted { inner: reader, hasher: Hasher::new(), n: 0, limit: limits.max_bytes };
+    let too_large = |e: &io::Error| e.kind() == io::ErrorKind::FileTooLarge;
+    let entries = {
+        let mut archive = tar::Archive::new(&mut counted);
+        let mut u = Unpacker { dest, root: nix::unistd::geteuid().is_root(), entries: 0, limits, buf: vec![0; COPY_BUF] };
+        let iter = archive.entries().map_err(|e| UnpackError::Invalid(e.to_string()))?;
+        for entry in iter {
+            let entry = entry.map_err(|e| if too_large(&e) { UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)) } else { UnpackError::Invalid(e.to_string()) })?;
+            u.entry(entry).map_err(|e| match e {
+                UnpackError::Io(_, ref io) if too_large(io) => UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)),
+                e => e,
+            })?;
+        }
+        u.entries
+    };
+    // the rest of the stream (tar padding) is part of the digest
+    io::copy(&mut counted, &mut io::sink()).map_err(|e| if too_large(&e) { UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)) } else { UnpackError::Invalid(e.to_string()) })?;
+    let bytes = counted.n;
+    let actual = counted.hasher.finish();
+    if let Some(expected) = diff_id {
+        if actual.as_str() != expected {
+            return Err(UnpackError::DiffId { expected: expected.into(), actual: actual.to_string() });
+        }
+    }
+    Ok(Unpacked { diff_id: actual, bytes, entries })
+}
+
+struct Unpacker<'a> {
+    dest: &'a Path,
+    root: bool,
+    entries: u64,
+    limits: UnpackLimits,
+    /// A file's content goes through this buffer: `io::copy`'s 8 KiB one made the write calls the cost on large
+    /// files (`bench/unpack`).
+    buf: Vec<u8>,
+}
+
+/// The size of [`Unpacker::buf`].
+const COPY_BUF: usize = 1 << 20;
+
+/// Copies `from` to `to` through `buf`; the bytes copied.
+fn copy_with(from: &mut impl Read, to: &mut impl io::Write, buf: &mut [u8]) -> io::Result<u64> {
+    let mut n = 0;
+    loop {
+        let k = match from.read(buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..k])?;
+        n += k as u64;
+    }
+}
+
+/// The overlayfs opaque marker and whiteout prefix (OCI `layer.md`).
+const OPAQUE: &str = ".wh..wh..opq";
+const WHITEOUT: &str = ".wh.";
+
+/// A path inside the layer: `/a/./b` → `a/b`; `..` anywhere refuses it; empty means the layer's root.
+pub(crate) fn inside(raw: &[u8]) -> Result<PathBuf, UnpackError> {
+    let p = Path::new(OsStr::from_bytes(raw));
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(UnpackError::Hostile(format!("path {:?} leaves the layer", String::from_utf8_lossy(raw))))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn io_err(path: &Path, e: io::Error) -> UnpackError {
+    UnpackError::Io(path.display().to_string(), e)
+}
+
+impl Unpacker<'_> {
+    /// The directory `rel` inside the layer, made when missing; a symbolic link (or a file) on the way refuses it.
+    fn dir(&self, rel: &Path) -> Result<PathBuf, UnpackError> {
+        let mut cur = self.dest.to_path_buf();
+        for c in rel.components() {
+            cur.push(c);
+            match std::fs::symlink_metadata(&cur) {
+                Ok(m) if m.file_type().is_dir() => {}
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(UnpackError::Hostile(format!("{} goes through a symbolic link", rel.display())))
+                }
+                Ok(_) => return Err(UnpackError::Invalid(format!("{} is not a directory", rel.display()))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    std::fs::create_dir(&cur).map_err(|e| io_err(&cur, e))?;
+                }
+                Err(e) => return Err(io_err(&cur, e)),
+            }
+        }
+        Ok(cur)
+    }
+
+    /// Removes whatever is at `path` (not following it), so the entry replaces it (a directory only by another
+    /// kind of entry).
+    fn clear(&self, path: &Path, keep_dir: bool) -> Result<(), UnpackError> {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_dir() => {
+                if keep_dir {
+                    Ok(())
+                } else {
+                    std::fs::remove_dir_all(path).map_err(|e| io_err(path, e))
+                }
+            }
+            Ok(_) => std::fs::remove_file(path).map_err(|e| io_err(path, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(path, e)),
+        }
+    }
+
+    fn entry<R: Read>(&mut self, mut e: tar::Entry<'_, R>) -> Result<(), UnpackError> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(UnpackError::TooLarge(format!("{} entries", self.limits.max_entries)));
+        }
+        let kind = e.header().entry_type();
+        if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink) {
+            return Ok(());
+        }
+        let rel = inside(&e.path_bytes())?;
+        let Some(name) = rel.file_name().map(|n| n.to_os_string()) else {
+            return Ok(()); // the layer's root itself
+        };
+        let parent_rel = rel.parent().unwrap_or(Path::new(""));
+        let parent = self.dir(parent_rel)?;
+        let name_bytes = name.as_bytes();
+        if name_bytes == OPAQUE.as_bytes() {
+            return set_xattr(&parent, "trusted.overlay.opaque", b"y");
+        }
+        if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT.as_bytes()) {
+            if hidden.is_empty() || hidden == b"." || hidden == b".." || hidden.contains(&b'/') {
+                return Err(UnpackError::Hostile(format!("bad whiteout {}", rel.display())));
+            }
+            let path = parent.join(OsStr::from_bytes(hidden));
+            self.clear(&path, false)?;
+            return mknod_whiteout(&path);
+        }
+        let path = parent.join(&name);
+        let mode = e.header().mode().map_err(|x| UnpackError::Invalid(x.to_string()))? & 0o7777;
+        let uid = e.header().uid().unwrap_or(0);
+        let gid = e.header().gid().unwrap_or(0);
+        match kind {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                self.clear(&path, false)?;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(nix::libc::O_NOFOLLOW)
+                    .open(&path)
+                    .map_err(|x| io_err(&path, x))?;
+                copy_with(&mut e, &mut f, &mut self.buf).map_err(|x| io_err(&path, x))?;
+                self.owner(&path, uid, gid)?;
+                f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|x| io_err(&path, x))?;
+            }
+            tar::EntryType::Directory => {
+                self.clear(&path, true)?;
+                if !path.is_dir() {
+                    std::fs::create_dir(&path).map_err(|x| io_err(&path, x))?;
+                }
+                self.owner(&path, uid, gid)?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(|x| io_err(&path, x))?;
+            }
+            tar::EntryType::Symlink => {
+                let target = e.link_name_bytes().ok_or_else(|| UnpackError::Invalid(format!("{}: symbolic link without a target", rel.display())))?;
+                self.clear(&path, false)?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path).map_err(|x| io_err(&path, x))?;
+                self.owner(&path, uid, gid)?;
+            }
+            tar::EntryType::Link => {
+                let raw = e.link_name_bytes().ok_or_else(|| UnpackError::Invalid(format!("{}: hard link without a target", rel.display())))?;
+                let target_rel = inside(&raw)?;
+                let target_parent = target_rel.parent().unwrap_or(Path::new(""));
+                // the target's directories must exist and be real ones (never made here)
+                let mut cur = self.dest.to_path_buf();
+                for c in target_parent.components() {
+                    cur.push(c);
+                    let m = std::fs::symlink_metadata(&cur).map_err(|_| UnpackError::Hostile(format!("hard link {} to {} outside the layer's files", rel.display(), target_rel.display())))?;
+                    if !m.file_type().is_dir() {
+                        return Err(UnpackError::Hostile(format!("hard link {} goes through {}", rel.display(), cur.display())));
+                    }
+                }
+                let target = self.dest.join(&target_rel);
+                match std::fs::symlink_metadata(&target) {
+                    Ok(m) if m.file_type().is_file() => {}
+                    _ => return Err(UnpackError::Hostile(format!("hard link {} to {}: not a file of this layer", rel.display(), target_rel.display()))),
+                }
+                self.clear(&path, false)?;
+                std::fs::hard_link(&target, &path).map_err(|x| io_err(&path, x))?;
+            }
+            tar::EntryType::Fifo => {
+                self.clear(&path, false)?;
+                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(mode)).map_err(|x| io_err(&path, x.into()))?;
+                self.owner(&path, uid, gid)?;
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                return Err(UnpackError::Hostile(format!("device node {}", rel.display())));
+            }
+            other => return Err(UnpackError::Invalid(format!("{}: unsupported entry type {other:?}", rel.display()))),
+        }
+        if let Ok(Some(exts)) = e.pax_extensions() {
+            for ext in exts.flatten() {
+                if let Some(attr) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                    if attr.starts_with(b"user.") || attr.starts_with(b"trusted.") || attr.starts_with(b"security.capability") {
+                        // where possible: a filesystem without the namespace keeps the file without it
+                        let _ = set_xattr(&path, std::str::from_utf8(attr).unwrap_or(""), ext.value_bytes());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn owner(&self, path: &Path, uid: u64, gid: u64) -> Result<(), UnpackError> {
+        if !self.root {
+            return Ok(());
+        }
+        let (uid, gid) = (u32::try_from(uid).unwrap_or(0), u32::try_from(gid).unwrap_or(0));
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| io_err(path, e))
+    }
+}
+
+/// An overlayfs whiteout: a `0:0` character device (needs root, as overlayfs does).
+fn mknod_whiteout(path: &Path) -> Result<(), UnpackError> {
+    nix::sys::stat::mknod(path, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0)
+        .map_err(|e| io_err(path, io::Error::from(e)))
+}
+
+fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), UnpackError> {
+    xattr::set(path, name, value).map_err(|e| io_err(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skep_registry::build::{self, Entry};
+
+    fn unpack_entries(entries: &[Entry], limits: UnpackLimits) -> (tempfile::TempDir, Result<Unpacked, UnpackError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = dir.path().join("layer");
+        std::fs::create_dir(&layer).unwrap();
+        let tar = build::tar(entries).unwrap();
+        let r = unpack(&tar[..], Compression::None, &layer, limits, None);
+        (dir, r)
+    }
+
+    fn file(path: &str, data: &str) -> Entry {
+        Entry::File { path: path.into(), mode: 0o644, data: data.into() }
+    }
+
+    /// Everything under `dir` (relative paths), to show nothing landed elsewhere.
+    fn tree(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(p);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn files_dirs_links_and_modes_are_unpacked() {
+        let entries = [
+            Entry::Dir { path: "bin/".into(), mode: 0o755 },
+            Entry::File { path: "bin/busybox".into(), mode: 0o4755, data: "#!".into() },
+            Entry::Symlink { path: "bin/sh".into(), target: "/bin/busybox".into() },
+            Entry::Hardlink { path: "bin/ls".into(), target: "bin/busybox".into() },
+            file("./etc/passwd", "root:x:0:0::/root:/bin/sh\n"),
+        ];
+        let (dir, r) = unpack_entries(&entries, UnpackLimits::default());
+        let u = r.unwrap();
+        assert_eq!(u.entries, 5);
+        let l = dir.path().join("layer");
+        let m = std::fs::metadata(l.join("bin/busybox")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o4755);
+        assert_eq!(std::fs::read_link(l.join("bin/sh")).unwrap(), Path::new("/bin/busybox"));
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(l.join("bin/ls")).unwrap().ino(), m.ino());
+        assert_eq!(std::fs::read_to_string(l.join("etc/passwd")).unwrap(), "root:x:0:0::/root:/bin/sh\n");
+    }
+
+    #[test]
+    fn hostile_layers_are_refused_and_write_nothing_outside() {
+        let cases: Vec<(&str, Vec<Entry>)> = vec![
+            ("dotdot", vec![file("../escaped", "x")]),
+            ("dotdot inside", vec![file("a/../../escaped", "x")]),
+            ("through an absolute symlink", vec![Entry::Symlink { path: "evil".into(), target: "/tmp".into() }, file("evil/escaped", "x")]),
+            ("through an escaping symlink", vec![Entry::Symlink { path: "evil".into(), target: "../..".into() }, file("evil/escaped", "x")]),
+            ("hardlink out", vec![Entry::Hardlink { path: "h".into(), target: "../../etc/passwd".into() }]),
+            ("hardlink absolute", vec![Entry::Hardlink { path: "h".into(), target: "/etc/passwd".into() }]),
+            ("hardlink through a symlink", vec![Entry::Symlink { path: "s".into(), target: "/etc".into() }, Entry::Hardlink { path: "h".into(), target: "s/passwd".into() }]),
+            ("device", vec![Entry::CharDevice { path: "dev/mem".into() }]),
+        ];
+        for (what, entries) in cases {
+            let (dir, r) = unpack_entries(&entries, UnpackLimits::default());
+            let e = r.expect_err(what);
+            assert!(matches!(e, UnpackError::Hostile(_)), "{what}: {e}");
+            assert!(!dir.path().join("escaped").exists() && !Path::new("/tmp/escaped").exists(), "{what}");
+            assert!(tree(dir.path()).iter().all(|p| p.starts_with("layer")), "{what}: {:?}", tree(dir.path()));
+        }
+        // an absolute symlink is data: kept, never followed
+        let (dir, r) = unpack_entries(&[Entry::Symlink { path: "etc-link".into(), target: "/etc".into() }], UnpackLimits::default());
+        r.unwrap();
+        assert!(dir.path().join("layer/etc-link").symlink_metadata().unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn a_size_bomb_stops_at_the_limit() {
+        let big = "0".repeat(1 << 20);
+        let entries: Vec<Entry> = (0..8).map(|i| file(&format!("f{i}"), &big)).collect();
+        let tar = build::tar(&entries).unwrap();
+        let gz = build::gzip(&tar).unwrap();
+        assert!(gz.len() < 64 << 10, "compresses well: {}", gz.len());
+        let dir = tempfile::tempdir().unwrap();
+        let limits = UnpackLimits { max_bytes: 2 << 20, max_entries: 100 };
+        let e = unpack(&gz[..], Compression::Gzip, dir.path(), limits, None).unwrap_err();
+        assert!(matches!(e, UnpackError::TooLarge(_)), "{e}");
+        let written: u64 = tree(dir.path()).iter().map(|p| std::fs::metadata(dir.path().join(p)).map_or(0, |m| m.len())).sum();
+        assert!(written <= 2 << 20, "{written}");
+        let (_d, r) = unpack_entries(&(0..5).map(|i| file(&format!("f{i}"), "")).collect::<Vec<_>>(), UnpackLimits { max_bytes: 1 << 20, max_entries: 3 });
+        assert!(matches!(r.unwrap_err(), UnpackError::TooLarge(_)));
+    }
+
+    #[test]
+    fn the_diff_id_is_checked() {
+        let tar = build::tar(&[file("a", "1")]).unwrap();
+        let good = Digest::of(&tar);
+        let dir = tempfile::tempdir().unwrap();
+        let u = unpack(&build::gzip(&tar).unwrap()[..], Compression::Gzip, dir.path(), UnpackLimits::default(), Some(good.as_str())).unwrap();
+        assert_eq!(u.diff_id, good);
+        let dir = tempfile::tempdir().unwrap();
+        let wrong = Digest::of(b"x");
+        let e = unpack(&tar[..], Compression::None, dir.path(), UnpackLimits::default(), Some(wrong.as_str())).unwrap_err();
+        assert!(matches!(e, UnpackError::DiffId { .. }), "{e}");
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_dirs_become_overlay_markers() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: whiteouts need root");
+            return;
+        }
+        let entries = [Entry::Dir { path: "etc/".into(), mode: 0o755 }, file("etc/.wh.motd", ""), Entry::Dir { path: "var/".into(), mode: 0o755 }, file("var/.wh..wh..opq", "")];
+        let (dir, r) = unpack_entries(&entries, UnpackLimits::default());
+        r.unwrap();
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let m = std::fs::symlink_metadata(dir.path().join("layer/etc/motd")).unwrap();
+        assert!(m.file_type().is_char_device() && m.rdev() == 0);
+        // tmpfs takes trusted.* xattrs (as root); some filesystems do not, which unpacking then reports
+        if let Ok(v) = xattr::get(dir.path().join("layer/var"), "trusted.overlay.opaque") {
+            assert_eq!(v.as_deref(), Some(&b"y"[..]));
+        }
+    }
+}
