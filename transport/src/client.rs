@@ -136,7 +136,7 @@ impl Endpoint {
         deadline: Instant,
         frame: &[u8],
     ) -> Result<Resp, TransportError> {
-        let received_before = conn.stats().udp_rx.datagrams;
+        let received_before = heard_from(conn);
         let call = exchange(conn, frame, self.inner.cfg.max_frame);
         tokio::pin!(call);
         // A live peer acknowledges our request within milliseconds, even when its handler is slow. Total silence
@@ -154,7 +154,7 @@ impl Endpoint {
                 res = &mut call => break Some(res),
                 _ = tokio::time::sleep_until(probe) => {}
             }
-            let heard = || conn.stats().udp_rx.datagrams != received_before;
+            let heard = || heard_from(conn) != received_before;
             if heard() {
                 break timeout_at(deadline, &mut call).await.ok();
             }
@@ -175,7 +175,7 @@ impl Endpoint {
         match res {
             Some(res) => res.map_err(|e| self.local_or(e)),
             None => {
-                if conn.stats().udp_rx.datagrams == received_before {
+                if heard_from(conn) == received_before {
                     tracing::debug!(peer = %conn.remote_address(), "peer silent; dropping connection");
                     conn.close(quinn::VarInt::from_u32(CLOSE_UNRESPONSIVE), b"peer unresponsive");
                 }
@@ -200,6 +200,15 @@ const PROBE_SLACK: Duration = Duration::from_millis(100);
 /// A yield that takes longer than this to come back means the runtime has a queue of work (which may hold the
 /// peer's reply).
 const BUSY_YIELD: Duration = Duration::from_millis(5);
+
+/// What the peer has said on this connection, counted only from packets that decrypted: acknowledgements (a live
+/// peer acknowledges our request within its ACK delay), stream data and pings. Raw datagrams do not do: a peer
+/// restarted on the same address answers our packets with stateless resets made with its new key, which this
+/// connection drops as not its own but would still count as received.
+fn heard_from(conn: &quinn::Connection) -> u64 {
+    let frames = conn.stats().frame_rx;
+    frames.acks + frames.stream + frames.ping
+}
 
 async fn exchange<Resp: DeserializeOwned>(conn: &quinn::Connection, frame: &[u8], max: usize) -> Result<Resp, TransportError> {
     let (mut send, mut recv) = conn.open_bi().await.map_err(TransportError::from_connection)?;

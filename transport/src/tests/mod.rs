@@ -138,6 +138,10 @@ async fn silent_peer_connection_is_replaced() {
     let proxy = Proxy::start(free_udp_port(), first.addr).await;
     let client = Endpoint::client(pki.client_tls(true), cfg.clone()).unwrap();
     let _: Resp = client.call(proxy.addr, NAME, &Req::Whoami).await.unwrap();
+    // let the first server's last packets (delayed ACKs) reach the client before the switch: read during the next
+    // call, they would count as the peer being alive (a loaded machine reads them late), so that the connection
+    // stayed and the call after it timed out too
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let second = Server::start(&pki, cfg);
     let proxy = proxy.redirect(second.addr).await;
@@ -164,6 +168,8 @@ async fn a_silent_peer_fails_a_call_after_the_silence_timeout_and_a_slow_one_doe
     let client = Endpoint::client(pki.client_tls(true), cfg.clone()).unwrap();
     let resp: Resp = client.call(proxy.addr, NAME, &Req::Sleep(700)).await.unwrap();
     assert_eq!(resp, Resp::Slept);
+    // the server's last packets reach the client first (see `silent_peer_connection_is_replaced`)
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // the proxy now forwards to nothing: the peer is silent
     let nowhere = Server::start(&pki, cfg);
     let nowhere_addr = nowhere.addr;
