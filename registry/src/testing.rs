@@ -23,6 +23,17 @@ impl LocalRegistry {
         Command::new(REGISTRY_BIN).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
     }
 
+    /// Whether a test that needs a registry must be skipped: `true`, with the reason printed, when the binary is
+    /// missing. With `SKEP_TESTS_REQUIRE_REGISTRY` set, a missing binary fails the test instead (panics).
+    pub fn skip() -> bool {
+        if LocalRegistry::available() {
+            return false;
+        }
+        assert!(std::env::var_os("SKEP_TESTS_REQUIRE_REGISTRY").is_none(), "docker-registry is not installed");
+        println!("skipped: docker-registry is not installed (apt-get install docker-registry)");
+        true
+    }
+
     /// Starts a registry on `addr` (`ip:port`) keeping its files in `dir`; with `user` set, every request needs
     /// that user's password (htpasswd, bcrypt, made with `htpasswd -B`). `wrap` prefixes the command (`ip netns exec
     /// <ns>`). Waits until it answers `/v2/` (from this process's network namespace, so callers in another one wait

@@ -31,6 +31,8 @@
 //! - [`json`]: small helpers to read the CLI's JSON output.
 //! - [`registers`]: clients reading and writing registers through several managers, their history checked by
 //!   [`linearizability`].
+//! - [`relay`]: [`relay::LoopbackRelay`], a port of the root namespace's loopback reachable on a host's loopback
+//!   (a registry both the machine's Docker engine and the hosts pull from by one address).
 //! - [`services`]: the daemon's HTTP API over its socket, services and tasks (waits, counts, duplicate slots), and
 //!   the processes a host's `process` engine runs for tasks.
 //! - [`wait`]: [`wait_until`], the only way tests wait (bounded in time and tries).
@@ -51,6 +53,7 @@ pub mod linearizability;
 pub mod netns;
 pub mod process;
 pub mod registers;
+pub mod relay;
 pub mod services;
 pub mod wait;
 

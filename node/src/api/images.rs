@@ -1,46 +1,38 @@
-//! `/images/json`: the images a node's embedded engine holds (its store, `skep_worker::images`), in Docker's
-//! `ImageSummary` shape. On a node running the docker engine, images are that engine's: ask it directly.
+//! `/images` routes: this node's own images (list, remove, prune), as `docker image ls/rm/prune` use them; the
+//! process engine's store or the Docker engine's images (see `node::images`).
 
-use super::ok_json;
+use super::{filters, ok_json, qbool, Q};
 use crate::error::ApiError;
-use crate::node::NodeHandle;
-use axum::extract::State;
+use crate::node::{NodeHandle, IMAGE_LIST_FILTERS, IMAGE_PRUNE_FILTERS};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use skep_api::docker::reference::Reference;
+
+/// Query parameters of `GET /images/json` that ask for something skep does not compute: refused, not ignored.
+const UNSUPPORTED_LIST_FLAGS: &[&str] = &["shared-size", "manifests"];
 
 /// `GET /images/json`.
-pub(super) async fn image_list(State(node): State<NodeHandle>) -> Result<Response, ApiError> {
-    if node.engine() == "docker" {
-        return Err(ApiError::not_implemented(
-            "this node runs tasks on its Docker engine: list that engine's images with docker against its own socket",
-        ));
+pub(super) async fn image_list(State(node): State<NodeHandle>, Query(q): Q) -> Result<Response, ApiError> {
+    if let Some(k) = UNSUPPORTED_LIST_FLAGS.iter().find(|k| qbool(&q, k)) {
+        return Err(ApiError::not_implemented(format!("image list: {k}=1 is not supported by skep")));
     }
-    let store = node.images().clone();
-    let records = tokio::task::spawn_blocking(move || store.list()).await.map_err(|e| ApiError::internal(e.to_string()))?;
-    let list: Vec<serde_json::Value> = records
-        .iter()
-        .map(|r| {
-            let mut tags = Vec::new();
-            let mut digests = Vec::new();
-            for reference in &r.references {
-                if let Some(p) = Reference::parse(reference) {
-                    let name = Reference { tag: None, digest: None, ..p.clone() }.familiar();
-                    if let Some(t) = &p.tag {
-                        tags.push(format!("{name}:{t}"));
-                    }
-                    digests.push(format!("{name}@{}", r.manifest_digest));
-                }
-            }
-            tags.sort();
-            tags.dedup();
-            digests.sort();
-            digests.dedup();
-            serde_json::json!({
-                "Id": r.config_digest, "ParentId": "", "RepoTags": tags, "RepoDigests": digests,
-                "Created": r.created, "Size": r.size, "SharedSize": -1, "Labels": r.config.config.labels,
-                "Containers": -1,
-            })
-        })
-        .collect();
-    Ok(ok_json(&list))
+    // `all` adds intermediate images (of builds): a node has none, so the list is the same either way
+    let f = filters(&q, IMAGE_LIST_FILTERS)?;
+    Ok(ok_json(&node.image_list(&f).await?))
+}
+
+/// `DELETE /images/{name}`.
+pub(super) async fn image_remove(
+    State(node): State<NodeHandle>,
+    Path(name): Path<String>,
+    Query(q): Q,
+) -> Result<Response, ApiError> {
+    Ok(ok_json(&node.image_remove(&name, qbool(&q, "force"), qbool(&q, "noprune")).await?))
+}
+
+/// `POST /images/prune`.
+pub(super) async fn image_prune(State(node): State<NodeHandle>, Query(q): Q) -> Result<Response, ApiError> {
+    let f = filters(&q, IMAGE_PRUNE_FILTERS)?;
+    let (deleted, reclaimed) = node.image_prune(&f).await?;
+    let deleted = if deleted.is_empty() { serde_json::Value::Null } else { serde_json::json!(deleted) };
+    Ok(ok_json(&serde_json::json!({ "ImagesDeleted": deleted, "SpaceReclaimed": reclaimed })))
 }

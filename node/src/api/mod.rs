@@ -29,7 +29,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use skep_api::docker::{self, API_VERSION, MIN_API_VERSION};
@@ -151,6 +151,8 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/volumes/{name}", get(volumes::volume_inspect).delete(volumes::volume_remove))
         .route("/distribution/{*name}", get(system::distribution))
         .route("/images/json", get(images::image_list))
+        .route("/images/prune", post(images::image_prune))
+        .route("/images/{*name}", delete(images::image_remove))
         .route("/skep/kv/{key}", post(system::kv_put))
         .route("/skep/swarm/backup", get(swarm::swarm_backup))
         .route(

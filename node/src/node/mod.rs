@@ -10,17 +10,20 @@
 //! - [`events`]: `/events`: what the manager's store versions say changed, buffered and broadcast;
 //! - [`logs`]: task logs: this node's served to managers, any task's read for the API;
 //! - [`volumes`]: the node's own volumes (`/volumes`), skep's or the Docker engine's;
+//! - [`images`]: the node's own images (`/images`), skep's store or the Docker engine's;
 //! - [`control`]: the API's operations on the cluster, each one read → decide (pure, in `skep_manager::control`)
 //!   → propose through one generic path.
 
 mod backup;
 mod control;
 mod events;
+mod images;
 mod lifecycle;
 pub(crate) mod logs;
 mod roles;
 mod volumes;
 pub use backup::{Backup, MAX_BACKUP};
+pub use images::{LIST_FILTERS as IMAGE_LIST_FILTERS, PRUNE_FILTERS as IMAGE_PRUNE_FILTERS};
 pub use volumes::{LIST_FILTERS as VOLUME_LIST_FILTERS, PRUNE_FILTERS as VOLUME_PRUNE_FILTERS};
 
 use crate::error::{ApiError, ApiResult};

@@ -37,7 +37,7 @@ impl From<VolumeError> for ApiError {
 }
 
 /// Docker's answer, with its status, as this API's error.
-fn docker_error(e: bollard::errors::Error) -> ApiError {
+pub(super) fn docker_error(e: bollard::errors::Error) -> ApiError {
     match e {
         bollard::errors::Error::DockerResponseServerError { status_code, message } => match status_code {
             404 => ApiError::not_found(message),
@@ -50,20 +50,20 @@ fn docker_error(e: bollard::errors::Error) -> ApiError {
 }
 
 /// A value of one of Docker's types as the API's own (the same JSON shape).
-fn convert<T: serde::Serialize, U: serde::de::DeserializeOwned>(v: T) -> ApiResult<U> {
+pub(super) fn convert<T: serde::Serialize, U: serde::de::DeserializeOwned>(v: T) -> ApiResult<U> {
     serde_json::to_value(v)
         .and_then(serde_json::from_value)
         .map_err(|e| ApiError::internal(format!("reading the Docker engine's answer: {e}")))
 }
 
-fn docker_filters(f: &Filters, keys: &[&str]) -> HashMap<String, Vec<String>> {
+pub(super) fn docker_filters(f: &Filters, keys: &[&str]) -> HashMap<String, Vec<String>> {
     keys.iter()
         .map(|k| (k.to_string(), f.get(k).map(str::to_string).collect::<Vec<_>>()))
         .filter(|(_, v)| !v.is_empty())
         .collect()
 }
 
-fn flag(f: &Filters, key: &str) -> ApiResult<Option<bool>> {
+pub(super) fn flag(f: &Filters, key: &str) -> ApiResult<Option<bool>> {
     match f.get(key).next() {
         None => Ok(None),
         Some(v) => match v.to_ascii_lowercase().as_str() {

@@ -67,6 +67,10 @@ pub struct ImageStore {
     limits: UnpackLimits,
     platform: Platform,
     pulls: tokio::sync::Mutex<()>,
+    /// Shared by a task's prepare from its pull's end until its task directory records the image
+    /// ([`ImageStore::pull_for_task`]), exclusive for removals (`docker image rm/prune`), so no image is removed in
+    /// between, when no task records it yet.
+    pub(super) users: tokio::sync::RwLock<()>,
 }
 
 fn io(what: impl std::fmt::Display, e: std::io::Error) -> ImageError {
@@ -76,7 +80,14 @@ fn io(what: impl std::fmt::Display, e: std::io::Error) -> ImageError {
 impl ImageStore {
     /// A store under `root`, pulling through `client`.
     pub fn new(root: PathBuf, client: Client) -> ImageStore {
-        ImageStore { root, client, limits: UnpackLimits::default(), platform: Platform::this_node(), pulls: Default::default() }
+        ImageStore {
+            root,
+            client,
+            limits: UnpackLimits::default(),
+            platform: Platform::this_node(),
+            pulls: Default::default(),
+            users: Default::default(),
+        }
     }
 
     /// Per-layer bounds (default [`UnpackLimits::default`]).
@@ -95,11 +106,11 @@ impl ImageStore {
         &self.root
     }
 
-    fn record_path(&self, manifest: &str) -> PathBuf {
+    pub(super) fn record_path(&self, manifest: &str) -> PathBuf {
         self.root.join("images").join(format!("{}.json", manifest.trim_start_matches("sha256:")))
     }
 
-    fn ref_path(&self, reference: &str) -> PathBuf {
+    pub(super) fn ref_path(&self, reference: &str) -> PathBuf {
         self.root.join("refs").join(Digest::of(reference.as_bytes()).hex())
     }
 
@@ -113,7 +124,7 @@ impl ImageStore {
         r.layers.iter().all(|l| self.layer_dir(l).is_dir()).then_some(r)
     }
 
-    fn record(&self, manifest: &str) -> Option<ImageRecord> {
+    pub(super) fn record(&self, manifest: &str) -> Option<ImageRecord> {
         serde_json::from_slice(&std::fs::read(self.record_path(manifest)).ok()?).ok()
     }
 
@@ -162,12 +173,73 @@ impl ImageStore {
         if !record.references.iter().any(|r| r == reference) {
             record.references.push(reference.to_string());
         }
-        let json = serde_json::to_vec(&record).map_err(|e| io("encoding the image record", e.into()))?;
-        write_atomically(&self.root.join("tmp"), &self.record_path(&manifest_digest), &json).await?;
+        self.write_record(&record).await?;
         if reference.contains("@sha256:") {
             write_atomically(&self.root.join("tmp"), &self.ref_path(reference), manifest_digest.as_bytes()).await?;
         }
         Ok(record)
+    }
+
+    /// [`ImageStore::pull`] for a task that is about to record the image in its task directory: returns the image
+    /// with a guard the caller holds until it has, so `docker image rm/prune` cannot remove the image in between. An
+    /// image removed between the pull and the guard is pulled again (twice at most).
+    pub async fn pull_for_task(
+        &self,
+        reference: &str,
+        creds: Credentials,
+    ) -> Result<(ImageRecord, tokio::sync::RwLockReadGuard<'_, ()>), ImageError> {
+        for _ in 0..3 {
+            let record = self.pull(reference, creds.clone()).await?;
+            let held = self.users.read().await;
+            let whole = record.layers.iter().all(|l| self.layer_dir(l).is_dir());
+            if whole && self.record(&record.manifest_digest).is_some() {
+                return Ok((record, held));
+            }
+        }
+        Err(io(reference, std::io::Error::other("the image was removed from the node while pulled, three times")))
+    }
+
+    /// Writes `record` (replacing the one of its manifest).
+    pub(super) async fn write_record(&self, record: &ImageRecord) -> Result<(), ImageError> {
+        let json = serde_json::to_vec(record).map_err(|e| io("encoding the image record", e.into()))?;
+        write_atomically(&self.root.join("tmp"), &self.record_path(&record.manifest_digest), &json).await
+    }
+
+    /// Forgets an image: its record and what its references resolved to (its layers stay until
+    /// [`ImageStore::remove_unused_layers`]).
+    pub(super) fn forget(&self, record: &ImageRecord) {
+        let _ = std::fs::remove_file(self.record_path(&record.manifest_digest));
+        for reference in &record.references {
+            let _ = std::fs::remove_file(self.ref_path(reference));
+        }
+    }
+
+    /// Deletes every layer no image record names; returns each one's digest and size. The caller holds the pull
+    /// lock (a pull's layers are in no record yet).
+    pub(super) fn remove_unused_layers(&self) -> Vec<(String, u64)> {
+        let kept: std::collections::BTreeSet<String> = self
+            .list()
+            .iter()
+            .flat_map(|r| r.layers.iter().map(|l| l.trim_start_matches("sha256:").to_string()))
+            .collect();
+        let mut removed = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(self.root.join("layers")) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !kept.contains(&name) {
+                    let size = dir_size(&e.path());
+                    if std::fs::remove_dir_all(e.path()).is_ok() {
+                        removed.push((format!("sha256:{name}"), size));
+                    }
+                }
+            }
+        }
+        removed
+    }
+
+    /// The pull lock, waited for at most `limit` (`None`: a pull is still under way).
+    pub(super) async fn pulls_quiet(&self, limit: std::time::Duration) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        tokio::time::timeout(limit, self.pulls.lock()).await.ok()
     }
 
     /// One layer into `layers/`, unless there already; returns its uncompressed size.
@@ -213,28 +285,12 @@ impl ImageStore {
     pub fn collect(&self, in_use: &[String]) -> u64 {
         let Ok(_no_pull) = self.pulls.try_lock() else { return 0 };
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        let mut kept_layers = std::collections::BTreeSet::new();
         for r in self.list() {
-            if in_use.contains(&r.manifest_digest) || now - r.created < GC_GRACE_SECS {
-                kept_layers.extend(r.layers.iter().map(|l| l.trim_start_matches("sha256:").to_string()));
-            } else {
-                let _ = std::fs::remove_file(self.record_path(&r.manifest_digest));
-                for reference in &r.references {
-                    let _ = std::fs::remove_file(self.ref_path(reference));
-                }
+            if !in_use.contains(&r.manifest_digest) && now - r.created >= GC_GRACE_SECS {
+                self.forget(&r);
             }
         }
-        let mut freed = 0;
-        if let Ok(rd) = std::fs::read_dir(self.root.join("layers")) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if !kept_layers.contains(&name) {
-                    freed += dir_size(&e.path());
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
-        freed
+        self.remove_unused_layers().iter().map(|(_, size)| size).sum()
     }
 
     /// The store's size on disk (unpacked layers).

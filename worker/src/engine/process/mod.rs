@@ -60,7 +60,7 @@ use cgroup::{Hierarchies, TaskCgroup};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use plan::{InitPlan, MountStep, RootFs, User};
-use crate::images::{ImageRecord, ImageStore};
+use crate::images::{ImageRecord, ImageStore, ImageUser};
 use image::{HostPrograms, Source};
 use std::sync::Arc;
 use serde::{Deserialize, Serialize};
@@ -75,7 +75,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, RwLockReadGuard};
 use tokio::time::Instant;
 
 pub use init::{run_if_requested, INIT_ARG};
@@ -178,6 +178,18 @@ pub const DEFAULT_IMAGE_GC_THRESHOLD: u64 = 10 << 30;
 /// very image even if its tag has moved since).
 const IMAGE_FILE: &str = "image.json";
 
+/// The tasks under `tasks_dir` (an engine's `state_dir/tasks`) and the images their directories record: what
+/// `docker image rm/prune` on the node and the store's collection must leave.
+pub fn image_users(tasks_dir: &Path) -> Vec<ImageUser> {
+    let Ok(rd) = std::fs::read_dir(tasks_dir) else { return Vec::new() };
+    rd.flatten()
+        .filter_map(|e| {
+            let record: ImageRecord = serde_json::from_slice(&std::fs::read(e.path().join(IMAGE_FILE)).ok()?).ok()?;
+            Some(ImageUser { task: e.file_name().to_string_lossy().into_owned(), manifest: record.manifest_digest })
+        })
+        .collect()
+}
+
 /// Where a task stands.
 enum Liveness {
     Running,
@@ -244,13 +256,7 @@ impl ProcessEngine {
         if store.recorded_size() <= self.image_gc_threshold {
             return 0;
         }
-        let Ok(rd) = std::fs::read_dir(&self.tasks_dir) else { return 0 };
-        let in_use: Vec<String> = rd
-            .flatten()
-            .filter_map(|e| std::fs::read(e.path().join(IMAGE_FILE)).ok())
-            .filter_map(|b| serde_json::from_slice::<ImageRecord>(&b).ok())
-            .map(|r| r.manifest_digest)
-            .collect();
+        let in_use: Vec<String> = image_users(&self.tasks_dir).into_iter().map(|u| u.manifest).collect();
         let freed = store.collect(&in_use);
         tracing::info!(freed, "process engine: collected unused images");
         freed
@@ -273,8 +279,9 @@ impl ProcessEngine {
         self.images.as_ref()
     }
 
-    /// Pulls the task's image (when it runs one) and records it in the task directory; returns it.
-    async fn pull(&self, task: &Task) -> Result<Option<ImageRecord>, EngineError> {
+    /// Pulls the task's image (when it runs one); returns it, with the guard that keeps `docker image rm` from
+    /// removing it before the task directory records it.
+    async fn pull(&self, task: &Task) -> Result<Option<(ImageRecord, RwLockReadGuard<'_, ()>)>, EngineError> {
         let c = container_spec(task)?;
         let Source::Registry(reference) = image::source(&c.image, &c.command, self.host_programs)? else { return Ok(None) };
         let Some(store) = &self.images else {
@@ -284,8 +291,11 @@ impl ProcessEngine {
             Some(p) => skep_registry::Credentials::from_header(&p.registry_auth).map_err(|e| EngineError::Invalid(e.to_string()))?,
             None => skep_registry::Credentials::default(),
         };
-        let record = store.pull(&reference, creds).await.map_err(|e| EngineError::Pull(format!("pulling {reference}: {e}")))?;
-        Ok(Some(record))
+        let held = store
+            .pull_for_task(&reference, creds)
+            .await
+            .map_err(|e| EngineError::Pull(format!("pulling {reference}: {e}")))?;
+        Ok(Some(held))
     }
 
     /// The image `prepare` recorded for the task.
@@ -919,7 +929,8 @@ impl Engine for ProcessEngine {
     async fn prepare(&self, task: &Task) -> Result<(), EngineError> {
         spec::check_task_id(&task.id)?;
         spec::check_fields(task, EngineKind::Process)?;
-        let image = self.pull(task).await?;
+        let pulled = self.pull(task).await?;
+        let (image, _held) = pulled.map_or((None, None), |(r, g)| (Some(r), Some(g)));
         let plan = self.plan(task, image.as_ref())?;
         // settle the isolation probe now: `use_netns` (between prepare and start) needs its answer
         let namespaced = self.namespaced().await;
