@@ -144,8 +144,9 @@ fn register_raft(r: &mut Registry, m: &ManagerScrape) {
     r.register("raft_term", "The current Raft term", ConstGauge::new(raft.term as i64));
     r.register("raft_leader", "1 if this manager is the Raft leader", flag(raft.leader));
     r.register("raft_has_leader", "1 if this manager knows a Raft leader", flag(raft.has_leader));
-    r.register("raft_last_log_index", "Index of the last entry in this manager's Raft log", ConstGauge::new(raft.last_log as i64));
-    r.register("raft_applied_index", "Index of the last Raft entry applied to this manager's store", ConstGauge::new(raft.applied as i64));
+    let (last_log, applied) = (ConstGauge::new(raft.last_log as i64), ConstGauge::new(raft.applied as i64));
+    r.register("raft_last_log_index", "Index of the last entry in this manager's Raft log", last_log);
+    r.register("raft_applied_index", "Index of the last Raft entry applied to this manager's store", applied);
     r.register(
         "raft_leader_changes_seen",
         "Times the Raft leader known to this manager became another manager",
@@ -198,8 +199,10 @@ fn register_store(r: &mut Registry, st: &ClusterState) {
             *by_node.entry((t.node_id.as_str(), t.status.state)).or_default() += 1;
         }
     }
-    r.register("tasks", "Tasks in the store, by state", gauges(by_state.into_iter().map(|(s, n)| (label("state", s.as_str()), n))));
-    let points = by_node.into_iter().map(|((node, s), n)| (vec![("node", node.to_string()), ("state", s.as_str().to_string())], n));
+    let points = by_state.into_iter().map(|(s, n)| (label("state", s.as_str()), n));
+    r.register("tasks", "Tasks in the store, by state", gauges(points));
+    let labels = |node: &str, s: TaskState| vec![("node", node.to_string()), ("state", s.as_str().to_string())];
+    let points = by_node.into_iter().map(|((node, s), n)| (labels(node, s), n));
     r.register("node_tasks", "Tasks in the store assigned to each node, by state", gauges(points));
 }
 
@@ -225,7 +228,11 @@ pub fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, MetricsError> {
 }
 
 /// Serve `GET /metrics` on `listener` until `stop` turns true.
-pub fn serve(listener: tokio::net::TcpListener, node: NodeHandle, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    node: NodeHandle,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut stopping = stop.clone();

@@ -720,7 +720,10 @@ mod tests {
         let table = Arc::new(Mutex::new(table));
         let watch = TaskWatch::default();
         watch.show(&table);
-        (Arc::new(Shared { engine, table, file, reports: tx, desired: Mutex::new(BTreeMap::new()), saving: Mutex::new(()), changes: AtomicU64::new(0), saved: AtomicU64::new(0), net: None, deps, watch }), rx)
+        let desired = Mutex::new(BTreeMap::new());
+        let (saving, changes, saved) = (Mutex::new(()), AtomicU64::new(0), AtomicU64::new(0));
+        let (reports, net) = (tx, None);
+        (Arc::new(Shared { engine, table, file, reports, desired, saving, changes, saved, net, deps, watch }), rx)
     }
 
     /// Collect reports until `task` reaches `state` (bounded).

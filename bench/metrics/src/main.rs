@@ -37,7 +37,8 @@ fn store(tasks: usize, nodes: usize) -> ClusterState {
             _ => TaskState::Running,
         };
         let node = if state == TaskState::Pending { String::new() } else { format!("node{:05}", t % nodes) };
-        let mut task = Task { id: format!("task{t:06}"), node_id: node, service_id: format!("svc{:03}", t % 100), ..Default::default() };
+        let service_id = format!("svc{:03}", t % 100);
+        let mut task = Task { id: format!("task{t:06}"), node_id: node, service_id, ..Default::default() };
         task.status.state = state;
         st.tasks.insert(task.id.clone(), task);
     }
@@ -66,7 +67,8 @@ fn main() {
     ms.sort_by(f64::total_cmp);
     let p = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
     println!(
-        "{tasks} tasks, {nodes} nodes, {rounds} rounds: scrape p50 {:.2} ms, p90 {:.2} ms, max {:.2} ms ({bytes} bytes)",
+        "{tasks} tasks, {nodes} nodes, {rounds} rounds: scrape p50 {:.2} ms, p90 {:.2} ms, max {:.2} ms \
+         ({bytes} bytes)",
         p(0.5),
         p(0.9),
         p(1.0)

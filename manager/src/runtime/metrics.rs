@@ -6,7 +6,8 @@ use super::Manager;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
-/// Raft as this manager sees it now (openraft 0.9's metrics carry no commit index: `applied` ≤ commit ≤ `last_log`).
+/// Raft as this manager sees it now. openraft 0.9's metrics carry no commit index: `applied` ≤ commit ≤
+/// `last_log`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RaftStatus {
     /// The current term.
@@ -33,7 +34,10 @@ pub struct ManagerMetrics {
 impl Default for ManagerMetrics {
     fn default() -> ManagerMetrics {
         // 1 ms to ~16 s: an idle leader commits in a few ms, a loaded one in hundreds
-        ManagerMetrics { leader_changes: Counter::default(), proposal_duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)) }
+        ManagerMetrics {
+            leader_changes: Counter::default(),
+            proposal_duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+        }
     }
 }
 

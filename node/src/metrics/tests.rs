@@ -72,7 +72,7 @@ fn a_managers_scrape_shows_raft_and_the_stores_counts() {
         ("skep_nodes{state=\"ready\"}", 1.0),
         ("skep_nodes{state=\"down\"}", 1.0),
         ("skep_nodes{state=\"disconnected\"}", 0.0),
-        ("skep_node_info{node=\"n2\",hostname=\"host-n2\",role=\"worker\",availability=\"active\",state=\"down\"}", 1.0),
+        (r#"skep_node_info{node="n2",hostname="host-n2",role="worker",availability="active",state="down"}"#, 1.0),
         ("skep_tasks{state=\"running\"}", 3.0),
         ("skep_tasks{state=\"pending\"}", 1.0),
         ("skep_tasks{state=\"failed\"}", 1.0),
@@ -98,7 +98,9 @@ fn a_worker_outside_a_swarm_shows_only_the_engine_and_openmetrics_ends_with_eof(
     assert_eq!(content_type, OPENMETRICS);
     assert!(text.ends_with("# EOF\n"), "{text}");
     assert_eq!(sample(&text, "skep_engine_start_duration_seconds_count"), Some(0.0), "{text}");
-    assert!(!text.contains("skep_raft") && !text.contains("skep_tasks") && !text.contains("skep_local_tasks"), "{text}");
+    for absent in ["skep_raft", "skep_tasks", "skep_local_tasks"] {
+        assert!(!text.contains(absent), "{absent} in\n{text}");
+    }
 }
 
 #[test]
@@ -107,4 +109,13 @@ fn a_follower_is_not_the_leader() {
     let (text, _) = encode(&registry(&manager_scrape(raft)), true);
     assert_eq!(sample(&text, "skep_raft_leader"), Some(0.0), "{text}");
     assert_eq!(sample(&text, "skep_raft_has_leader"), Some(1.0), "{text}");
+}
+
+#[tokio::test]
+async fn a_taken_address_is_an_error_naming_it() {
+    let first = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = first.local_addr().unwrap();
+    let e = bind(addr).unwrap_err();
+    assert!(matches!(e, MetricsError::Bind { addr: a, .. } if a == addr), "{e:?}");
+    assert!(e.to_string().contains(&addr.to_string()), "{e}");
 }
