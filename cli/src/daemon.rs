@@ -53,6 +53,9 @@ pub struct DaemonArgs {
     /// Group owning the unix API socket (name or numeric ID; default: the daemon's group)
     #[arg(short = 'G', long = "group")]
     pub group: Option<String>,
+    /// Serve Prometheus metrics at http://IP:PORT/metrics (plain HTTP, as dockerd's flag); off unless given
+    #[arg(long = "metrics-addr", value_name = "IP:PORT", value_parser = parse_metrics_addr)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// File mode of the unix API socket, octal
     #[arg(long = "socket-mode", default_value = "660", value_parser = parse_mode)]
     pub socket_mode: u32,
@@ -65,6 +68,11 @@ fn parse_mode(v: &str) -> Result<u32, String> {
         return Err("a mode is at most 777".into());
     }
     Ok(m)
+}
+
+/// `--metrics-addr`: an IP address and a port.
+fn parse_metrics_addr(v: &str) -> Result<std::net::SocketAddr, String> {
+    v.parse().map_err(|_| "expected IP:PORT, such as 127.0.0.1:9323".to_string())
 }
 
 /// The `--tlsverify` files, all three or none.
@@ -103,5 +111,6 @@ pub fn main(args: DaemonArgs) -> i32 {
         host_programs: args.host_programs.parse().unwrap_or_default(),
         log_level: args.log_level,
         log_opts: args.log_opts,
+        metrics_addr: args.metrics_addr,
     })
 }

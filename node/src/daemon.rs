@@ -31,6 +31,8 @@ pub struct DaemonOptions {
     pub insecure_tcp: bool,
     /// `--log-opt` values: `max-size=…`, `max-file=…` (how much output each task keeps).
     pub log_opts: Vec<String>,
+    /// `--metrics-addr`: where to serve `GET /metrics` (plain HTTP, as dockerd); `None`: nowhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The files of `--tlsverify` (`--tlscacert`, `--tlscert`, `--tlskey`).
@@ -146,6 +148,8 @@ async fn run(args: DaemonOptions) -> anyhow::Result<()> {
             );
         }
     }
+    // bound before the node starts, so that a taken address leaves nothing half up
+    let metrics = args.metrics_addr.map(crate::metrics::bind).transpose()?;
     private_data_root(&args.data_root)?;
     let engine = pick_engine(&args.engine);
     let log_limits = log_limits(&args.log_opts)?;
@@ -167,6 +171,11 @@ async fn run(args: DaemonOptions) -> anyhow::Result<()> {
     for h in &hosts {
         let bound = listen::bind(h, &socket, &tcp)?;
         servers.push(listen::serve(bound, app.clone(), stop_rx.clone()));
+    }
+    if let Some(l) = metrics {
+        let url = format!("http://{}/metrics", l.local_addr()?);
+        servers.push(crate::metrics::serve(l, node.clone(), stop_rx.clone()));
+        tracing::info!(%url, "serving metrics");
     }
     tracing::info!(hosts = ?hosts, "skep daemon listening");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -9,6 +9,7 @@
 //! - [`api`]: the HTTP routes (Docker Engine API v1.50 shapes), one file per kind of object.
 //! - [`node`]: the node supervisor: lifecycle (init, join, leave, resume), role changes and renewal, and the control
 //!   facade the routes call.
+//! - [`metrics`]: `--metrics-addr`: the Prometheus endpoint (`GET /metrics`), what a scrape reads and shows.
 //! - [`listen`]: the API's listeners: the unix socket's mode and group, TLS on TCP, connection limits and timeouts.
 //! - [`error`]: the API's one error type and its mapping to HTTP statuses.
 //! - [`addr`]: cluster addresses as init and join take them.
@@ -21,6 +22,7 @@ pub mod api;
 pub mod daemon;
 pub mod error;
 pub mod listen;
+pub mod metrics;
 pub mod node;
 pub mod state;
 pub mod sysinfo;

@@ -21,7 +21,8 @@ use skep_transport::{LeaderCaller, Policy};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 
@@ -34,10 +35,13 @@ struct Local {
     state: TaskState,
 }
 
+/// The task table: what the node runs, by task ID.
+type Table = Mutex<BTreeMap<String, Local>>;
+
 /// Shared with the per-task runners.
 struct Shared<E> {
     engine: E,
-    table: Mutex<BTreeMap<String, Local>>,
+    table: Arc<Table>,
     file: PathBuf,
     reports: mpsc::UnboundedSender<(String, TaskStatus)>,
     /// Desired state per task, updated from assignments; runners watch it to know when to stop.
@@ -51,6 +55,42 @@ struct Shared<E> {
     net: Option<Arc<NetAgent>>,
     /// The secrets and configs the managers sent for the node's tasks (in memory only).
     deps: Mutex<Dependencies>,
+    /// Where the daemon's metrics look in.
+    watch: TaskWatch,
+}
+
+/// A window onto the running task manager for the daemon's metrics: the states of its tasks, read when asked, and
+/// how long its engine takes to start one. Cheap to clone; a node keeps one for the task managers it starts (one at a
+/// time: each one shows its own table from its start on, and a stopped one's runners no longer show).
+#[derive(Clone, Debug)]
+pub struct TaskWatch {
+    /// The current task manager's table.
+    table: Arc<Mutex<Weak<Table>>>,
+    /// Seconds from the engine's start call to its return with the task started (health checks not included).
+    pub start_duration: Histogram,
+}
+
+impl Default for TaskWatch {
+    fn default() -> TaskWatch {
+        // 1 ms to ~65 s: a host program starts in milliseconds, a container in a second or more
+        TaskWatch { table: Default::default(), start_duration: Histogram::new(exponential_buckets(0.001, 2.0, 17)) }
+    }
+}
+
+impl TaskWatch {
+    /// How many of the node's tasks are in each state (as last observed here), or `None` when no task manager runs.
+    pub fn states(&self) -> Option<BTreeMap<TaskState, usize>> {
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner()).upgrade()?;
+        let mut n = BTreeMap::new();
+        for l in table.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            *n.entry(l.state).or_default() += 1;
+        }
+        Some(n)
+    }
+
+    fn show(&self, table: &Arc<Table>) {
+        *self.table.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(table);
+    }
 }
 
 fn now() -> String {
@@ -135,6 +175,8 @@ pub struct TaskManagerConfig {
     pub leader: LeaderCaller,
     /// The node's networking agent (`None`: tasks with networks are rejected, views are ignored).
     pub net: Option<Arc<NetAgent>>,
+    /// Where the daemon's metrics see the task manager.
+    pub watch: TaskWatch,
 }
 
 /// Run the task manager until `stop` turns true.
@@ -145,9 +187,11 @@ pub async fn run<E: Engine>(engine: E, cfg: TaskManagerConfig, mut stop: watch::
         .ok()
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| tracing::warn!("{}: {e}", file.display())).ok())
         .unwrap_or_default();
+    let table = Arc::new(Mutex::new(table));
+    cfg.watch.show(&table);
     let shared = Arc::new(Shared {
         engine,
-        table: Mutex::new(table),
+        table,
         file,
         reports: tx,
         desired: Mutex::new(BTreeMap::new()),
@@ -156,6 +200,7 @@ pub async fn run<E: Engine>(engine: E, cfg: TaskManagerConfig, mut stop: watch::
         saved: AtomicU64::new(0),
         net: cfg.net.clone(),
         deps: Mutex::new(Dependencies::new()),
+        watch: cfg.watch.clone(),
     });
     // network views are applied by their own loop, latest first, so a slow kernel update never delays assignments
     let (views, mut view_rx) = watch::channel(None::<NetworkView>);
@@ -399,8 +444,10 @@ async fn supervise<E: Engine>(shared: Arc<Shared<E>>, id: String, adopted: Optio
                 return;
             }
             shared.advance(&id, status(TaskState::Starting, "starting"), None);
+            let began = tokio::time::Instant::now();
             match shared.engine.start(&task).await {
                 Ok(h) => {
+                    shared.watch.start_duration.observe(began.elapsed().as_secs_f64());
                     if plumb_after_start {
                         if let Some(net) = &shared.net {
                             if let Err(e) = net.attach_pid(&task, h.pid).await {
@@ -670,7 +717,13 @@ mod tests {
         let file = dir.join("tasks.json");
         let table = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         let deps = Mutex::new(Dependencies::new());
-        (Arc::new(Shared { engine, table: Mutex::new(table), file, reports: tx, desired: Mutex::new(BTreeMap::new()), saving: Mutex::new(()), changes: AtomicU64::new(0), saved: AtomicU64::new(0), net: None, deps }), rx)
+        let table = Arc::new(Mutex::new(table));
+        let watch = TaskWatch::default();
+        watch.show(&table);
+        let desired = Mutex::new(BTreeMap::new());
+        let (saving, changes, saved) = (Mutex::new(()), AtomicU64::new(0), AtomicU64::new(0));
+        let (reports, net) = (tx, None);
+        (Arc::new(Shared { engine, table, file, reports, desired, saving, changes, saved, net, deps, watch }), rx)
     }
 
     /// Collect reports until `task` reaches `state` (bounded).
@@ -701,9 +754,15 @@ mod tests {
         apply_assignments(&s, vec![task("t1", "prog", TaskState::Running)]);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(engine.started.lock().unwrap().len(), 1);
+        // what the daemon's metrics see: the task running, one engine start timed
+        assert_eq!(s.watch.states(), Some(BTreeMap::from([(TaskState::Running, 1)])));
+        assert_eq!(s.watch.start_duration.count(), 1);
         apply_assignments(&s, vec![task("t1", "prog", TaskState::Shutdown)]);
         until(&mut rx, "t1", TaskState::Shutdown).await;
         assert!(engine.running.lock().unwrap().is_empty());
+        assert_eq!(s.watch.states(), Some(BTreeMap::from([(TaskState::Shutdown, 1)])));
+        drop(s);
+        assert_eq!(TaskWatch::default().states(), None, "no task manager, nothing to show");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -170,7 +170,7 @@ async fn join_worker(
         });
     }
     let engine = FakeEngine::default();
-    let tm = skep_worker::tasks::TaskManagerConfig { dir, leader, net: None };
+    let tm = skep_worker::tasks::TaskManagerConfig { dir, leader, net: None, watch: Default::default() };
     tokio::spawn(skep_worker::tasks::run(engine.clone(), tm, stop_rx));
     Ok(SimWorker { node_id: reply.node_id, endpoint, stop, engine })
 }

@@ -14,6 +14,7 @@
 use crate::raft::{command_json, EntryError, Member, Proposal, Raft, TARGET_ENTRY_BYTES};
 use crate::store::{ApplyResult, Command, Op};
 use openraft::error::ClientWriteError;
+use prometheus_client::metrics::histogram::Histogram;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -53,6 +54,8 @@ struct Pending {
 #[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::Sender<Pending>,
+    /// Seconds from [`Batcher::write`] to its command applied, for each command that was.
+    latency: Histogram,
 }
 
 /// How much of an entry a command takes: the objects it writes.
@@ -68,19 +71,23 @@ pub fn weight(op: &Op) -> usize {
 }
 
 impl Batcher {
-    /// Start the batching task for `raft`; it ends when every handle is dropped.
-    pub fn start(raft: Raft) -> Batcher {
+    /// Start the batching task for `raft`; it ends when every handle is dropped. Each applied command's latency
+    /// goes to `latency`.
+    pub fn start(raft: Raft, latency: Histogram) -> Batcher {
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(raft, rx));
-        Batcher { tx }
+        Batcher { tx, latency }
     }
 
     /// Propose `cmd`; returns its result once the entry holding it is applied.
     pub async fn write(&self, cmd: Command) -> Result<ApplyResult, WriteError> {
+        let began = tokio::time::Instant::now();
         let json = command_json(&cmd)?;
         let (reply, rx) = oneshot::channel();
         self.tx.send(Pending { cmd, json, reply }).await.map_err(|_| WriteError::Unavailable("raft stopped".into()))?;
-        rx.await.map_err(|_| WriteError::Unavailable("raft stopped".into()))?
+        let applied = rx.await.map_err(|_| WriteError::Unavailable("raft stopped".into()))??;
+        self.latency.observe(began.elapsed().as_secs_f64());
+        Ok(applied)
     }
 }
 

@@ -17,6 +17,8 @@
 //! - `dispatch`: the node session RPCs (heartbeat, assignments long poll, task status) and the loops behind them,
 //!   driving the [`dispatcher`](crate::dispatcher).
 //! - `leader`: the leader's periodic duties: liveness verdicts and the role manager's demotions.
+//! - `metrics`: what the manager measures of itself for the daemon's `/metrics` ([`Manager::raft_status`],
+//!   [`ManagerMetrics`]).
 //! - `reconcile`: the rounds of orchestration, scheduling and reaping.
 
 use crate::dispatcher::{assignments::AssignmentCache, Liveness, Sent};
@@ -26,6 +28,7 @@ use crate::raft::state_machine::StateMachine;
 use crate::raft::{Raft, RaftTiming};
 use crate::store::ClusterState;
 use batch::Batcher;
+pub use metrics::{ManagerMetrics, RaftStatus};
 use skep_api::docker::{Node, Peer};
 use skep_api::wire::{ErrorKind, Response, WireError};
 use skep_transport::Endpoint;
@@ -42,6 +45,7 @@ mod client;
 mod dispatch;
 mod leader;
 mod membership;
+mod metrics;
 mod reconcile;
 mod serve;
 
@@ -110,6 +114,8 @@ struct Inner {
     /// This leader was demoted and is handing leadership over: it serves no reads, writes or nodes meanwhile, so
     /// that nothing it sends keeps the followers from electing its successor.
     handing_over: std::sync::atomic::AtomicBool,
+    /// Leader changes and proposal latency, recorded as they happen (the daemon's `/metrics` reads them).
+    metrics: ManagerMetrics,
 }
 
 fn now_string() -> String {
@@ -142,10 +148,11 @@ impl Manager {
         let (stop, _) = watch::channel(false);
         let (status_tx, status_rx) = tokio::sync::mpsc::channel(4096);
         let (dispatched, _) = watch::channel(sm.state());
+        let metrics = ManagerMetrics::default();
         let m = Manager {
             inner: Arc::new(Inner {
                 cfg,
-                batch: Batcher::start(raft.clone()),
+                batch: Batcher::start(raft.clone(), metrics.proposal_duration.clone()),
                 raft,
                 sm,
                 endpoint,
@@ -156,6 +163,7 @@ impl Manager {
                 sent: Mutex::new(Default::default()),
                 dispatched,
                 handing_over: Default::default(),
+                metrics,
             }),
         };
         tokio::spawn(m.clone().leader_loop());
@@ -163,6 +171,7 @@ impl Manager {
         tokio::spawn(m.clone().status_loop(status_rx));
         tokio::spawn(m.clone().dispatch_loop());
         tokio::spawn(m.clone().removal_loop());
+        tokio::spawn(m.clone().count_leader_changes());
         Ok(m)
     }
 

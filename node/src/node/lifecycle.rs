@@ -89,6 +89,7 @@ impl NodeHandle {
             dir: self.inner.paths.swarm.join("worker"),
             leader: leader.clone(),
             net: net.clone(),
+            watch: self.inner.task_watch.clone(),
         };
         tasks.push(tokio::spawn(skep_worker::tasks::run(engine, tm, stop_rx.clone())));
         tasks.push(tokio::spawn(self.clone().supervise(ev_rx, stop_rx.clone())));

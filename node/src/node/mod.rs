@@ -111,6 +111,8 @@ struct NodeInner {
     registry: skep_registry::Client,
     /// The process engine's images (`<data root>/engine/images`).
     images: Arc<skep_worker::images::ImageStore>,
+    /// What the metrics see of the task manager (kept across its restarts).
+    task_watch: skep_worker::tasks::TaskWatch,
 }
 
 /// The cluster port's transport settings.
@@ -157,6 +159,7 @@ impl NodeHandle {
                 changing_role: std::sync::atomic::AtomicBool::new(false),
                 volumes,
                 events: Default::default(),
+                task_watch: Default::default(),
             }),
         })
     }
@@ -174,6 +177,11 @@ impl NodeHandle {
     /// The process engine's image store.
     pub fn images(&self) -> &Arc<skep_worker::images::ImageStore> {
         &self.inner.images
+    }
+
+    /// What the metrics see of the task manager: its tasks' states, its engine's start latency.
+    pub fn task_watch(&self) -> &skep_worker::tasks::TaskWatch {
+        &self.inner.task_watch
     }
 
     /// The registry client, with this daemon's insecure registries.
