@@ -9,10 +9,13 @@
 //!    container, create, start, inspect) beside `docker run -d` of the same image and command (the stock CLI) and
 //!    beside the bare API calls (create + start). Goal: ≤ 1.1× `docker run`.
 //!
-//! Usage: `cargo run --release -p skep-bench-tasks [-- --runs N] [--no-docker]` as root (namespaces, cgroups,
+//! 3. **Warm start** (`--warm`, on its own): a task of an image already in the node's image store beside the same
+//!    program as a host program, `prepare` + `start` each (see [`warm`]). Goal: ≤ 20 ms added at p50.
+//!
+//! Usage: `cargo run --release -p skep-bench-tasks [-- --runs N] [--no-docker | --warm]` as root (namespaces, cgroups,
 //! mounts). The bench binary is its own task init (its `main` starts with `run_if_requested`). Markdown tables on
-//! stdout, progress on stderr. Everything it makes (tasks, cgroups, the volume, containers, the image it built) is
-//! removed at the end.
+//! stdout, progress on stderr. Everything it makes (tasks, cgroups, the volume, containers, the image it built, the
+//! registry and image store of `--warm`) is removed at the end.
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions, StartContainerOptions};
@@ -24,6 +27,8 @@ use skep_worker::volumes::VolumeStore;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod warm;
 
 const IMAGE: &str = "skep-bench-busybox:latest";
 const SOCKET: &str = "/var/run/docker.sock";
@@ -40,11 +45,15 @@ fn main() {
         .iter()
         .position(|a| a == "--runs")
         .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(200usize);
+        .and_then(|n| n.parse().ok());
     let docker = !args.iter().any(|a| a == "--no-docker");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    if let Err(e) = rt.block_on(run(runs, docker)) {
+    let done = if args.iter().any(|a| a == "--warm") {
+        rt.block_on(warm::run(runs.unwrap_or(50)))
+    } else {
+        rt.block_on(run(runs.unwrap_or(200), docker))
+    };
+    if let Err(e) = done {
         eprintln!("skep-bench-tasks: {e}");
         std::process::exit(1);
     }
