@@ -9,7 +9,7 @@
 //! - A hard link must name an earlier regular file of the same layer, by a path that stays inside it.
 //! - Device nodes are refused (a task gets its `/dev` from the engine); FIFOs are made.
 //! - The uncompressed stream is counted: past `max_bytes` (or `max_entries`), the layer is refused. It is also
-//!   hashed, and checked against the image config's `diff_id`.
+//!   hashed (by a thread of its own, while the files are written), and checked against the image config's `diff_id`.
 //! - Whiteouts become overlayfs whiteouts (a `0:0` character device, made by the engine, not the layer), an opaque
 //!   directory marker (`.wh..wh..opq`) the `trusted.overlay.opaque` attribute, so each layer is a ready overlayfs
 //!   lower directory (the OCI image spec's `layer.md` describes both markers).
@@ -29,6 +29,7 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::mpsc;
 
 /// Bounds on one layer.
 #[derive(Clone, Copy, Debug)]
@@ -82,12 +83,39 @@ pub struct Unpacked {
     pub entries: u64,
 }
 
-/// Reads the uncompressed stream, hashing and counting it; past the limit it fails.
+/// Reads the uncompressed stream, counting it (past the limit it fails) and passing it on in chunks to a thread that
+/// hashes it while this one writes the files: hashing was the unpacker's largest cost of its own on large files
+/// (`bench/unpack`, profiled with `perf`).
 struct Counted<R> {
     inner: R,
-    hasher: Hasher,
     n: u64,
     limit: u64,
+    /// Read and not passed on yet.
+    chunk: Vec<u8>,
+    /// To the hashing thread (`None` once the stream is over).
+    chunks: Option<mpsc::SyncSender<Vec<u8>>>,
+    /// Chunks the hashing thread is done with, to fill again.
+    spare: mpsc::Receiver<Vec<u8>>,
+}
+
+/// Bytes passed to the hashing thread at a time, and the most chunks waiting for it.
+const HASH_CHUNK: usize = 256 << 10;
+const HASH_QUEUE: usize = 4;
+
+impl<R> Counted<R> {
+    /// Passes the chunk on (all of it, however short, when `last`; then the hashing thread ends).
+    fn pass(&mut self, last: bool) -> io::Result<()> {
+        if self.chunk.len() >= HASH_CHUNK || (last && !self.chunk.is_empty()) {
+            let next = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(2 * HASH_CHUNK));
+            let full = std::mem::replace(&mut self.chunk, next);
+            let tx = self.chunks.as_ref().ok_or_else(|| io::Error::other("the layer's stream is over"))?;
+            tx.send(full).map_err(|_| io::Error::other("the thread hashing the layer is gone"))?;
+        }
+        if last {
+            self.chunks = None;
+        }
+        Ok(())
+    }
 }
 
 impl<R: Read> Read for Counted<R> {
@@ -97,7 +125,8 @@ impl<R: Read> Read for Counted<R> {
         if self.n > self.limit {
             return Err(io::Error::new(io::ErrorKind::FileTooLarge, "size limit"));
         }
-        self.hasher.update(&buf[..k]);
+        self.chunk.extend_from_slice(&buf[..k]);
+        self.pass(false)?;
         Ok(k)
     }
 }
@@ -109,33 +138,57 @@ pub fn unpack(layer: impl Read, compression: Compression, dest: &Path, limits: U
         Compression::Gzip => Box::new(flate2::read::GzDecoder::new(layer)),
         Compression::None => Box::new(layer),
     };
-    let mut counted = Counted { inner: reader, hasher: Hasher::new(), n: 0, limit: limits.max_bytes };
+    std::thread::scope(|scope| {
+        let (chunks, to_hash) = mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
+        let (spare_tx, spare) = mpsc::channel();
+        let hashing = std::thread::Builder::new()
+            .name("layer-hash".into())
+            .spawn_scoped(scope, move || {
+                let mut hasher = Hasher::new();
+                for mut chunk in to_hash {
+                    hasher.update(&chunk);
+                    chunk.clear();
+                    // fails only once the reading side is gone (the unpack failed): the chunk is then just freed
+                    let _ = spare_tx.send(chunk);
+                }
+                hasher.finish()
+            })
+            .map_err(|e| UnpackError::Io("a thread to hash the layer".into(), e))?;
+        let chunk = Vec::with_capacity(2 * HASH_CHUNK);
+        let mut counted = Counted { inner: reader, n: 0, limit: limits.max_bytes, chunk, chunks: Some(chunks), spare };
+        let entries = write_entries(&mut counted, dest, limits)?;
+        let too_large = |e: &io::Error| e.kind() == io::ErrorKind::FileTooLarge;
+        // the rest of the stream (tar padding) is part of the digest
+        io::copy(&mut counted, &mut io::sink())
+            .and_then(|_| counted.pass(true))
+            .map_err(|e| if too_large(&e) { UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)) } else { UnpackError::Invalid(e.to_string()) })?;
+        let bytes = counted.n;
+        let actual = hashing.join().map_err(|_| UnpackError::Invalid("hashing the layer failed".into()))?;
+        if let Some(expected) = diff_id {
+            if actual.as_str() != expected {
+                return Err(UnpackError::DiffId { expected: expected.into(), actual: actual.to_string() });
+            }
+        }
+        Ok(Unpacked { diff_id: actual, bytes, entries })
+    })
+}
+
+/// Writes the entries of the tar read from `stream` into `dest`; the number of entries.
+fn write_entries(stream: &mut impl Read, dest: &Path, limits: UnpackLimits) -> Result<u64, UnpackError> {
     let too_large = |e: &io::Error| e.kind() == io::ErrorKind::FileTooLarge;
-    let entries = {
-        let mut archive = tar::Archive::new(&mut counted);
-        let root = nix::unistd::geteuid().is_root();
-        let mut u = Unpacker { dest, root, entries: 0, limits, buf: vec![0; COPY_BUF], dirs: Vec::new() };
-        let iter = archive.entries().map_err(|e| UnpackError::Invalid(e.to_string()))?;
-        for entry in iter {
-            let entry = entry.map_err(|e| if too_large(&e) { UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)) } else { UnpackError::Invalid(e.to_string()) })?;
-            u.entry(entry).map_err(|e| match e {
-                UnpackError::Io(_, ref io) if too_large(io) => UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)),
-                e => e,
-            })?;
-        }
-        u.dir_times()?;
-        u.entries
-    };
-    // the rest of the stream (tar padding) is part of the digest
-    io::copy(&mut counted, &mut io::sink()).map_err(|e| if too_large(&e) { UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)) } else { UnpackError::Invalid(e.to_string()) })?;
-    let bytes = counted.n;
-    let actual = counted.hasher.finish();
-    if let Some(expected) = diff_id {
-        if actual.as_str() != expected {
-            return Err(UnpackError::DiffId { expected: expected.into(), actual: actual.to_string() });
-        }
+    let mut archive = tar::Archive::new(stream);
+    let root = nix::unistd::geteuid().is_root();
+    let mut u = Unpacker { dest, root, entries: 0, limits, buf: vec![0; COPY_BUF], dirs: Vec::new() };
+    let iter = archive.entries().map_err(|e| UnpackError::Invalid(e.to_string()))?;
+    for entry in iter {
+        let entry = entry.map_err(|e| if too_large(&e) { UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)) } else { UnpackError::Invalid(e.to_string()) })?;
+        u.entry(entry).map_err(|e| match e {
+            UnpackError::Io(_, ref io) if too_large(io) => UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)),
+            e => e,
+        })?;
     }
-    Ok(Unpacked { diff_id: actual, bytes, entries })
+    u.dir_times()?;
+    Ok(u.entries)
 }
 
 struct Unpacker<'a> {
