@@ -167,23 +167,12 @@ async fn process_bench(runs: usize) -> Result<(Samples, Samples), Error> {
             // alternate which goes first
             for variant in if i % 2 == 0 { [false, true] } else { [true, false] } {
                 let t = if variant { full_task(&dir) } else { task("benchplain", "", &["sleep", "3600"]) };
-                let timed = async {
-                    engine.prepare(&t).await?;
-                    if variant {
-                        let file = TaskFile { target: secret.clone(), data: vec![b's'; 32], uid: 0, gid: 0, mode: 0o400 };
-                        engine.use_files(&t.id, vec![file])?;
-                    }
-                    let t0 = Instant::now();
-                    let h = engine.start(&t).await?;
-                    let took = t0.elapsed();
-                    engine.stop(&h, &t).await?;
-                    engine.wait(&h).await?;
-                    Ok::<_, Error>(took)
-                }
-                .await;
-                engine.remove(&t.id).await?;
+                let files = variant.then(|| {
+                    vec![TaskFile { target: secret.clone(), data: vec![b's'; 32], uid: 0, gid: 0, mode: 0o400 }]
+                });
+                let took = start_once(&engine, &t, files, false).await?;
                 if i >= WARMUP {
-                    if variant { &mut full } else { &mut plain }.0.push(timed?);
+                    if variant { &mut full } else { &mut plain }.0.push(took);
                 }
             }
             if i % 50 == 0 {
@@ -196,6 +185,32 @@ async fn process_bench(runs: usize) -> Result<(Samples, Samples), Error> {
     let _ = engine.volumes().remove("skepbench", true).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// Prepares `t` (and gives it `files`), starts, stops and removes it; how long `start` took (with `prepare` when
+/// `with_prepare`).
+async fn start_once(
+    engine: &ProcessEngine,
+    t: &Task,
+    files: Option<Vec<TaskFile>>,
+    with_prepare: bool,
+) -> Result<Duration, Error> {
+    let timed = async {
+        let t0 = Instant::now();
+        engine.prepare(t).await?;
+        if let Some(files) = files {
+            engine.use_files(&t.id, files)?;
+        }
+        let t1 = Instant::now();
+        let h = engine.start(t).await?;
+        let took = if with_prepare { t0.elapsed() } else { t1.elapsed() };
+        engine.stop(&h, t).await?;
+        engine.wait(&h).await?;
+        Ok::<_, Error>(took)
+    }
+    .await;
+    engine.remove(&t.id).await?;
+    timed
 }
 
 fn docker_cli(args: &[&str]) -> Result<String, Error> {

@@ -12,7 +12,7 @@
 //! task's init reports the program exec'd (the moment the agent reports the task running); stop and removal are not
 //! timed.
 
-use super::{task, Error, Samples, WARMUP};
+use super::{start_once, task, Error, Samples, WARMUP};
 use skep_registry::build::{self, Entry, ImageSpec};
 use skep_registry::manifest::RunConfig;
 use skep_registry::testing::LocalRegistry;
@@ -23,7 +23,6 @@ use skep_worker::engine::Engine;
 use skep_worker::images::ImageStore;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The host program, and what the image is made from.
 const BUSYBOX: &str = "/bin/busybox";
@@ -73,7 +72,8 @@ pub async fn run(runs: usize) -> Result<(), Error> {
     let (image, host) = result?;
     println!("## Warm start: image in the store vs host program ({runs} runs each, alternating)\n");
     println!("| variant | runs | p50 ms | p90 ms | p99 ms | mean ms | max ms |\n|---|---:|---:|---:|---:|---:|---:|");
-    for (name, s) in [("image in the store (overlayfs root, pivot_root)", &image), ("host program (/bin/busybox)", &host)] {
+    let rows = [("image in the store (overlayfs root, pivot_root)", &image), ("host program (/bin/busybox)", &host)];
+    for (name, s) in rows {
         println!(
             "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             s.0.len(),
@@ -98,7 +98,8 @@ async fn bench(dir: &Path, runs: usize) -> Result<(Samples, Samples), Error> {
     let registry = LocalRegistry::start(&dir.join("registry"), &format!("127.0.0.1:{port}"), None, &[])?;
     let client = Client::new(vec![registry.addr.clone()]);
     let reference = format!("{}/bench/warm:1", registry.addr);
-    let pushed = build::push_image(&client.session(&reference, Credentials::default())?.for_push(), &image()?, Some("1")).await?;
+    let session = client.session(&reference, Credentials::default())?.for_push();
+    let pushed = build::push_image(&session, &image()?, Some("1")).await?;
     let pinned = format!("{reference}@{}", pushed.digest);
     let store = Arc::new(ImageStore::new(dir.join("engine/images"), client));
     let engine = ProcessEngine::new(dir.join("engine"))
@@ -118,21 +119,9 @@ async fn bench(dir: &Path, runs: usize) -> Result<(Samples, Samples), Error> {
                 t.spec.container_spec.as_mut().expect("set by task()").args = vec!["sleep".into(), "3600".into()];
                 t
             };
-            let timed = async {
-                let t0 = Instant::now();
-                engine.prepare(&t).await?;
-                let h = engine.start(&t).await?;
-                let took = t0.elapsed();
-                engine.stop(&h, &t).await?;
-                engine.wait(&h).await?;
-                Ok::<_, Error>(took)
-            }
-            .await;
-            engine.remove(&t.id).await?;
+            let took = start_once(&engine, &t, None, true).await?;
             if i >= WARMUP {
-                if from_image { &mut image } else { &mut host }.0.push(timed?);
-            } else {
-                timed?;
+                if from_image { &mut image } else { &mut host }.0.push(took);
             }
         }
         if i % 10 == 0 {

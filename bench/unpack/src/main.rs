@@ -171,7 +171,8 @@ fn bench(dirs: &[PathBuf], copies: usize, work: &Path, rounds: usize) -> Result<
         }
     }
     println!("rounds: {rounds} (median of each; MiB/s of uncompressed layer)\n");
-    println!("| layer from | compression | size | skep MiB/s | tar -x MiB/s | skep / tar | per round: median (range) |");
+    let columns = "layer from | compression | size | skep MiB/s | tar -x MiB/s | skep / tar";
+    println!("| {columns} | per round: median (range) |");
     println!("|---|---|---|---|---|---|---|");
     for r in rows {
         println!("{r}");

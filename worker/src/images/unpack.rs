@@ -157,11 +157,8 @@ pub fn unpack(layer: impl Read, compression: Compression, dest: &Path, limits: U
         let chunk = Vec::with_capacity(2 * HASH_CHUNK);
         let mut counted = Counted { inner: reader, n: 0, limit: limits.max_bytes, chunk, chunks: Some(chunks), spare };
         let entries = write_entries(&mut counted, dest, limits)?;
-        let too_large = |e: &io::Error| e.kind() == io::ErrorKind::FileTooLarge;
         // the rest of the stream (tar padding) is part of the digest
-        io::copy(&mut counted, &mut io::sink())
-            .and_then(|_| counted.pass(true))
-            .map_err(|e| if too_large(&e) { UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)) } else { UnpackError::Invalid(e.to_string()) })?;
+        io::copy(&mut counted, &mut io::sink()).and_then(|_| counted.pass(true)).map_err(|e| stream_err(e, limits))?;
         let bytes = counted.n;
         let actual = hashing.join().map_err(|_| UnpackError::Invalid("hashing the layer failed".into()))?;
         if let Some(expected) = diff_id {
@@ -173,6 +170,15 @@ pub fn unpack(layer: impl Read, compression: Compression, dest: &Path, limits: U
     })
 }
 
+/// A failed read of the layer's stream: past the size limit, or not a tar.
+fn stream_err(e: io::Error, limits: UnpackLimits) -> UnpackError {
+    if e.kind() == io::ErrorKind::FileTooLarge {
+        UnpackError::TooLarge(format!("{} bytes", limits.max_bytes))
+    } else {
+        UnpackError::Invalid(e.to_string())
+    }
+}
+
 /// Writes the entries of the tar read from `stream` into `dest`; the number of entries.
 fn write_entries(stream: &mut impl Read, dest: &Path, limits: UnpackLimits) -> Result<u64, UnpackError> {
     let too_large = |e: &io::Error| e.kind() == io::ErrorKind::FileTooLarge;
@@ -181,7 +187,7 @@ fn write_entries(stream: &mut impl Read, dest: &Path, limits: UnpackLimits) -> R
     let mut u = Unpacker { dest, root, entries: 0, limits, buf: vec![0; COPY_BUF], dirs: Vec::new() };
     let iter = archive.entries().map_err(|e| UnpackError::Invalid(e.to_string()))?;
     for entry in iter {
-        let entry = entry.map_err(|e| if too_large(&e) { UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)) } else { UnpackError::Invalid(e.to_string()) })?;
+        let entry = entry.map_err(|e| stream_err(e, limits))?;
         u.entry(entry).map_err(|e| match e {
             UnpackError::Io(_, ref io) if too_large(io) => UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)),
             e => e,
@@ -252,7 +258,8 @@ fn mtime<R: Read>(e: &mut tar::Entry<'_, R>) -> Result<TimeSpec, UnpackError> {
         for ext in exts.flatten() {
             if ext.key_bytes() == b"mtime" {
                 let raw = ext.value_bytes();
-                return pax_time(raw).ok_or_else(|| UnpackError::Invalid(format!("PAX mtime {:?}", String::from_utf8_lossy(raw))));
+                let bad = || UnpackError::Invalid(format!("PAX mtime {:?}", String::from_utf8_lossy(raw)));
+                return pax_time(raw).ok_or_else(bad);
             }
         }
     }
