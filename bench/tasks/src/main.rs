@@ -9,10 +9,13 @@
 //!    container, create, start, inspect) beside `docker run -d` of the same image and command (the stock CLI) and
 //!    beside the bare API calls (create + start). Goal: ≤ 1.1× `docker run`.
 //!
-//! Usage: `cargo run --release -p skep-bench-tasks [-- --runs N] [--no-docker]` as root (namespaces, cgroups,
+//! 3. **Warm start** (`--warm`, on its own): a task of an image already in the node's image store beside the same
+//!    program as a host program, `prepare` + `start` each (see [`warm`]). Goal: ≤ 20 ms added at p50.
+//!
+//! Usage: `cargo run --release -p skep-bench-tasks [-- --runs N] [--no-docker | --warm]` as root (namespaces, cgroups,
 //! mounts). The bench binary is its own task init (its `main` starts with `run_if_requested`). Markdown tables on
-//! stdout, progress on stderr. Everything it makes (tasks, cgroups, the volume, containers, the image it built) is
-//! removed at the end.
+//! stdout, progress on stderr. Everything it makes (tasks, cgroups, the volume, containers, the image it built, the
+//! registry and image store of `--warm`) is removed at the end.
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions, StartContainerOptions};
@@ -24,6 +27,8 @@ use skep_worker::volumes::VolumeStore;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod warm;
 
 const IMAGE: &str = "skep-bench-busybox:latest";
 const SOCKET: &str = "/var/run/docker.sock";
@@ -40,11 +45,15 @@ fn main() {
         .iter()
         .position(|a| a == "--runs")
         .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(200usize);
+        .and_then(|n| n.parse().ok());
     let docker = !args.iter().any(|a| a == "--no-docker");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    if let Err(e) = rt.block_on(run(runs, docker)) {
+    let done = if args.iter().any(|a| a == "--warm") {
+        rt.block_on(warm::run(runs.unwrap_or(50)))
+    } else {
+        rt.block_on(run(runs.unwrap_or(200), docker))
+    };
+    if let Err(e) = done {
         eprintln!("skep-bench-tasks: {e}");
         std::process::exit(1);
     }
@@ -158,23 +167,12 @@ async fn process_bench(runs: usize) -> Result<(Samples, Samples), Error> {
             // alternate which goes first
             for variant in if i % 2 == 0 { [false, true] } else { [true, false] } {
                 let t = if variant { full_task(&dir) } else { task("benchplain", "", &["sleep", "3600"]) };
-                let timed = async {
-                    engine.prepare(&t).await?;
-                    if variant {
-                        let file = TaskFile { target: secret.clone(), data: vec![b's'; 32], uid: 0, gid: 0, mode: 0o400 };
-                        engine.use_files(&t.id, vec![file])?;
-                    }
-                    let t0 = Instant::now();
-                    let h = engine.start(&t).await?;
-                    let took = t0.elapsed();
-                    engine.stop(&h, &t).await?;
-                    engine.wait(&h).await?;
-                    Ok::<_, Error>(took)
-                }
-                .await;
-                engine.remove(&t.id).await?;
+                let files = variant.then(|| {
+                    vec![TaskFile { target: secret.clone(), data: vec![b's'; 32], uid: 0, gid: 0, mode: 0o400 }]
+                });
+                let took = start_once(&engine, &t, files, false).await?;
                 if i >= WARMUP {
-                    if variant { &mut full } else { &mut plain }.0.push(timed?);
+                    if variant { &mut full } else { &mut plain }.0.push(took);
                 }
             }
             if i % 50 == 0 {
@@ -187,6 +185,32 @@ async fn process_bench(runs: usize) -> Result<(Samples, Samples), Error> {
     let _ = engine.volumes().remove("skepbench", true).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// Prepares `t` (and gives it `files`), starts, stops and removes it; how long `start` took (with `prepare` when
+/// `with_prepare`).
+async fn start_once(
+    engine: &ProcessEngine,
+    t: &Task,
+    files: Option<Vec<TaskFile>>,
+    with_prepare: bool,
+) -> Result<Duration, Error> {
+    let timed = async {
+        let t0 = Instant::now();
+        engine.prepare(t).await?;
+        if let Some(files) = files {
+            engine.use_files(&t.id, files)?;
+        }
+        let t1 = Instant::now();
+        let h = engine.start(t).await?;
+        let took = if with_prepare { t0.elapsed() } else { t1.elapsed() };
+        engine.stop(&h, t).await?;
+        engine.wait(&h).await?;
+        Ok::<_, Error>(took)
+    }
+    .await;
+    engine.remove(&t.id).await?;
+    timed
 }
 
 fn docker_cli(args: &[&str]) -> Result<String, Error> {

@@ -11,11 +11,14 @@
 //!   same file into an empty directory, as root, so it too applies owners and modes.
 //!
 //! Throughput is the layer's uncompressed size over the wall time; the directory is removed and `sync` run between
-//! runs, untimed. Goal (issue 12): skep ≥ 0.8× tar. Prints a markdown table (medians, and the ratio of medians);
-//! asserts nothing.
+//! runs, untimed. Goal (issue 12): skep ≥ 0.8× tar. Prints a markdown table (medians, the ratio of medians, and the
+//! median of each round's ratio: the two runs of a round are adjacent, so load that drifts over the run hits both
+//! alike); asserts nothing.
 //!
-//! Usage: `cargo build --release -p skep-bench-unpack && target/release/skep-bench-unpack [--rounds N] [--work DIR]
-//! [LAYER_DIR...]` as root (owners). `--work` is where layers and unpacked trees go (default `/var/tmp`).
+//! Usage: `cargo build --release -p skep-bench-unpack && target/release/skep-bench-unpack [--rounds N] [--copies K]
+//! [--work DIR] [LAYER_DIR...]` as root (owners). `--rounds` defaults to 11; `--copies K` puts K copies of each
+//! directory in its layer (`copy0/`, `copy1/`, …) so each run lasts long enough to measure (one copy of
+//! `/usr/lib/gcc` unpacks in ~0.3 s); `--work` is where layers and unpacked trees go (default `/var/tmp`).
 
 use anyhow::{bail, ensure, Context as _, Result};
 use skep_registry::build;
@@ -37,15 +40,29 @@ struct Layer {
     diff_id: String,
 }
 
-fn make_layer(dir: &Path, work: &Path, i: usize) -> Result<Layer> {
-    let tar = build::tar_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+/// `dir` as a layer the way `build::tar_dir` makes one, `copies` times over under `copy<i>/` when more than one.
+fn layer_tar(dir: &Path, copies: usize) -> std::io::Result<Vec<u8>> {
+    if copies == 1 {
+        return build::tar_dir(dir);
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.mode(tar::HeaderMode::Deterministic);
+    for i in 0..copies {
+        b.append_dir_all(format!("copy{i}"), dir)?;
+    }
+    b.into_inner()
+}
+
+fn make_layer(dir: &Path, copies: usize, work: &Path, i: usize) -> Result<Layer> {
+    let tar = layer_tar(dir, copies).with_context(|| format!("reading {}", dir.display()))?;
     let gz = build::gzip(&tar)?;
     let (tar_path, gz_path) = (work.join(format!("layer{i}.tar")), work.join(format!("layer{i}.tar.gz")));
     std::fs::write(&tar_path, &tar)?;
     std::fs::write(&gz_path, &gz)?;
     let entries = count_entries(&tar_path)?;
     Ok(Layer {
-        name: dir.display().to_string(),
+        name: if copies == 1 { dir.display().to_string() } else { format!("{} × {copies}", dir.display()) },
         tar: tar_path,
         gz: gz_path,
         bytes: tar.len() as u64,
@@ -101,31 +118,32 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let (mut rounds, mut work, mut dirs) = (5usize, PathBuf::from("/var/tmp"), Vec::new());
+    let (mut rounds, mut copies, mut work, mut dirs) = (11usize, 1usize, PathBuf::from("/var/tmp"), Vec::new());
     while let Some(a) = args.next() {
         match a.as_str() {
             "--rounds" => rounds = args.next().context("--rounds N")?.parse()?,
+            "--copies" => copies = args.next().context("--copies K")?.parse()?,
             "--work" => work = args.next().context("--work DIR")?.into(),
             d if !d.starts_with('-') => dirs.push(PathBuf::from(d)),
             other => bail!("unknown flag {other}"),
         }
     }
-    ensure!(rounds > 0, "--rounds must be at least 1");
+    ensure!(rounds > 0 && copies > 0, "--rounds and --copies must be at least 1");
     if dirs.is_empty() {
         dirs = vec!["/usr/include".into(), "/usr/lib/gcc".into()];
     }
     let work = work.join(format!("skep-bench-unpack-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let result = bench(&dirs, &work, rounds);
+    let result = bench(&dirs, copies, &work, rounds);
     let _ = std::fs::remove_dir_all(&work);
     result
 }
 
-fn bench(dirs: &[PathBuf], work: &Path, rounds: usize) -> Result<()> {
+fn bench(dirs: &[PathBuf], copies: usize, work: &Path, rounds: usize) -> Result<()> {
     let mut rows = Vec::new();
     for (i, d) in dirs.iter().enumerate() {
         eprintln!("building a layer from {}", d.display());
-        let layer = make_layer(d, work, i)?;
+        let layer = make_layer(d, copies, work, i)?;
         for gzip in [false, true] {
             let (mut skep, mut tar) = (Vec::new(), Vec::new());
             for r in 0..rounds {
@@ -137,9 +155,12 @@ fn bench(dirs: &[PathBuf], work: &Path, rounds: usize) -> Result<()> {
                 }
                 eprintln!("{} gzip={gzip} round {r}: skep {:.0} MiB/s, tar {:.0} MiB/s", layer.name, skep[r], tar[r]);
             }
+            let mut paired: Vec<f64> = skep.iter().zip(&tar).map(|(s, t)| s / t).collect();
+            let (lo, hi) = paired.iter().fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+            let p = median(&mut paired);
             let (s, t) = (median(&mut skep), median(&mut tar));
             rows.push(format!(
-                "| {} | {} | {:.1} MiB ({} entries{}) | {s:.0} | {t:.0} | {:.2}× |",
+                "| {} | {} | {:.1} MiB ({} entries{}) | {s:.0} | {t:.0} | {:.2}× | {p:.2}× ({lo:.2}–{hi:.2}) |",
                 layer.name,
                 if gzip { "gzip" } else { "none" },
                 layer.bytes as f64 / (1 << 20) as f64,
@@ -150,8 +171,9 @@ fn bench(dirs: &[PathBuf], work: &Path, rounds: usize) -> Result<()> {
         }
     }
     println!("rounds: {rounds} (median of each; MiB/s of uncompressed layer)\n");
-    println!("| layer from | compression | size | skep MiB/s | tar -x MiB/s | skep / tar |");
-    println!("|---|---|---|---|---|---|");
+    let columns = "layer from | compression | size | skep MiB/s | tar -x MiB/s | skep / tar";
+    println!("| {columns} | per round: median (range) |");
+    println!("|---|---|---|---|---|---|---|");
     for r in rows {
         println!("{r}");
     }

@@ -9,13 +9,19 @@
 //! - A hard link must name an earlier regular file of the same layer, by a path that stays inside it.
 //! - Device nodes are refused (a task gets its `/dev` from the engine); FIFOs are made.
 //! - The uncompressed stream is counted: past `max_bytes` (or `max_entries`), the layer is refused. It is also
-//!   hashed, and checked against the image config's `diff_id`.
+//!   hashed (by a thread of its own, while the files are written), and checked against the image config's `diff_id`.
 //! - Whiteouts become overlayfs whiteouts (a `0:0` character device, made by the engine, not the layer), an opaque
 //!   directory marker (`.wh..wh..opq`) the `trusted.overlay.opaque` attribute, so each layer is a ready overlayfs
 //!   lower directory (the OCI image spec's `layer.md` describes both markers).
 //! - Modes (the permission bits, setuid/setgid/sticky included) and owners are applied as recorded; PAX `SCHILY.xattr`
 //!   attributes in the `user.` and `trusted.` namespaces where the filesystem takes them.
+//! - Modification times are restored as `tar -x` and Docker do (the PAX `mtime` record, else the header's; the access
+//!   time the same): a file's on its descriptor, a symbolic link's or FIFO's with `AT_SYMLINK_NOFOLLOW`, and every
+//!   directory's once the whole layer is written (writing into a directory changes its time), after an `lstat` of
+//!   each directory on its way again.
 
+use nix::sys::stat::{futimens, utimensat, UtimensatFlags};
+use nix::sys::time::TimeSpec;
 use skep_registry::manifest::Compression;
 use skep_registry::{Digest, Hasher};
 use std::ffi::OsStr;
@@ -23,6 +29,7 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::mpsc;
 
 /// Bounds on one layer.
 #[derive(Clone, Copy, Debug)]
@@ -76,12 +83,39 @@ pub struct Unpacked {
     pub entries: u64,
 }
 
-/// Reads the uncompressed stream, hashing and counting it; past the limit it fails.
+/// Reads the uncompressed stream, counting it (past the limit it fails) and passing it on in chunks to a thread that
+/// hashes it while this one writes the files: hashing was the unpacker's largest cost of its own on large files
+/// (`bench/unpack`, profiled with `perf`).
 struct Counted<R> {
     inner: R,
-    hasher: Hasher,
     n: u64,
     limit: u64,
+    /// Read and not passed on yet.
+    chunk: Vec<u8>,
+    /// To the hashing thread (`None` once the stream is over).
+    chunks: Option<mpsc::SyncSender<Vec<u8>>>,
+    /// Chunks the hashing thread is done with, to fill again.
+    spare: mpsc::Receiver<Vec<u8>>,
+}
+
+/// Bytes passed to the hashing thread at a time, and the most chunks waiting for it.
+const HASH_CHUNK: usize = 256 << 10;
+const HASH_QUEUE: usize = 4;
+
+impl<R> Counted<R> {
+    /// Passes the chunk on (all of it, however short, when `last`; then the hashing thread ends).
+    fn pass(&mut self, last: bool) -> io::Result<()> {
+        if self.chunk.len() >= HASH_CHUNK || (last && !self.chunk.is_empty()) {
+            let next = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(2 * HASH_CHUNK));
+            let full = std::mem::replace(&mut self.chunk, next);
+            let tx = self.chunks.as_ref().ok_or_else(|| io::Error::other("the layer's stream is over"))?;
+            tx.send(full).map_err(|_| io::Error::other("the thread hashing the layer is gone"))?;
+        }
+        if last {
+            self.chunks = None;
+        }
+        Ok(())
+    }
 }
 
 impl<R: Read> Read for Counted<R> {
@@ -91,7 +125,8 @@ impl<R: Read> Read for Counted<R> {
         if self.n > self.limit {
             return Err(io::Error::new(io::ErrorKind::FileTooLarge, "size limit"));
         }
-        self.hasher.update(&buf[..k]);
+        self.chunk.extend_from_slice(&buf[..k]);
+        self.pass(false)?;
         Ok(k)
     }
 }
@@ -103,31 +138,63 @@ pub fn unpack(layer: impl Read, compression: Compression, dest: &Path, limits: U
         Compression::Gzip => Box::new(flate2::read::GzDecoder::new(layer)),
         Compression::None => Box::new(layer),
     };
-    let mut counted = Counted { inner: reader, hasher: Hasher::new(), n: 0, limit: limits.max_bytes };
-    let too_large = |e: &io::Error| e.kind() == io::ErrorKind::FileTooLarge;
-    let entries = {
-        let mut archive = tar::Archive::new(&mut counted);
-        let mut u = Unpacker { dest, root: nix::unistd::geteuid().is_root(), entries: 0, limits, buf: vec![0; COPY_BUF] };
-        let iter = archive.entries().map_err(|e| UnpackError::Invalid(e.to_string()))?;
-        for entry in iter {
-            let entry = entry.map_err(|e| if too_large(&e) { UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)) } else { UnpackError::Invalid(e.to_string()) })?;
-            u.entry(entry).map_err(|e| match e {
-                UnpackError::Io(_, ref io) if too_large(io) => UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)),
-                e => e,
-            })?;
+    std::thread::scope(|scope| {
+        let (chunks, to_hash) = mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
+        let (spare_tx, spare) = mpsc::channel();
+        let hashing = std::thread::Builder::new()
+            .name("layer-hash".into())
+            .spawn_scoped(scope, move || {
+                let mut hasher = Hasher::new();
+                for mut chunk in to_hash {
+                    hasher.update(&chunk);
+                    chunk.clear();
+                    // fails only once the reading side is gone (the unpack failed): the chunk is then just freed
+                    let _ = spare_tx.send(chunk);
+                }
+                hasher.finish()
+            })
+            .map_err(|e| UnpackError::Io("a thread to hash the layer".into(), e))?;
+        let chunk = Vec::with_capacity(2 * HASH_CHUNK);
+        let mut counted = Counted { inner: reader, n: 0, limit: limits.max_bytes, chunk, chunks: Some(chunks), spare };
+        let entries = write_entries(&mut counted, dest, limits)?;
+        // the rest of the stream (tar padding) is part of the digest
+        io::copy(&mut counted, &mut io::sink()).and_then(|_| counted.pass(true)).map_err(|e| stream_err(e, limits))?;
+        let bytes = counted.n;
+        let actual = hashing.join().map_err(|_| UnpackError::Invalid("hashing the layer failed".into()))?;
+        if let Some(expected) = diff_id {
+            if actual.as_str() != expected {
+                return Err(UnpackError::DiffId { expected: expected.into(), actual: actual.to_string() });
+            }
         }
-        u.entries
-    };
-    // the rest of the stream (tar padding) is part of the digest
-    io::copy(&mut counted, &mut io::sink()).map_err(|e| if too_large(&e) { UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)) } else { UnpackError::Invalid(e.to_string()) })?;
-    let bytes = counted.n;
-    let actual = counted.hasher.finish();
-    if let Some(expected) = diff_id {
-        if actual.as_str() != expected {
-            return Err(UnpackError::DiffId { expected: expected.into(), actual: actual.to_string() });
-        }
+        Ok(Unpacked { diff_id: actual, bytes, entries })
+    })
+}
+
+/// A failed read of the layer's stream: past the size limit, or not a tar.
+fn stream_err(e: io::Error, limits: UnpackLimits) -> UnpackError {
+    if e.kind() == io::ErrorKind::FileTooLarge {
+        UnpackError::TooLarge(format!("{} bytes", limits.max_bytes))
+    } else {
+        UnpackError::Invalid(e.to_string())
     }
-    Ok(Unpacked { diff_id: actual, bytes, entries })
+}
+
+/// Writes the entries of the tar read from `stream` into `dest`; the number of entries.
+fn write_entries(stream: &mut impl Read, dest: &Path, limits: UnpackLimits) -> Result<u64, UnpackError> {
+    let too_large = |e: &io::Error| e.kind() == io::ErrorKind::FileTooLarge;
+    let mut archive = tar::Archive::new(stream);
+    let root = nix::unistd::geteuid().is_root();
+    let mut u = Unpacker { dest, root, entries: 0, limits, buf: vec![0; COPY_BUF], dirs: Vec::new() };
+    let iter = archive.entries().map_err(|e| UnpackError::Invalid(e.to_string()))?;
+    for entry in iter {
+        let entry = entry.map_err(|e| stream_err(e, limits))?;
+        u.entry(entry).map_err(|e| match e {
+            UnpackError::Io(_, ref io) if too_large(io) => UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)),
+            e => e,
+        })?;
+    }
+    u.dir_times()?;
+    Ok(u.entries)
 }
 
 struct Unpacker<'a> {
@@ -138,6 +205,8 @@ struct Unpacker<'a> {
     /// A file's content goes through this buffer: `io::copy`'s 8 KiB one made the write calls the cost on large
     /// files (`bench/unpack`).
     buf: Vec<u8>,
+    /// Each directory entry (path inside the layer) and its time, set once the layer is written.
+    dirs: Vec<(PathBuf, TimeSpec)>,
 }
 
 /// The size of [`Unpacker::buf`].
@@ -182,6 +251,51 @@ fn io_err(path: &Path, e: io::Error) -> UnpackError {
     UnpackError::Io(path.display().to_string(), e)
 }
 
+/// The entry's modification time: its PAX `mtime` record when it has one (seconds with an optional fraction),
+/// else the header's seconds.
+fn mtime<R: Read>(e: &mut tar::Entry<'_, R>) -> Result<TimeSpec, UnpackError> {
+    if let Ok(Some(exts)) = e.pax_extensions() {
+        for ext in exts.flatten() {
+            if ext.key_bytes() == b"mtime" {
+                let raw = ext.value_bytes();
+                let bad = || UnpackError::Invalid(format!("PAX mtime {:?}", String::from_utf8_lossy(raw)));
+                return pax_time(raw).ok_or_else(bad);
+            }
+        }
+    }
+    let secs = e.header().mtime().map_err(|x| UnpackError::Invalid(x.to_string()))?;
+    Ok(TimeSpec::new(i64::try_from(secs).unwrap_or(i64::MAX), 0))
+}
+
+/// A PAX time, `[-]seconds[.fraction]` (POSIX `pax`, "pax Extended Header"); digits past nanoseconds are dropped.
+fn pax_time(raw: &[u8]) -> Option<TimeSpec> {
+    let s = std::str::from_utf8(raw).ok()?;
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !(frac.is_empty() || digits(frac)) {
+        return None;
+    }
+    let secs: i64 = whole.parse().ok()?;
+    let mut nanos = 0i64;
+    for i in 0..9 {
+        nanos = nanos * 10 + frac.as_bytes().get(i).map_or(0, |b| i64::from(b - b'0'));
+    }
+    Some(match (neg, nanos) {
+        (false, _) => TimeSpec::new(secs, nanos),
+        (true, 0) => TimeSpec::new(-secs, 0),
+        (true, _) => TimeSpec::new(-secs - 1, 1_000_000_000 - nanos),
+    })
+}
+
+/// Sets `path`'s access and modification times to `t`, on the path itself when it is a symbolic link.
+fn set_times(path: &Path, t: TimeSpec) -> Result<(), UnpackError> {
+    utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(|e| io_err(path, e.into()))
+}
+
 impl Unpacker<'_> {
     /// The directory `rel` inside the layer, made when missing; a symbolic link (or a file) on the way refuses it.
     fn dir(&self, rel: &Path) -> Result<PathBuf, UnpackError> {
@@ -201,6 +315,27 @@ impl Unpacker<'_> {
             }
         }
         Ok(cur)
+    }
+
+    /// Gives each directory entry its time, in entry order (a later entry for the same directory wins; setting a
+    /// directory's times leaves its parent's alone, so depth does not matter). Every directory on the way is looked
+    /// at again with `lstat`: a later entry may have replaced the directory or one above it (by a symbolic link,
+    /// even), and then the time is not set, so nothing is reached through a link.
+    fn dir_times(&self) -> Result<(), UnpackError> {
+        'dirs: for (rel, t) in &self.dirs {
+            let mut cur = self.dest.to_path_buf();
+            for c in rel.components() {
+                cur.push(c);
+                match std::fs::symlink_metadata(&cur) {
+                    Ok(m) if m.file_type().is_dir() => {}
+                    Ok(_) => continue 'dirs,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue 'dirs,
+                    Err(e) => return Err(io_err(&cur, e)),
+                }
+            }
+            set_times(&cur, *t)?;
+        }
+        Ok(())
     }
 
     /// Removes whatever is at `path` (not following it), so the entry replaces it (a directory only by another
@@ -231,7 +366,12 @@ impl Unpacker<'_> {
         }
         let rel = inside(&e.path_bytes())?;
         let Some(name) = rel.file_name().map(|n| n.to_os_string()) else {
-            return Ok(()); // the layer's root itself
+            // the layer's root itself: its time is taken (as `tar -x` does), its mode and owner stay the store's
+            if kind == tar::EntryType::Directory {
+                let time = mtime(&mut e)?;
+                self.dirs.push((rel, time));
+            }
+            return Ok(());
         };
         let parent_rel = rel.parent().unwrap_or(Path::new(""));
         let parent = self.dir(parent_rel)?;
@@ -251,6 +391,7 @@ impl Unpacker<'_> {
         let mode = e.header().mode().map_err(|x| UnpackError::Invalid(x.to_string()))? & 0o7777;
         let uid = e.header().uid().unwrap_or(0);
         let gid = e.header().gid().unwrap_or(0);
+        let time = mtime(&mut e)?;
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 self.clear(&path, false)?;
@@ -264,6 +405,7 @@ impl Unpacker<'_> {
                 copy_with(&mut e, &mut f, &mut self.buf).map_err(|x| io_err(&path, x))?;
                 self.owner(&path, uid, gid)?;
                 f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|x| io_err(&path, x))?;
+                futimens(&f, &time, &time).map_err(|x| io_err(&path, x.into()))?;
             }
             tar::EntryType::Directory => {
                 self.clear(&path, true)?;
@@ -272,12 +414,14 @@ impl Unpacker<'_> {
                 }
                 self.owner(&path, uid, gid)?;
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(|x| io_err(&path, x))?;
+                self.dirs.push((rel.clone(), time));
             }
             tar::EntryType::Symlink => {
                 let target = e.link_name_bytes().ok_or_else(|| UnpackError::Invalid(format!("{}: symbolic link without a target", rel.display())))?;
                 self.clear(&path, false)?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path).map_err(|x| io_err(&path, x))?;
                 self.owner(&path, uid, gid)?;
+                set_times(&path, time)?;
             }
             tar::EntryType::Link => {
                 let raw = e.link_name_bytes().ok_or_else(|| UnpackError::Invalid(format!("{}: hard link without a target", rel.display())))?;
@@ -298,12 +442,14 @@ impl Unpacker<'_> {
                     _ => return Err(UnpackError::Hostile(format!("hard link {} to {}: not a file of this layer", rel.display(), target_rel.display()))),
                 }
                 self.clear(&path, false)?;
+                // the link shares its target's inode, and time, given by the target's entry
                 std::fs::hard_link(&target, &path).map_err(|x| io_err(&path, x))?;
             }
             tar::EntryType::Fifo => {
                 self.clear(&path, false)?;
                 nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(mode)).map_err(|x| io_err(&path, x.into()))?;
                 self.owner(&path, uid, gid)?;
+                set_times(&path, time)?;
             }
             tar::EntryType::Char | tar::EntryType::Block => {
                 return Err(UnpackError::Hostile(format!("device node {}", rel.display())));
@@ -396,6 +542,97 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         assert_eq!(std::fs::metadata(l.join("bin/ls")).unwrap().ino(), m.ino());
         assert_eq!(std::fs::read_to_string(l.join("etc/passwd")).unwrap(), "root:x:0:0::/root:/bin/sh\n");
+    }
+
+    /// A tar whose entries carry times (`build::tar` writes 0): `(path, kind, link target, mtime, PAX mtime)`.
+    fn timed_tar(entries: &[(&str, tar::EntryType, &str, u64, Option<&str>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for &(path, kind, target, mtime, pax) in entries {
+            if let Some(pax) = pax {
+                // one record, "<length> mtime=<value>\n", its length counting its own digits
+                let body = format!(" mtime={pax}\n");
+                let mut len = body.len() + 1;
+                while format!("{len}{body}").len() != len {
+                    len += 1;
+                }
+                let mut h = tar::Header::new_ustar();
+                h.set_entry_type(tar::EntryType::XHeader);
+                h.set_path("PaxHeaders/x").unwrap();
+                h.set_size(len as u64);
+                h.set_cksum();
+                b.append(&h, format!("{len}{body}").as_bytes()).unwrap();
+            }
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(kind);
+            if path == "./" {
+                h.as_old_mut().name[..2].copy_from_slice(b"./"); // `set_path` makes it empty
+            } else {
+                h.set_path(path).unwrap();
+            }
+            h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+            h.set_mtime(mtime);
+            let data: &[u8] = if kind == tar::EntryType::Regular { b"data" } else { b"" };
+            if kind == tar::EntryType::Symlink {
+                h.set_link_name(target).unwrap();
+            }
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            b.append(&h, data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn modification_times_are_restored_without_following_links() {
+        use std::os::unix::fs::MetadataExt;
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let dir = tempfile::tempdir().unwrap();
+        // a directory outside the layer that a replaced directory's time must not reach through a link
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(outside.join("s")).unwrap();
+        let outside_before = std::fs::metadata(outside.join("s")).unwrap().mtime();
+        let outside = outside.to_str().unwrap();
+        let tar = timed_tar(&[
+            ("./", Directory, "", 900_000_000, None),
+            ("d/", Directory, "", 1_000_000_000, None),
+            ("d/f", Regular, "", 1_100_000_000, None),
+            // relative to d/f, which keeps its own time: the link's is set on the link
+            ("d/l", Symlink, "f", 1_200_000_000, None),
+            ("d/sub/", Directory, "", 1_300_000_000, None),
+            // written into d/sub after its entry: the directory's time still ends as its entry says
+            ("d/sub/g", Regular, "", 1_100_000_000, None),
+            ("p", Regular, "", 5, Some("1400000000.25")),
+            ("r/", Directory, "", 1_500_000_000, None),
+            ("r/s/", Directory, "", 1_500_000_000, None),
+            // replaces r: r/s's recorded time must not land on <outside>/s
+            ("r", Symlink, outside, 1_600_000_000, None),
+        ]);
+        let layer = dir.path().join("layer");
+        std::fs::create_dir(&layer).unwrap();
+        unpack(&tar[..], Compression::None, &layer, UnpackLimits::default(), None).unwrap();
+        let m = |p: &str| std::fs::symlink_metadata(layer.join(p)).unwrap();
+        assert_eq!(m("").mtime(), 900_000_000);
+        assert_eq!(m("d").mtime(), 1_000_000_000);
+        assert_eq!(m("d/f").mtime(), 1_100_000_000);
+        assert!(m("d/l").file_type().is_symlink());
+        assert_eq!(m("d/l").mtime(), 1_200_000_000);
+        assert_eq!(m("d/sub").mtime(), 1_300_000_000);
+        assert_eq!(m("d/sub/g").mtime(), 1_100_000_000);
+        assert_eq!((m("p").mtime(), m("p").mtime_nsec()), (1_400_000_000, 250_000_000));
+        assert_eq!(m("r").mtime(), 1_600_000_000);
+        assert_eq!(std::fs::metadata(Path::new(outside).join("s")).unwrap().mtime(), outside_before);
+    }
+
+    #[test]
+    fn pax_times_are_parsed() {
+        let t = |s: &str| pax_time(s.as_bytes()).map(|t| (t.tv_sec(), t.tv_nsec()));
+        assert_eq!(t("1400000000"), Some((1_400_000_000, 0)));
+        assert_eq!(t("1400000000.123456789123"), Some((1_400_000_000, 123_456_789)));
+        assert_eq!(t("-1.5"), Some((-2, 500_000_000)));
+        assert_eq!(t("-3"), Some((-3, 0)));
+        for bad in ["", ".5", "1.x", "1e9", "+1", "x", "99999999999999999999"] {
+            assert_eq!(t(bad), None, "{bad}");
+        }
     }
 
     #[test]
