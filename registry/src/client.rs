@@ -57,6 +57,34 @@ impl Client {
     /// A session with the repository of `image` (a reference, not a program path), for pulling.
     pub fn session(&self, image: &str, creds: Credentials) -> Result<Session, RegistryError> {
         let r = Reference::parse(image).ok_or_else(|| RegistryError::InvalidReference(crate::digest::truncate(image).into()))?;
+        self.session_for(r, creds, image)
+    }
+
+    /// `docker login`'s check (`POST /auth`): `GET /v2/` of registry `server` with `creds`, answering its challenge
+    /// (a token asked for without a repository scope, as Docker's login does). `server` is what the CLI sends: a
+    /// `host[:port]`, or a URL (`https://index.docker.io/v1/` for Docker Hub). Returns the URL that was checked.
+    pub async fn login(&self, server: &str, creds: Credentials) -> Result<String, RegistryError> {
+        let host = server.trim().trim_start_matches("https://").trim_start_matches("http://");
+        let host = host.split('/').next().unwrap_or_default();
+        let domain = match host {
+            "" | "docker.io" | "index.docker.io" | "registry-1.docker.io" => {
+                skep_api::docker::reference::DEFAULT_DOMAIN
+            }
+            h => h,
+        };
+        if domain.len() > 255 || !domain.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)) {
+            let server = crate::digest::truncate(server);
+            return Err(RegistryError::InvalidReference(format!("invalid registry address {server:?}")));
+        }
+        let r = Reference { domain: domain.to_string(), path: String::new(), tag: None, digest: None };
+        let session = self.session_for(r, creds, server)?;
+        let url = session.url("v2/")?;
+        let resp = session.call(Call::get(url.clone())).await?;
+        session.check(url.to_string(), resp).await?;
+        Ok(url.to_string())
+    }
+
+    fn session_for(&self, r: Reference, creds: Credentials, image: &str) -> Result<Session, RegistryError> {
         let host = r.registry_host().to_string();
         let scheme = if self.is_insecure(&r.domain) { "http" } else { "https" };
         let base = Url::parse(&format!("{scheme}://{host}/"))
@@ -154,7 +182,11 @@ impl Session {
             return Ok(self.creds.registry_token.clone());
         }
         let mut url = Url::parse(realm).map_err(|e| RegistryError::Protocol(format!("bad token realm {realm:?}: {e}")))?;
-        let scope = format!("repository:{}:{}", self.reference.path, if self.push { "pull,push" } else { "pull" });
+        // a login session (no repository) asks for no scope
+        let scope = match self.reference.path.as_str() {
+            "" => String::new(),
+            path => format!("repository:{path}:{}", if self.push { "pull,push" } else { "pull" }),
+        };
         let service = params.get("service").cloned().unwrap_or_default();
         let call = if !self.creds.identity_token.is_empty() {
             let form = url::form_urlencoded::Serializer::new(String::new())
@@ -166,7 +198,10 @@ impl Session {
                 .finish();
             Call { method: Method::POST, url, headers: vec![("content-type", "application/x-www-form-urlencoded".into())], body: form.into() }
         } else {
-            url.query_pairs_mut().append_pair("service", &service).append_pair("scope", &scope);
+            url.query_pairs_mut().append_pair("service", &service);
+            if !scope.is_empty() {
+                url.query_pairs_mut().append_pair("scope", &scope);
+            }
             let mut c = Call::get(url);
             if let Some(b) = self.creds.basic() {
                 c.headers.push(("authorization", b));

@@ -82,8 +82,16 @@ async fn basic_auth_needs_the_right_password() {
     let e = client.session(&image, Credentials::default()).unwrap().resolve().await.unwrap_err();
     assert!(matches!(e, RegistryError::Unauthorized { .. }), "{e}");
     let wrong = Credentials { username: "alice".into(), password: "nope".into(), ..Default::default() };
-    let e = client.session(&image, wrong).unwrap().resolve().await.unwrap_err();
+    let e = client.session(&image, wrong.clone()).unwrap().resolve().await.unwrap_err();
     assert!(matches!(e, RegistryError::Unauthorized { .. }), "{e}");
+    // `docker login`'s check, with the addresses the CLI sends
+    let alice = Credentials { username: "alice".into(), password: "s3cret".into(), ..Default::default() };
+    assert_eq!(client.login(&reg.addr, alice.clone()).await.unwrap(), format!("http://{}/v2/", reg.addr));
+    assert!(client.login(&format!("http://{}/v1/", reg.addr), alice).await.is_ok());
+    let e = client.login(&reg.addr, wrong).await.unwrap_err();
+    assert!(matches!(e, RegistryError::Unauthorized { .. }), "{e}");
+    let e = client.login("bad host!", Credentials::default()).await.unwrap_err();
+    assert!(matches!(e, RegistryError::InvalidReference(_)), "{e}");
 }
 
 #[tokio::test]

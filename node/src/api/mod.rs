@@ -150,6 +150,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/volumes/prune", post(volumes::volume_prune))
         .route("/volumes/{name}", get(volumes::volume_inspect).delete(volumes::volume_remove))
         .route("/distribution/{*name}", get(system::distribution))
+        .route("/auth", post(system::auth))
         .route("/images/json", get(images::image_list))
         .route("/images/prune", post(images::image_prune))
         .route("/images/{*name}", delete(images::image_remove))

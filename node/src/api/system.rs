@@ -91,6 +91,34 @@ pub(super) async fn distribution(State(node): State<NodeHandle>, Path(name): Pat
     })))
 }
 
+/// The part of Docker's `AuthConfig` that names the registry; the credentials are read as `X-Registry-Auth` is.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LoginTarget {
+    serveraddress: String,
+}
+
+/// `POST /auth` (`docker login`): checks the credentials against the registry, as dockerd does (`GET /v2/`, its
+/// challenge answered); nothing is stored on the daemon (the CLI keeps them, for `--with-registry-auth`).
+pub(super) async fn auth(State(node): State<NodeHandle>, body: Bytes) -> Result<Response, ApiError> {
+    use base64::Engine as _;
+    let target: LoginTarget = super::parse_body(&body)?;
+    let creds = skep_registry::Credentials::from_header(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&body))
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    match node.registry().login(&target.serveraddress, creds).await {
+        Ok(_) => Ok(ok_json(&serde_json::json!({"Status": "Login Succeeded", "IdentityToken": ""}))),
+        // Docker's words (`registry/auth.go`, github.com/moby/moby)
+        Err(skep_registry::RegistryError::Unauthorized { .. }) => {
+            let scheme = if node.registry().is_insecure(target.serveraddress.trim()) { "http" } else { "https" };
+            let host = target.serveraddress.trim().trim_start_matches("https://").trim_start_matches("http://");
+            let host = host.split('/').next().unwrap_or_default();
+            let status = "401 Unauthorized";
+            Err(ApiError::Unauthorized(format!("login attempt to {scheme}://{host}/v2/ failed with status: {status}")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[derive(Deserialize, serde::Serialize)]
 struct KvReply {
     index: u64,
