@@ -173,6 +173,7 @@ impl ImageStore {
         if !record.references.iter().any(|r| r == reference) {
             record.references.push(reference.to_string());
         }
+        self.take_tag(reference, &manifest_digest).await?;
         self.write_record(&record).await?;
         if reference.contains("@sha256:") {
             write_atomically(&self.root.join("tmp"), &self.ref_path(reference), manifest_digest.as_bytes()).await?;
@@ -197,6 +198,21 @@ impl ImageStore {
             }
         }
         Err(io(reference, std::io::Error::other("the image was removed from the node while pulled, three times")))
+    }
+
+    /// A tag names one image, as in Docker: `reference` (when it is not pinned to a digest) is taken off every other
+    /// image that has it, since it now resolved to `manifest`. The caller holds the pull lock.
+    async fn take_tag(&self, reference: &str, manifest: &str) -> Result<(), ImageError> {
+        if reference.contains('@') {
+            return Ok(());
+        }
+        for other in self.list() {
+            if other.manifest_digest != manifest && other.references.iter().any(|r| r == reference) {
+                let references = other.references.iter().filter(|r| *r != reference).cloned().collect();
+                self.write_record(&ImageRecord { references, ..other }).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes `record` (replacing the one of its manifest).
@@ -349,6 +365,23 @@ mod tests {
             std::fs::write(store.layer_dir(l).join("f"), "0123456789").unwrap();
         }
         r
+    }
+
+    #[tokio::test]
+    async fn a_tag_moves_to_the_image_it_now_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(dir.path().to_path_buf(), Client::default());
+        std::fs::create_dir_all(store.root.join("tmp")).unwrap();
+        let mut old = record(&store, 'a', &['1']);
+        old.references = vec!["r/x:1".into(), "r/x:keep".into(), format!("r/x:1@{}", old.manifest_digest)];
+        store.write_record(&old).await.unwrap();
+        let new = record(&store, 'b', &['2']);
+        store.take_tag("r/x:1", &new.manifest_digest).await.unwrap();
+        let kept = store.record(&old.manifest_digest).unwrap().references;
+        assert_eq!(kept, vec!["r/x:keep".to_string(), format!("r/x:1@{}", old.manifest_digest)]);
+        store.take_tag(&format!("r/x:1@{}", new.manifest_digest), &new.manifest_digest).await.unwrap();
+        let kept = store.record(&old.manifest_digest).unwrap().references;
+        assert_eq!(kept.len(), 2, "a pinned reference names its own digest: {kept:?}");
     }
 
     #[test]
