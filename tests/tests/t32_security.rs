@@ -338,7 +338,17 @@ fn the_deepest_and_largest_accepted_specs_replicate_snapshot_and_restart_a_remov
     let total: usize = env.iter().filter_map(|e| e.as_str()).map(str::len).sum();
     ensure!(total >= room, "the largest spec came back with {total} bytes of environment");
 
-    // a removed node's connections are closed at once, not left to its next call
+    // a removed node's connections are closed at once, not left to its next call. The worker first reports a task
+    // of a global service running, so it is talking to the restarted managers again and holds a connection (removed
+    // the moment the managers were back, it had none yet, and learnt of its removal only at its next call)
+    let probe = serde_json::json!({
+        "Name": "probe",
+        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "3600"]}},
+        "Mode": {"Global": {}},
+    });
+    let r = api(&c, 0, "POST", "/v1.50/services/create", Some(&probe.to_string()))?;
+    ensure!(r.status == 201, "{} {}", r.status, r.body);
+    c.wait_running(0, "probe", 4, T)?;
     let worker = c.node_id(3)?;
     c.skep_ok(0, &["node", "rm", "--force", &worker])?;
     wait_until("a manager to close the removed node's connections", T, || -> Result<()> {
