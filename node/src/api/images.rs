@@ -15,9 +15,10 @@ pub(super) async fn image_list(State(node): State<NodeHandle>, Query(q): Q) -> R
     if let Some(k) = UNSUPPORTED_LIST_FLAGS.iter().find(|k| qbool(&q, k)) {
         return Err(ApiError::not_implemented(format!("image list: {k}=1 is not supported by skep")));
     }
-    // `all` adds intermediate images (of builds): a node has none, so the list is the same either way
+    // `all` adds intermediate images (of builds): a docker node's engine is asked for them; a process node's store
+    // has none, so its list is the same either way
     let f = filters(&q, IMAGE_LIST_FILTERS)?;
-    Ok(ok_json(&node.image_list(&f).await?))
+    Ok(ok_json(&node.image_list(&f, qbool(&q, "all")).await?))
 }
 
 /// `DELETE /images/{name}`.

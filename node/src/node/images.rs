@@ -86,10 +86,11 @@ impl NodeHandle {
         skep_worker::engine::process::image_users(&self.inner.opts.data_root.join("engine/tasks"))
     }
 
-    /// `GET /images/json`.
-    pub async fn image_list(&self, f: &Filters) -> ApiResult<Vec<serde_json::Value>> {
+    /// `GET /images/json` (`all`: with intermediate images, which only a Docker engine that builds has).
+    pub async fn image_list(&self, f: &Filters, all: bool) -> ApiResult<Vec<serde_json::Value>> {
         if let Some(d) = self.docker_engine() {
             let opts = bollard::query_parameters::ListImagesOptions {
+                all,
                 filters: Some(docker_filters(f, LIST_FILTERS)),
                 ..Default::default()
             };
