@@ -527,31 +527,17 @@ mod tests {
         let key = NodeKey::generate().unwrap();
         let now = SystemTime::now();
         let now_unix = unix_secs(now).unwrap() as i64;
-        let one = a
-            .sign_csr_at(
-                &key.csr_pem().unwrap(),
-                "n1",
-                NodeRole::Manager,
-                "c1",
-                Duration::from_secs(1),
-                now,
-            )
-            .unwrap();
+        let sign = || {
+            a.sign_csr_at(&key.csr_pem().unwrap(), "n1", NodeRole::Manager, "c1", Duration::from_secs(1), now)
+                .unwrap()
+        };
+        let one = sign();
         assert_eq!(
             identity_from_cert_pem(&one).unwrap().not_after_unix,
             now_unix + 1
         );
         assert_eq!(crate::cert_not_after_unix(&one).unwrap(), now_unix + 1);
-        let two = a
-            .sign_csr_at(
-                &key.csr_pem().unwrap(),
-                "n1",
-                NodeRole::Manager,
-                "c1",
-                Duration::from_secs(1),
-                now,
-            )
-            .unwrap();
+        let two = sign();
         let serial = |p: &str| {
             X509Certificate::from_der(&pem::single_cert(p).unwrap())
                 .unwrap()

@@ -97,6 +97,7 @@ impl NodeHandle {
             return convert(d.list_images(Some(opts)).await.map_err(docker_error)?);
         }
         let dangling = flag(f, "dangling")?;
+        let patterns: Vec<&str> = f.get("reference").collect();
         let store = self.inner.images.clone();
         let records =
             tokio::task::spawn_blocking(move || store.list()).await.map_err(|e| ApiError::internal(e.to_string()))?;
@@ -105,7 +106,6 @@ impl NodeHandle {
             .filter(|r| dangling.is_none_or(|d| d == r.references.is_empty()))
             .filter(|r| labels_match(f, r))
             .filter(|r| {
-                let patterns: Vec<&str> = f.get("reference").collect();
                 patterns.is_empty() || patterns.iter().any(|p| reference_matches(p, &repo_tags(r), &repo_digests(r)))
             })
             .collect();

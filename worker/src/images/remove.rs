@@ -230,11 +230,8 @@ impl ImageStore {
                 let digests: Vec<DeleteItem> = untag_all(&gone, &record).into_iter().skip(1).collect();
                 let mut untagged = vec![DeleteItem::Untagged(tag.clone())];
                 // a tag's digest goes with it when no other reference keeps that digest
-                for d in digests {
-                    if !untag_all(&kept, &record).contains(&d) {
-                        untagged.push(d);
-                    }
-                }
+                let still_named = untag_all(&kept, &record);
+                untagged.extend(digests.into_iter().filter(|d| !still_named.contains(d)));
                 (kept, untagged)
             }
             Found::Digest { name: repo, digest } => {
