@@ -145,6 +145,11 @@ fn a_multi_platform_image_runs_on_both_engines_and_nodes_list_and_remove_their_i
     let refused = c.docker(0, &["image", "rm", &format!("{repo}:v1")])?;
     ensure!(!refused.success() && refused.stderr.contains("(must force) - task"), "{}", refused.stderr);
     // the docker host answers from its Docker engine
+    // what the store does not compute is refused, not ignored
+    for flag in ["shared-size", "manifests"] {
+        let r = c.api(0, "GET", &format!("/images/json?{flag}=1"), None)?;
+        ensure!(r.status == 501 && r.body.contains(flag), "{flag}: {} {}", r.status, r.body);
+    }
     let listed = c.api(1, "GET", "/images/json", None)?.json()?.to_string();
     ensure!(listed.contains(&format!("{repo}@{index}")), "docker host: {listed}");
 
