@@ -47,13 +47,19 @@ pub struct Opts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum System {
     Skep,
+    /// skep without encryption at rest (to measure its cost).
+    SkepPlaintext,
     Etcd,
 }
 
 /// Starts a fresh 3-member cluster of `system` in `scratch` and waits until it is healthy.
 pub async fn start_cluster(opts: &Opts, system: System, scratch: &Scratch) -> anyhow::Result<Cluster> {
     let mut c = match system {
-        System::Skep => Cluster::Skep(cluster::skep::SkepCluster::start(&opts.skep_bin, scratch.path(), opts.skep_port).await?),
+        System::Skep | System::SkepPlaintext => {
+            let plaintext = system == System::SkepPlaintext;
+            let c = cluster::skep::SkepCluster::start(&opts.skep_bin, scratch.path(), opts.skep_port, plaintext).await?;
+            Cluster::Skep(c)
+        }
         System::Etcd => Cluster::Etcd(cluster::etcd::EtcdCluster::start(&opts.etcd_bin, scratch.path(), opts.etcd_port_base).await?),
     };
     c.wait_healthy(Duration::from_secs(60)).await?;

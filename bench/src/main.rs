@@ -36,6 +36,8 @@ struct Cli {
 #[derive(Clone, Copy, ValueEnum)]
 enum Sys {
     Skep,
+    /// skep with its Raft files unencrypted (the A/B for encryption at rest)
+    SkepPlaintext,
     Etcd,
 }
 
@@ -103,6 +105,7 @@ fn main() {
         .iter()
         .map(|s| match s {
             Sys::Skep => System::Skep,
+            Sys::SkepPlaintext => System::SkepPlaintext,
             Sys::Etcd => System::Etcd,
         })
         .collect();

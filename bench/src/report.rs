@@ -42,22 +42,8 @@ pub fn store_table(points: &[Point], value_size: usize, seconds: Duration) -> St
     clients.sort_unstable();
     clients.dedup();
     let find = |sys: &str, n: usize| points.iter().find(|p| p.system == sys && p.clients == n);
-    let mut header = false;
-    for n in clients {
-        let (Some(k), Some(e)) = (find("skep", n), find("etcd", n)) else { continue };
-        if !header {
-            let _ = writeln!(s, "\n| clients | writes/s skep/etcd | p50 skep/etcd | p99 skep/etcd |");
-            let _ = writeln!(s, "|---:|---:|---:|---:|");
-            header = true;
-        }
-        let q = |p: &Point, x: f64| p.hist.value_at_quantile(x) as f64;
-        let _ = writeln!(
-            s,
-            "| {n} | {} | {} | {} |",
-            ratio(k.writes_per_sec(), e.writes_per_sec()),
-            ratio(q(k, 0.5), q(e, 0.5)),
-            ratio(q(k, 0.99), q(e, 0.99)),
-        );
+    for (a, b) in [("skep", "etcd"), ("skep", "skep-plaintext")] {
+        ratio_rows(&mut s, &clients, a, b, |sys, n| find(sys, n));
     }
     for p in points.iter().filter(|p| p.errors > 0) {
         let _ = writeln!(
@@ -70,6 +56,33 @@ pub fn store_table(points: &[Point], value_size: usize, seconds: Duration) -> St
         );
     }
     s
+}
+
+/// A table of `a`/`b` ratios for each client count both were run with (none if either is missing).
+fn ratio_rows<'a>(
+    s: &mut String,
+    clients: &[usize],
+    a: &str,
+    b: &str,
+    find: impl Fn(&str, usize) -> Option<&'a Point>,
+) {
+    let mut header = false;
+    for &n in clients {
+        let (Some(k), Some(e)) = (find(a, n), find(b, n)) else { continue };
+        if !header {
+            let _ = writeln!(s, "\n| clients | writes/s {a}/{b} | p50 {a}/{b} | p99 {a}/{b} |");
+            let _ = writeln!(s, "|---:|---:|---:|---:|");
+            header = true;
+        }
+        let q = |p: &Point, x: f64| p.hist.value_at_quantile(x) as f64;
+        let _ = writeln!(
+            s,
+            "| {n} | {} | {} | {} |",
+            ratio(k.writes_per_sec(), e.writes_per_sec()),
+            ratio(q(k, 0.5), q(e, 0.5)),
+            ratio(q(k, 0.99), q(e, 0.99)),
+        );
+    }
 }
 
 pub fn failover_table(rows: &[(System, Vec<Trial>)]) -> String {

@@ -13,7 +13,7 @@
 //! - [`listen`]: the API's listeners: the unix socket's mode and group, TLS on TCP, connection limits and timeouts.
 //! - [`error`]: the API's one error type and its mapping to HTTP statuses.
 //! - [`addr`]: cluster addresses as init and join take them.
-//! - [`state`]: what the node keeps on disk.
+//! - [`state`]: what the node keeps on disk; [`keys`]: its keys at rest (the Raft data key, autolock's sealing).
 //! - [`sysinfo`]: host facts for `/info` and the node description.
 #![forbid(unsafe_code)]
 
@@ -21,6 +21,7 @@ pub mod addr;
 pub mod api;
 pub mod daemon;
 pub mod error;
+pub mod keys;
 pub mod listen;
 pub mod metrics;
 pub mod node;

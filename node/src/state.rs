@@ -2,12 +2,12 @@
 //!
 //! ```text
 //! <data-root>/swarm/state.json   node ID, cluster ID, role, Raft ID, addresses, known managers
-//! <data-root>/swarm/node.key     the node's private key (0600)
+//! <data-root>/swarm/node.key     the node's private key (0600; sealed with the unlock key under autolock)
 //! <data-root>/swarm/node.crt     its certificate
 //! <data-root>/swarm/ca.crt       the cluster's root CA certificate
-//! <data-root>/swarm/raft/        the Raft log and snapshot (managers only)
+//! <data-root>/swarm/raft/        the Raft log and snapshot, and their data key `dek.json` (managers only)
 //! ```
-//! Leaving the swarm removes `swarm/` entirely.
+//! Leaving the swarm removes `swarm/` entirely. The keys' encryption is `crate::keys`.
 
 use serde::{Deserialize, Serialize};
 use skep_api::docker::{NodeRole, Peer};
@@ -82,22 +82,6 @@ impl Paths {
     /// Save the node state.
     pub fn save(&self, s: &Membership) -> anyhow::Result<()> {
         write_file(&self.state(), &serde_json::to_vec_pretty(s)?, 0o600)
-    }
-
-    /// Save the node's TLS material.
-    pub fn save_tls(&self, key_pem: &str, cert_pem: &str, ca_pem: &str) -> anyhow::Result<()> {
-        write_file(&self.key(), key_pem.as_bytes(), 0o600)?;
-        write_file(&self.cert(), cert_pem.as_bytes(), 0o600)?;
-        write_file(&self.ca(), ca_pem.as_bytes(), 0o600)
-    }
-
-    /// Load the node's TLS material.
-    pub fn load_tls(&self) -> anyhow::Result<skep_pki::NodeTls> {
-        Ok(skep_pki::NodeTls {
-            key_pem: std::fs::read_to_string(self.key())?,
-            cert_pem: std::fs::read_to_string(self.cert())?,
-            ca_pem: std::fs::read_to_string(self.ca())?,
-        })
     }
 
     /// Forget the swarm.

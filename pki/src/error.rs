@@ -42,6 +42,9 @@ pub enum PkiError {
     /// The operating system's random source failed.
     #[error("the system random number generator failed")]
     Random,
+    /// Encryption at rest: a key of the wrong shape, or a sealed value that does not open with the key given.
+    #[error("{0}")]
+    Crypto(String),
     /// rcgen refused to build a certificate or request.
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),

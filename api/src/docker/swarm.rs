@@ -103,7 +103,7 @@ fn is_zero_u64(n: &u64) -> bool {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct EncryptionConfig {
-    /// Autolock: not supported yet; `true` is refused.
+    /// Autolock: a restarted manager needs the unlock key before it serves (see `docs/design/security.md`).
     pub auto_lock_managers: bool,
 }
 
@@ -282,7 +282,7 @@ pub struct InitRequest {
     pub force_new_cluster: bool,
     /// Initial settings.
     pub spec: SwarmSpec,
-    /// Autolock (refused: not supported yet).
+    /// Autolock (`swarm init --autolock`): the same as the spec's `EncryptionConfig.AutoLockManagers`.
     pub auto_lock_managers: bool,
     /// Availability of this node: "", active, pause, drain.
     pub availability: String,
@@ -322,8 +322,16 @@ pub struct SwarmUpdateFlags {
     pub rotate_worker_token: Option<String>,
     /// Make a new manager token.
     pub rotate_manager_token: Option<String>,
-    /// Rotate the unlock key (autolock; not supported).
+    /// Rotate the unlock key (autolock).
     pub rotate_manager_unlock_key: Option<String>,
+}
+
+/// `POST /swarm/unlock`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct UnlockRequest {
+    /// `SWMKEY-1-…`.
+    pub unlock_key: String,
 }
 
 /// `GET /swarm/unlockkey`.

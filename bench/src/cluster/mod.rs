@@ -19,7 +19,7 @@ pub enum Cluster {
 impl Cluster {
     pub fn name(&self) -> &'static str {
         match self {
-            Cluster::Skep(_) => "skep",
+            Cluster::Skep(c) => c.name(),
             Cluster::Etcd(_) => "etcd",
         }
     }

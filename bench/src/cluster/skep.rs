@@ -15,6 +15,8 @@ pub struct SkepCluster {
     members: Vec<Member>,
     /// Cluster (QUIC) port, the same on each loopback address.
     port: u16,
+    /// Raft log and snapshots without encryption at rest (the A/B comparison's other side).
+    plaintext: bool,
 }
 
 pub fn put_req(key: &str, value: &Value) -> Req {
@@ -27,9 +29,10 @@ pub fn put_req(key: &str, value: &Value) -> Req {
 }
 
 impl SkepCluster {
-    /// Starts three daemons under `root`, `swarm init` on the first, `swarm join` as managers on the others.
-    pub async fn start(bin: &Path, root: &Path, port: u16) -> anyhow::Result<SkepCluster> {
-        let mut c = SkepCluster { bin: bin.to_owned(), dirs: Vec::new(), members: Vec::new(), port };
+    /// Starts three daemons under `root`, `swarm init` on the first, `swarm join` as managers on the others; with
+    /// `plaintext`, their Raft files are not encrypted (the daemon's benchmark switch, see docs/design/security.md).
+    pub async fn start(bin: &Path, root: &Path, port: u16, plaintext: bool) -> anyhow::Result<SkepCluster> {
+        let mut c = SkepCluster { bin: bin.to_owned(), dirs: Vec::new(), members: Vec::new(), port, plaintext };
         for i in 0..MEMBERS {
             let dir = root.join(format!("skep{}", i + 1));
             std::fs::create_dir_all(&dir)?;
@@ -41,7 +44,10 @@ impl SkepCluster {
                 "-H".into(),
                 format!("unix://{}", dir.join("skep.sock").display()),
             ];
-            let env = vec![("RUST_LOG".to_string(), "warn".to_string())];
+            let mut env = vec![("RUST_LOG".to_string(), "warn".to_string())];
+            if plaintext {
+                env.push(("SKEP_BENCH_PLAINTEXT_RAFT".to_string(), "1".to_string()));
+            }
             c.members.push(Member::new(&format!("skep-{}", i + 1), argv, env, dir.join("daemon.log")));
             c.dirs.push(dir);
         }
@@ -59,6 +65,15 @@ impl SkepCluster {
             c.cli(i, &["swarm", "join", "--token", &token, "--advertise-addr", &a, "--listen-addr", &a, &addr0]).await?;
         }
         Ok(c)
+    }
+
+    /// `skep`, or `skep-plaintext` without encryption at rest.
+    pub fn name(&self) -> &'static str {
+        if self.plaintext {
+            "skep-plaintext"
+        } else {
+            "skep"
+        }
     }
 
     /// `127.0.0.<i+1>:<port>`.

@@ -21,10 +21,25 @@ pub enum SwarmCmd {
     Update(UpdateArgs),
     /// Display the swarm object (GET /swarm), join tokens included
     Inspect,
+    /// Unlock swarm (a manager restarted with autolock on; the key is read from standard input)
+    Unlock,
+    /// Manage the unlock key
+    UnlockKey(UnlockKeyArgs),
     /// Write this manager's swarm state and identity to FILE (mode 0600; it holds every secret of the swarm)
     Backup(BackupArgs),
     /// Bring a swarm back from a backup on this daemon (outside any swarm), as its only manager
     Restore(RestoreArgs),
+}
+
+/// `skep swarm unlock-key`.
+#[derive(Args, Debug, Clone)]
+pub struct UnlockKeyArgs {
+    /// Only display the unlock key
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Rotate the unlock key
+    #[arg(long)]
+    pub rotate: bool,
 }
 
 /// `skep swarm backup`.
@@ -198,6 +213,11 @@ pub async fn run(c: &ApiClient, cmd: SwarmCmd, out: &mut dyn Write) -> Result<()
         SwarmCmd::Leave(a) => leave(c, a, out).await,
         SwarmCmd::Update(a) => update(c, a, out).await,
         SwarmCmd::Inspect => inspect(c, out).await,
+        SwarmCmd::Unlock => {
+            let prompt = std::io::IsTerminal::is_terminal(&std::io::stdin());
+            unlock(c, &mut std::io::stdin().lock(), prompt).await
+        }
+        SwarmCmd::UnlockKey(a) => unlock_key(c, a, out).await,
         SwarmCmd::Backup(a) => backup(c, a, out).await,
         SwarmCmd::Restore(a) => restore(c, a, out).await,
     }
@@ -318,7 +338,7 @@ pub async fn join_token(c: &ApiClient, a: JoinTokenArgs, out: &mut dyn Write) ->
     }
     if a.rotate {
         let sw: Swarm = c.get("/swarm").await?;
-        post_swarm_update(c, &sw, worker, manager).await?;
+        post_swarm_update(c, &sw, Rotate { worker, manager, unlock_key: false }).await?;
         if !a.quiet {
             write!(out, "Successfully rotated {} join token.\n\n", a.role)?;
         }
@@ -360,7 +380,7 @@ pub async fn update(c: &ApiClient, a: UpdateArgs, out: &mut dyn Write) -> Result
     let was_locked = sw.cluster.spec.encryption_config.auto_lock_managers;
     a.spec.merge(&mut sw.cluster.spec);
     let now_locked = sw.cluster.spec.encryption_config.auto_lock_managers;
-    post_swarm_update(c, &sw, false, false).await?;
+    post_swarm_update(c, &sw, Rotate::default()).await?;
     writeln!(out, "Swarm updated.")?;
     if now_locked && !was_locked {
         let key: UnlockKeyResponse = c
@@ -372,6 +392,50 @@ pub async fn update(c: &ApiClient, a: UpdateArgs, out: &mut dyn Write) -> Result
     Ok(())
 }
 
+/// `swarm unlock`: GET /info (the node must be locked) → the key from `input` (prompted for on a terminal) →
+/// POST /swarm/unlock, as the docker CLI does.
+pub async fn unlock(c: &ApiClient, input: &mut dyn std::io::BufRead, prompt: bool) -> Result<()> {
+    let info: Info = c.get("/info").await?;
+    match info.swarm.local_node_state.as_str() {
+        "inactive" => bail!("Error: This node is not part of a swarm"),
+        "locked" => {}
+        _ => bail!("Error: swarm is not locked"),
+    }
+    if prompt {
+        eprint!("Enter unlock key: ");
+    }
+    let mut key = String::new();
+    // a key is 52 characters: a line longer than a few of them is not one
+    std::io::BufRead::read_line(&mut std::io::Read::take(input, 4096), &mut key).context("reading the unlock key")?;
+    let key = key.trim();
+    c.post_no_reply("/swarm/unlock", Some(&skep_api::docker::UnlockRequest { unlock_key: key.to_string() })).await?;
+    Ok(())
+}
+
+/// `swarm unlock-key [--rotate] [-q]`: (GET /swarm → POST /swarm/update?rotateManagerUnlockKey=true) →
+/// GET /swarm/unlockkey, as the docker CLI does.
+pub async fn unlock_key(c: &ApiClient, a: UnlockKeyArgs, out: &mut dyn Write) -> Result<()> {
+    if a.rotate {
+        let sw: Swarm = c.get("/swarm").await?;
+        if !sw.cluster.spec.encryption_config.auto_lock_managers {
+            bail!("cannot rotate because autolock is not turned on");
+        }
+        post_swarm_update(c, &sw, Rotate { unlock_key: true, ..Default::default() }).await?;
+        if !a.quiet {
+            writeln!(out, "Successfully rotated manager unlock key.\n")?;
+        }
+    }
+    let key: UnlockKeyResponse = c.get("/swarm/unlockkey").await.context("could not fetch unlock key")?;
+    if key.unlock_key.is_empty() {
+        bail!("no unlock key is set");
+    }
+    if a.quiet {
+        writeln!(out, "{}", key.unlock_key)?;
+        return Ok(());
+    }
+    print_unlock_command(out, &key.unlock_key)
+}
+
 /// `swarm inspect`: GET /swarm, printed as docker prints inspect output (an indented array).
 pub async fn inspect(c: &ApiClient, out: &mut dyn Write) -> Result<()> {
     let sw: Swarm = c.get("/swarm").await?;
@@ -379,19 +443,22 @@ pub async fn inspect(c: &ApiClient, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
+/// What `swarm update` rotates (the query's `rotate…` flags).
+#[derive(Clone, Copy, Debug, Default)]
+struct Rotate {
+    worker: bool,
+    manager: bool,
+    unlock_key: bool,
+}
+
 /// POST /swarm/update with docker's query (every flag present, keys sorted) and the current spec as the body.
-async fn post_swarm_update(
-    c: &ApiClient,
-    sw: &Swarm,
-    rotate_worker: bool,
-    rotate_manager: bool,
-) -> Result<()> {
+async fn post_swarm_update(c: &ApiClient, sw: &Swarm, rotate: Rotate) -> Result<()> {
     let version = sw.cluster.version.index.to_string();
     let q = query(&[
         ("version", &version),
-        ("rotateWorkerToken", bool_str(rotate_worker)),
-        ("rotateManagerToken", bool_str(rotate_manager)),
-        ("rotateManagerUnlockKey", "false"),
+        ("rotateWorkerToken", bool_str(rotate.worker)),
+        ("rotateManagerToken", bool_str(rotate.manager)),
+        ("rotateManagerUnlockKey", bool_str(rotate.unlock_key)),
     ]);
     c.post_no_reply(&format!("/swarm/update{q}"), Some(&sw.cluster.spec))
         .await?;

@@ -545,3 +545,66 @@ fn clap_definitions_are_consistent() {
         _ => panic!("wrong command"),
     }
 }
+
+#[tokio::test]
+async fn unlock_key_rotate_follows_dockers_sequence_and_refuses_without_autolock() {
+    let locked = Arc::new(Mutex::new(true));
+    let l = locked.clone();
+    let d = FakeDaemon::start(move |m, p, _| {
+        let on = *l.lock().unwrap();
+        match (m, p) {
+            ("GET", "/swarm") => {
+                let mut s = swarm_json(7, "SWMTKN-1-w", "SWMTKN-1-m");
+                s["Spec"]["EncryptionConfig"]["AutoLockManagers"] = json!(on);
+                ok(s)
+            }
+            ("POST", p) if p.starts_with("/swarm/update?") => (200, String::new()),
+            ("GET", "/swarm/unlockkey") => ok(json!({"UnlockKey": if on { "SWMKEY-1-new" } else { "" }})),
+            _ => not_found("route"),
+        }
+    });
+    let (out, err) = run_cli(&d, &["swarm", "unlock-key", "--rotate"]).await;
+    assert_eq!(err, None);
+    assert!(out.starts_with("Successfully rotated manager unlock key.\n\nTo unlock a swarm manager"), "{out}");
+    assert!(out.contains("    SWMKEY-1-new\n"), "{out}");
+    assert_eq!(
+        d.requests(),
+        [
+            "GET /swarm",
+            "POST /swarm/update?rotateManagerToken=false&rotateManagerUnlockKey=true&rotateWorkerToken=false&version=7",
+            "GET /swarm/unlockkey",
+        ]
+    );
+    let (out, _) = run_cli(&d, &["swarm", "unlock-key", "-q"]).await;
+    assert_eq!(out, "SWMKEY-1-new\n");
+    *locked.lock().unwrap() = false;
+    let (_, err) = run_cli(&d, &["swarm", "unlock-key", "--rotate"]).await;
+    assert_eq!(err.as_deref(), Some("cannot rotate because autolock is not turned on"));
+    let (_, err) = run_cli(&d, &["swarm", "unlock-key"]).await;
+    assert_eq!(err.as_deref(), Some("no unlock key is set"));
+}
+
+#[tokio::test]
+async fn unlock_sends_the_key_only_to_a_locked_node() {
+    let state = Arc::new(Mutex::new("locked"));
+    let s = state.clone();
+    let d = FakeDaemon::start(move |m, p, _| match (m, p) {
+        ("GET", "/info") => {
+            let mut i = info_json("id1", false);
+            i["Swarm"]["LocalNodeState"] = json!(*s.lock().unwrap());
+            ok(i)
+        }
+        ("POST", "/swarm/unlock") => (200, String::new()),
+        _ => not_found("route"),
+    });
+    let c = d.client();
+    super::swarm::unlock(&c, &mut &b"SWMKEY-1-abc\n"[..], false).await.unwrap();
+    assert_eq!(d.requests(), ["GET /info", "POST /swarm/unlock"]);
+    assert_eq!(d.bodies()[1], r#"{"UnlockKey":"SWMKEY-1-abc"}"#);
+    *state.lock().unwrap() = "active";
+    let e = super::swarm::unlock(&c, &mut &b"k\n"[..], false).await.unwrap_err();
+    assert_eq!(e.to_string(), "Error: swarm is not locked");
+    *state.lock().unwrap() = "inactive";
+    let e = super::swarm::unlock(&c, &mut &b"k\n"[..], false).await.unwrap_err();
+    assert_eq!(e.to_string(), "Error: This node is not part of a swarm");
+}

@@ -30,11 +30,10 @@ pub struct InitSettings {
 /// the default pool merely skips such subnets.
 pub fn settings(req: &InitRequest, host_routes: &[Subnet]) -> Result<InitSettings, ControlError> {
     // `force_new_cluster` on a node outside any swarm is a plain init: there is no state to keep.
-    if req.auto_lock_managers {
-        return Err(ControlError::NotImplemented("autolock is not supported by skep yet".into()));
-    }
     let availability = Availability::from_request(&req.availability)?.unwrap_or_default();
-    let spec = super::validate_spec(req.spec.clone())?;
+    let mut spec = super::validate_spec(req.spec.clone())?;
+    // `--autolock` is the request's flag (the docker CLI's); the spec's own setting means the same
+    spec.encryption_config.auto_lock_managers |= req.auto_lock_managers;
     let (pools, subnet_size) = if req.default_addr_pool.is_empty() {
         networks::check_pools(&[], req.subnet_size, &[])?
     } else {
@@ -50,12 +49,12 @@ pub fn settings(req: &InitRequest, host_routes: &[Subnet]) -> Result<InitSetting
 /// CLI's defaults — no pool, port 0, availability `active`, subnet size 24 — pass). The swarm spec is kept too: the
 /// CLI always sends its flags' defaults there, so it cannot be told apart; `swarm update` changes it.
 pub fn check_force_new_cluster(req: &InitRequest) -> Result<(), ControlError> {
-    if req.auto_lock_managers {
-        return Err(ControlError::NotImplemented("autolock is not supported by skep yet".into()));
-    }
     let refuse = |what: &str| {
         Err(ControlError::InvalidArgument(format!("--force-new-cluster keeps the swarm's {what}; it cannot be changed here")))
     };
+    if req.auto_lock_managers {
+        return refuse("autolock setting (use `swarm update --autolock`)");
+    }
     if !req.default_addr_pool.is_empty() || !matches!(req.subnet_size, 0 | 24) {
         return refuse("address pools");
     }
@@ -89,10 +88,13 @@ pub struct NewCluster {
     pub description: NodeDescription,
     /// The first node's cluster address.
     pub advertise: SocketAddr,
+    /// The unlock key (`SWMKEY-1-…`) when the settings ask for autolock: made by the caller, used only then.
+    pub unlock_key: String,
 }
 
 /// The op that creates the cluster: its record, the first node (a ready manager), and the ingress network.
 pub fn init_op(s: InitSettings, c: NewCluster) -> Op {
+    let autolock = s.spec.encryption_config.auto_lock_managers;
     let record = ClusterRecord {
         info: ClusterInfo {
             id: c.cluster_id,
@@ -106,6 +108,7 @@ pub fn init_op(s: InitSettings, c: NewCluster) -> Op {
         tokens: c.tokens,
         ca_cert_pem: c.ca_cert_pem,
         ca_key_pem: c.ca_key_pem,
+        unlock_key: if autolock { c.unlock_key } else { String::new() },
     };
     let mut node = Node { id: c.node_id, description: c.description, ..Default::default() };
     node.spec.role = NodeRole::Manager;
@@ -145,13 +148,13 @@ mod tests {
     }
 
     #[test]
-    fn bad_or_unsupported_requests_are_refused() {
+    fn bad_requests_are_refused_and_autolock_is_taken() {
         let bad = InitRequest { availability: "sleepy".into(), ..Default::default() };
         assert_eq!(settings(&bad, &[]).unwrap_err(), ControlError::InvalidArgument("invalid availability 'sleepy'".into()));
         let force = InitRequest { force_new_cluster: true, ..Default::default() };
         assert!(settings(&force, &[]).is_ok(), "outside a swarm, --force-new-cluster is a plain init");
         let lock = InitRequest { auto_lock_managers: true, ..Default::default() };
-        assert_eq!(settings(&lock, &[]).unwrap_err().status(), 501);
+        assert!(settings(&lock, &[]).unwrap().spec.encryption_config.auto_lock_managers);
     }
 
     #[test]
@@ -169,7 +172,8 @@ mod tests {
             assert_eq!(e.status(), 400);
             assert!(e.to_string().contains(what), "{e}");
         }
-        assert_eq!(check_force_new_cluster(&InitRequest { auto_lock_managers: true, ..cli }).unwrap_err().status(), 501);
+        let e = check_force_new_cluster(&InitRequest { auto_lock_managers: true, ..cli }).unwrap_err();
+        assert!(e.status() == 400 && e.to_string().contains("autolock"), "{e}");
     }
 
     #[test]
@@ -185,8 +189,14 @@ mod tests {
             tokens: JoinTokens { worker: "W".into(), manager: "M".into() },
             description: NodeDescription::default(),
             advertise: "10.9.0.1:2377".parse().unwrap(),
+            unlock_key: "SWMKEY-1-k".into(),
         };
+        let locked = settings(&InitRequest { auto_lock_managers: true, ..Default::default() }, &[]).unwrap();
+        assert!(locked.spec.encryption_config.auto_lock_managers);
+        let Op::Init { cluster, .. } = init_op(locked, c.clone()) else { panic!("not an init op") };
+        assert_eq!(cluster.unlock_key, "SWMKEY-1-k");
         let Op::Init { cluster, node, cluster_addr, ingress } = init_op(s, c) else { panic!("not an init op") };
+        assert_eq!(cluster.unlock_key, "", "no key without autolock");
         assert_eq!(cluster.info.id, "c1");
         assert_eq!(cluster.info.default_addr_pool, ["10.0.0.0/8"]);
         assert_eq!((node.spec.role, node.spec.availability), (NodeRole::Manager, Availability::Drain));

@@ -82,14 +82,27 @@ pub fn remove_node(state: &ClusterState, reference: &str, force: bool) -> Result
     Ok((id.clone(), Op::RemoveNode { id }))
 }
 
-/// `POST /swarm/update?version=N&rotate…`: the new spec (defaults filled in) and tokens (rotated as asked).
+/// What `swarm update` is asked to rotate (`rotateWorkerToken`, `rotateManagerToken`, `rotateManagerUnlockKey`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rotation {
+    /// The worker join token.
+    pub worker_token: bool,
+    /// The manager join token.
+    pub manager_token: bool,
+    /// The autolock unlock key.
+    pub unlock_key: bool,
+}
+
+/// `POST /swarm/update?version=N&rotate…`: the new spec (defaults filled in), tokens (rotated as asked) and unlock
+/// key: a new one when autolock is turned on or the key is rotated, none when autolock is off (as swarmkit: asking to
+/// rotate it then changes nothing).
 pub fn update_swarm(
     state: &ClusterState,
     version: u64,
     spec: SwarmSpec,
-    rotate_worker: bool,
-    rotate_manager: bool,
+    rotate: Rotation,
     new_token: &mut dyn FnMut() -> String,
+    new_unlock_key: &mut dyn FnMut() -> String,
 ) -> Result<Op, ControlError> {
     let c = state.cluster.as_ref().ok_or_else(|| ControlError::Unavailable(MANAGER_NOT_READY.into()))?;
     if c.info.version.index != version {
@@ -97,13 +110,18 @@ pub fn update_swarm(
     }
     let spec = check_spec(&spec).map(|()| spec.as_updated())?;
     let mut tokens: JoinTokens = c.tokens.clone();
-    if rotate_worker {
+    if rotate.worker_token {
         tokens.worker = new_token();
     }
-    if rotate_manager {
+    if rotate.manager_token {
         tokens.manager = new_token();
     }
-    Ok(Op::UpdateCluster { version, spec: Box::new(spec), tokens })
+    let unlock_key = match spec.encryption_config.auto_lock_managers {
+        false => String::new(),
+        true if c.unlock_key.is_empty() || rotate.unlock_key => new_unlock_key(),
+        true => c.unlock_key.clone(),
+    };
+    Ok(Op::UpdateCluster { version, spec: Box::new(spec), tokens, unlock_key })
 }
 
 /// Check a swarm spec and fill in its defaults, as `swarm init` stores it.
@@ -115,9 +133,6 @@ pub fn validate_spec(spec: SwarmSpec) -> Result<SwarmSpec, ControlError> {
 /// What skep refuses in a swarm spec: what swarmkit refuses, and settings skep does not carry out (501).
 fn check_spec(spec: &SwarmSpec) -> Result<(), ControlError> {
     let unsupported = |what: &str| Err(ControlError::NotImplemented(format!("{what} is not supported by skep")));
-    if spec.encryption_config.auto_lock_managers {
-        return Err(ControlError::NotImplemented("autolock is not supported by skep yet".into()));
-    }
     if spec.ca_config.external_cas.as_ref().is_some_and(|v| !skep_api::docker::fields::is_zero(v)) {
         return unsupported("CAConfig.ExternalCAs");
     }
@@ -260,21 +275,48 @@ mod tests {
             n += 1;
             format!("T{n}")
         };
-        match update_swarm(&s, 0, SwarmSpec::default(), true, false, &mut mk).unwrap() {
-            Op::UpdateCluster { tokens, spec, .. } => {
+        let worker = Rotation { worker_token: true, ..Default::default() };
+        match update_swarm(&s, 0, SwarmSpec::default(), worker, &mut mk, &mut || unreachable!()).unwrap() {
+            Op::UpdateCluster { tokens, spec, unlock_key, .. } => {
+                assert_eq!(unlock_key, "");
                 assert_eq!(tokens.worker, "T1");
                 assert_eq!(tokens.manager, "M");
                 assert_eq!(spec.name, "default");
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(update_swarm(&s, 9, SwarmSpec::default(), false, false, &mut || String::new()).unwrap_err(), ControlError::OutOfSequence);
-        let mut lock = SwarmSpec::default();
-        lock.encryption_config.auto_lock_managers = true;
-        assert_eq!(validate_spec(lock).unwrap_err().status(), 501);
+        let none = Rotation::default();
+        let err = update_swarm(&s, 9, SwarmSpec::default(), none, &mut String::new, &mut String::new).unwrap_err();
+        assert_eq!(err, ControlError::OutOfSequence);
         let mut short = SwarmSpec::default();
         short.ca_config.node_cert_expiry = Some(60 * 1_000_000_000);
         assert_eq!(validate_spec(short).unwrap_err().status(), 400);
         let _ = Command { at: String::new(), op: Op::KvPut { key: String::new(), value: vec![] } };
+    }
+
+    #[test]
+    fn autolock_gets_a_key_when_turned_on_keeps_it_rotates_it_when_asked_and_drops_it_when_off() {
+        let mut s = state(&[("m1", "ready")], &[]);
+        let mut n = 0;
+        let mut key = || {
+            n += 1;
+            format!("K{n}")
+        };
+        let mut locked = SwarmSpec::default();
+        locked.encryption_config.auto_lock_managers = true;
+        let run = |s: &ClusterState, spec: &SwarmSpec, rotate: bool, key: &mut dyn FnMut() -> String| {
+            let r = Rotation { unlock_key: rotate, ..Default::default() };
+            match update_swarm(s, 0, spec.clone(), r, &mut String::new, key).unwrap() {
+                Op::UpdateCluster { unlock_key, .. } => unlock_key,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(run(&s, &locked, false, &mut key), "K1");
+        s.cluster.as_mut().unwrap().unlock_key = "K1".into();
+        assert_eq!(run(&s, &locked, false, &mut key), "K1");
+        assert_eq!(run(&s, &locked, true, &mut key), "K2");
+        assert_eq!(run(&s, &SwarmSpec::default(), false, &mut key), "");
+        assert_eq!(run(&s, &SwarmSpec::default(), true, &mut key), "");
+        assert!(validate_spec(locked).is_ok());
     }
 }

@@ -15,6 +15,7 @@ use crate::store::ClusterState;
 use openraft::storage::RaftLogStorage;
 use openraft::{LogId, Membership, SnapshotMeta, StoredMembership, Vote};
 use std::collections::{BTreeMap, BTreeSet};
+use skep_pki::SecretKey;
 use std::path::Path;
 
 /// Why the data root could not be rewritten.
@@ -68,6 +69,7 @@ pub async fn single_member(
     member: Member,
     last_applied: Option<LogId<u64>>,
     state: &ClusterState,
+    dek: Option<SecretKey>,
 ) -> Result<(), ForceError> {
     let last = last_applied.ok_or(ForceError::NoState)?;
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -83,8 +85,8 @@ pub async fn single_member(
         last_membership: StoredMembership::new(Some(last), membership),
         snapshot_id: format!("force-new-cluster-{}-{}", last.leader_id, last.index),
     };
-    write_snapshot_file(&dir.join("snapshot.json"), &meta, &keep_only_voter(state, raft_id))?;
-    let mut log = LogStore::open(&dir.join("raft.redb"))?;
+    write_snapshot_file(&dir.join("snapshot.json"), &meta, &keep_only_voter(state, raft_id), dek.as_ref())?;
+    let mut log = LogStore::open(&dir.join("raft.redb"), dek)?;
     log.save_vote(&Vote::new(last.leader_id.term, raft_id)).await.map_err(|e| ForceError::Log(e.to_string()))?;
     Ok(())
 }
@@ -103,7 +105,8 @@ mod tests {
         let state = ClusterState { next_raft_id: 7, ..Default::default() };
         let last = LogId::new(CommittedLeaderId::new(5, 2), 42);
         let me = Member { node_id: "n1".into(), addr: "10.0.0.1:2377".into() };
-        single_member(dir.path(), 3, me.clone(), Some(last), &state).await.unwrap();
+        let dek = skep_pki::SecretKey::generate().unwrap();
+        single_member(dir.path(), 3, me.clone(), Some(last), &state, Some(dek.clone())).await.unwrap();
 
         let kept: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -111,16 +114,17 @@ mod tests {
             .filter(|n| n.contains(KEPT_SUFFIX))
             .collect();
         assert_eq!(kept.len(), 1, "the old snapshot is kept: {kept:?}");
-        let mut sm = StateMachine::open(&dir.path().join("snapshot.json")).unwrap();
+        let mut sm = StateMachine::open(&dir.path().join("snapshot.json"), Some(dek.clone())).unwrap();
         let (applied, membership) = sm.applied_state().await.unwrap();
         assert_eq!(applied, Some(last));
         assert_eq!(membership.membership().voter_ids().collect::<Vec<_>>(), vec![3]);
         assert_eq!(membership.membership().get_node(&3), Some(&me));
         assert_eq!(sm.state().next_raft_id, 7);
-        let mut log = LogStore::open(&dir.path().join("raft.redb")).unwrap();
+        let mut log = LogStore::open(&dir.path().join("raft.redb"), Some(dek)).unwrap();
+        assert!(log.encrypted());
         assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(5, 3)));
         assert!(log.try_get_log_entries(0..100).await.unwrap().is_empty());
 
-        assert!(matches!(single_member(dir.path(), 3, me, None, &state).await, Err(ForceError::NoState)));
+        assert!(matches!(single_member(dir.path(), 3, me, None, &state, None).await, Err(ForceError::NoState)));
     }
 }

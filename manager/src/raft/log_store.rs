@@ -4,6 +4,11 @@
 //! the entries are flushed, so an acknowledged write is on disk on a quorum. Each stored entry and each metadata record
 //! is `[crc32 LE][bincode]`; a checksum mismatch on read is a storage error, never silently used data.
 //!
+//! Entries are encrypted with the manager's data key when it has one (AES-256-GCM, `skep_pki::seal`; the entry's
+//! index is bound into each one): the log holds the CA key, the join tokens and the secrets. The log records whether
+//! it is encrypted (meta `cipher`, written when the log is made): a log an older skep wrote in plaintext stays
+//! plaintext and is still read. The vote and indexes are not secret and are only checksummed.
+//!
 //! The newest entries are also kept in memory (`Tail`, bounded in bytes): openraft reads every entry back right
 //! after appending it, once per follower to replicate it and once to apply it, and decoding those from redb was most
 //! of a busy leader's work.
@@ -11,7 +16,8 @@
 use super::{decode, encode, TypeConfig};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use skep_pki::SecretKey;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::path::Path;
@@ -22,6 +28,11 @@ const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta")
 const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_PURGED: &str = "last_purged";
+const KEY_CIPHER: &str = "cipher";
+/// The `cipher` record of an encrypted log.
+const CIPHER_AES: &str = "aes-256-gcm";
+/// The `cipher` record of a plaintext one.
+const CIPHER_NONE: &str = "none";
 
 type NodeId = u64;
 type SErr = StorageError<NodeId>;
@@ -56,6 +67,9 @@ pub enum LogStoreError {
     /// redb failed.
     #[error("redb: {0}")]
     Db(String),
+    /// The log is encrypted and no data key was given, or an entry does not decrypt with it.
+    #[error("{0}")]
+    Key(String),
 }
 
 fn db_err(e: impl std::fmt::Display) -> LogStoreError {
@@ -184,11 +198,21 @@ impl Tail {
 pub struct LogStore {
     db: Arc<Database>,
     tail: Arc<std::sync::Mutex<Tail>>,
+    /// The data key entries are encrypted with; `None` for a plaintext log.
+    dek: Option<Arc<SecretKey>>,
+}
+
+/// What an entry's encryption is bound to: its place in the log.
+fn entry_aad(index: u64) -> [u8; 16] {
+    let mut a = *b"skep-log\0\0\0\0\0\0\0\0";
+    a[8..].copy_from_slice(&index.to_le_bytes());
+    a
 }
 
 impl LogStore {
-    /// Open (or create) the log at `path`.
-    pub fn open(path: &Path) -> Result<LogStore, LogStoreError> {
+    /// Open (or create) the log at `path`. A new log is encrypted with `dek` if one is given; an existing one is read
+    /// as it was made (an encrypted one needs its key; a plaintext one, from before encryption, stays plaintext).
+    pub fn open(path: &Path, dek: Option<SecretKey>) -> Result<LogStore, LogStoreError> {
         // the log holds the CA key and the join tokens: the file is made 0600 before redb writes into it (and an
         // older, wider one is narrowed)
         {
@@ -203,7 +227,78 @@ impl LogStore {
             tx.open_table(META).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
-        Ok(LogStore { db: Arc::new(db), tail: Default::default() })
+        let mut store = LogStore { db: Arc::new(db), tail: Default::default(), dek: None };
+        let cipher: Option<String> = store.read_meta(KEY_CIPHER)?;
+        let encrypted = match cipher.as_deref() {
+            Some(CIPHER_AES) => true,
+            Some(CIPHER_NONE) => false,
+            Some(other) => return Err(LogStoreError::Key(format!("the Raft log's cipher {other:?} is unknown"))),
+            // made by a skep from before encryption if it holds anything; a new log otherwise
+            None if store.is_empty()? => {
+                let name = if dek.is_some() { CIPHER_AES } else { CIPHER_NONE };
+                store.put_meta_now(KEY_CIPHER, &name.to_string())?;
+                dek.is_some()
+            }
+            None => false,
+        };
+        if encrypted {
+            let dek = dek.ok_or_else(|| {
+                LogStoreError::Key("the Raft log is encrypted and this manager has no data key for it".into())
+            })?;
+            store.dek = Some(Arc::new(dek));
+        } else if dek.is_some() {
+            tracing::warn!(log = %path.display(), "this Raft log was written without encryption by an older skep and \
+                stays so; demoting and promoting this manager again makes it anew, encrypted");
+        }
+        Ok(store)
+    }
+
+    /// Whether the log has no entries, vote or purge record (just made).
+    fn is_empty(&self) -> Result<bool, LogStoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let log = tx.open_table(LOG).map_err(db_err)?;
+        let meta = tx.open_table(META).map_err(db_err)?;
+        Ok(log.is_empty().map_err(db_err)? && meta.is_empty().map_err(db_err)?)
+    }
+
+    /// Write a meta record at once, durably (while opening).
+    fn put_meta_now<T: serde::Serialize>(&self, key: &str, v: &T) -> Result<(), LogStoreError> {
+        let bytes = seal(&encode(v)?);
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = tx.open_table(META).map_err(db_err)?;
+            t.insert(key, bytes.as_slice()).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// Whether entries are encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.dek.is_some()
+    }
+
+    /// An entry's stored form: encrypted (if the log is) and checksummed.
+    fn seal_entry(&self, index: u64, encoded: &[u8]) -> Result<Vec<u8>, LogStoreError> {
+        match &self.dek {
+            Some(k) => {
+                let c = k.seal(&entry_aad(index), encoded).map_err(|e| LogStoreError::Key(e.to_string()))?;
+                Ok(seal(&c))
+            }
+            None => Ok(seal(encoded)),
+        }
+    }
+
+    /// An entry from its stored form.
+    fn open_entry(&self, index: u64, stored: &[u8]) -> Result<Entry<TypeConfig>, LogStoreError> {
+        let what = || format!("log entry {index}");
+        let payload = unseal(&what(), stored)?;
+        let decode_it = |b: &[u8]| decode(b).map_err(|source| LogStoreError::Decode { what: what(), source });
+        match &self.dek {
+            Some(k) => decode_it(
+                &k.open(&entry_aad(index), payload).map_err(|e| LogStoreError::Key(format!("{}: {e}", what())))?,
+            ),
+            None => decode_it(payload),
+        }
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, LogStoreError> {
@@ -300,7 +395,7 @@ impl LogStore {
             if !budget.admit(v.value().len()) {
                 break;
             }
-            out.push(decode_sealed(&format!("log entry {}", k.value()), v.value())?);
+            out.push(self.open_entry(k.value(), v.value())?);
         }
         Ok(out)
     }
@@ -314,7 +409,7 @@ impl LogStore {
         let last = t.last().map_err(db_err)?;
         match last {
             Some((k, v)) => {
-                let e: Entry<TypeConfig> = decode_sealed(&format!("log entry {}", k.value()), v.value())?;
+                let e = self.open_entry(k.value(), v.value())?;
                 Ok(Some(e.log_id))
             }
             None => Ok(None),
@@ -423,7 +518,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut kept = Vec::new();
         for e in entries {
             let b = encode(&e).map_err(|err| StorageIOError::write_log_entry(e.log_id, AnyError::new(&err)))?;
-            rows.push((e.log_id.index, seal(&b)));
+            let row = self
+                .seal_entry(e.log_id.index, &b)
+                .map_err(|err| StorageIOError::write_log_entry(e.log_id, AnyError::new(&err)))?;
+            rows.push((e.log_id.index, row));
             kept.push((e, b.len()));
         }
         // readable at once (openraft may read an entry before it is flushed); gone again if the write fails
@@ -514,7 +612,7 @@ mod tests {
     #[tokio::test]
     async fn reads_join_what_is_on_disk_with_the_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = LogStore::open(&dir.path().join("raft.redb")).unwrap();
+        let mut store = LogStore::open(&dir.path().join("raft.redb"), None).unwrap();
         let tx = store.db.begin_write().unwrap();
         {
             let mut t = tx.open_table(LOG).unwrap();
@@ -536,11 +634,83 @@ mod tests {
         assert_eq!(got(store.limited_get_log_entries(5, 6).await.unwrap()), vec![5]);
     }
 
+    /// An entry whose commands carry `marker`.
+    fn entry_with(index: u64, marker: &str) -> Entry<TypeConfig> {
+        use crate::store::{Command, Op};
+        let cmd = Command { at: "t".into(), op: Op::RemoveNode { id: marker.into() } };
+        let mut e = Entry::<TypeConfig>::default();
+        e.log_id.index = index;
+        e.payload = openraft::EntryPayload::Normal(super::super::Proposal::new(vec![cmd]));
+        e
+    }
+
+    fn file_has(path: &Path, needle: &str) -> bool {
+        std::fs::read(path).unwrap().windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    #[test]
+    fn an_encrypted_log_keeps_no_plaintext_and_opens_with_its_key_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        let key = SecretKey::generate().unwrap();
+        let marker = "SWMTKN-1-marker-in-the-log";
+        {
+            let store = LogStore::open(&path, Some(key.clone())).unwrap();
+            assert!(store.encrypted());
+            let tx = store.db.begin_write().unwrap();
+            {
+                let mut t = tx.open_table(LOG).unwrap();
+                for i in 1..=3u64 {
+                    let b = encode(&entry_with(i, marker)).unwrap();
+                    t.insert(i, store.seal_entry(i, &b).unwrap().as_slice()).unwrap();
+                }
+            }
+            tx.commit().unwrap();
+            let got = store.read_disk(0, None, &mut Budget::new(usize::MAX)).unwrap();
+            assert_eq!(got.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), vec![1, 2, 3]);
+            // an entry moved to another index does not open there
+            let moved = store.seal_entry(7, &encode(&entry_with(7, marker)).unwrap()).unwrap();
+            assert!(matches!(store.open_entry(8, &moved), Err(LogStoreError::Key(_))));
+        }
+        assert!(!file_has(&path, marker), "the marker is in the log file in plaintext");
+        let err = LogStore::open(&path, None).err().expect("opened without its key");
+        assert!(err.to_string().contains("no data key"), "{err}");
+        let wrong = LogStore::open(&path, Some(SecretKey::generate().unwrap())).unwrap();
+        assert!(matches!(wrong.read_disk(0, None, &mut Budget::new(usize::MAX)), Err(LogStoreError::Key(_))));
+        drop(wrong);
+        let again = LogStore::open(&path, Some(key)).unwrap();
+        assert_eq!(again.last_entry_id().unwrap().map(|l| l.index), Some(3));
+    }
+
+    #[test]
+    fn a_plaintext_log_from_before_encryption_is_still_read_and_stays_plaintext() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        {
+            // as an older skep made it: entries, no cipher record
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut t = tx.open_table(LOG).unwrap();
+                t.insert(1u64, seal(&encode(&entry_with(1, "old")).unwrap()).as_slice()).unwrap();
+                tx.open_table(META).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let store = LogStore::open(&path, Some(SecretKey::generate().unwrap())).unwrap();
+        assert!(!store.encrypted());
+        assert_eq!(store.last_entry_id().unwrap().map(|l| l.index), Some(1));
+        // a new log without a key is plaintext, and says so when opened again with one
+        let fresh = dir.path().join("plain.redb");
+        drop(LogStore::open(&fresh, None).unwrap());
+        assert!(!LogStore::open(&fresh, Some(SecretKey::generate().unwrap())).unwrap().encrypted());
+    }
+
     #[test]
     fn a_corrupted_entry_on_disk_is_a_storage_error_not_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("raft.redb");
-        let store = LogStore::open(&path).unwrap();
+        let store = LogStore::open(&path, None).unwrap();
         let tx = store.db.begin_write().unwrap();
         {
             let mut t = tx.open_table(LOG).unwrap();

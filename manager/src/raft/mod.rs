@@ -265,7 +265,15 @@ mod tests {
         spec.task_defaults.log_driver = Some(skep_api::docker::Driver { name: "json-file".into(), ..Default::default() });
         spec.ca_config.external_cas = Some(serde_json::json!([{"Protocol": "cfssl", "URL": "https://ca"}]));
         let p = Proposal::new(vec![
-            Command { at: "t".into(), op: Op::UpdateCluster { version: 3, spec: Box::new(spec), tokens: Default::default() } },
+            Command {
+                at: "t".into(),
+                op: Op::UpdateCluster {
+                    version: 3,
+                    spec: Box::new(spec),
+                    tokens: Default::default(),
+                    unlock_key: String::new(),
+                },
+            },
             Command { at: "u".into(), op: Op::KvPut { key: "k".into(), value: vec![1, 2] } },
         ]);
         let b = encode(&p).unwrap();
@@ -299,13 +307,18 @@ mod suite {
     use openraft::testing::{StoreBuilder, Suite};
     use openraft::{AnyError, StorageError, StorageIOError};
 
-    struct Builder;
+    /// Stores encrypted with a data key (as managers run them) or plaintext (as an older skep wrote them).
+    struct Builder {
+        encrypted: bool,
+    }
 
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
-            let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
-            let log = LogStore::open(&dir.path().join("raft.redb")).map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
-            let sm = StateMachine::open(&dir.path().join("snapshot")).map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
+            let io = |e: &dyn std::fmt::Display| StorageIOError::write(AnyError::error(e.to_string()));
+            let dir = tempfile::tempdir().map_err(|e| io(&e))?;
+            let dek = if self.encrypted { Some(skep_pki::SecretKey::generate().map_err(|e| io(&e))?) } else { None };
+            let log = LogStore::open(&dir.path().join("raft.redb"), dek.clone()).map_err(|e| io(&e))?;
+            let sm = StateMachine::open(&dir.path().join("snapshot"), dek).map_err(|e| io(&e))?;
             Ok((dir, log, sm))
         }
     }
@@ -313,6 +326,7 @@ mod suite {
     #[test]
     #[allow(clippy::result_large_err)] // the suite's own error type
     fn log_store_and_state_machine_pass_the_openraft_suite() -> Result<(), StorageError<u64>> {
-        Suite::test_all(Builder)
+        Suite::test_all(Builder { encrypted: true })?;
+        Suite::test_all(Builder { encrypted: false })
     }
 }

@@ -1,5 +1,6 @@
 //! The state machine: [`ClusterState`] in memory, published to readers through a `watch` channel, and snapshotted to
-//! a checksummed file.
+//! a checksummed file, encrypted with the manager's data key when it has one (`skep_pki::seal`): the snapshot holds
+//! the CA key, the join tokens and the secrets. A plaintext snapshot (an older skep's) is still read.
 //!
 //! On restart the last snapshot is loaded and openraft re-applies the committed log after it, so the state survives a
 //! full-cluster restart. A snapshot file whose checksum does not match is refused (the manager then fails to start
@@ -15,6 +16,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
+use skep_pki::SecretKey;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -22,6 +24,10 @@ type NodeId = u64;
 type SErr = StorageError<NodeId>;
 
 const MAGIC: &[u8; 8] = b"SKEPSNP1";
+/// The header of an encrypted snapshot: the checksum and length are over the sealed body.
+const MAGIC_SEALED: &[u8; 8] = b"SKEPSNE1";
+/// What a snapshot's encryption is bound to.
+const SNAPSHOT_AAD: &[u8] = b"skep-snapshot";
 
 /// What a snapshot file holds.
 #[derive(Serialize, Deserialize)]
@@ -43,6 +49,8 @@ pub struct StateMachine {
     inner: Arc<Mutex<Inner>>,
     state: Arc<watch::Sender<Arc<ClusterState>>>,
     path: PathBuf,
+    /// The data key snapshots are written with (`None`: plaintext).
+    dek: Option<Arc<SecretKey>>,
 }
 
 /// Snapshot file errors.
@@ -63,11 +71,20 @@ pub enum SnapshotError {
     /// JSON.
     #[error("snapshot encoding: {0}")]
     Json(#[from] serde_json::Error),
+    /// Encrypted without a key given, or not opening with it.
+    #[error("snapshot {path}: {why}")]
+    Key {
+        /// File.
+        path: String,
+        /// Why.
+        why: String,
+    },
 }
 
 impl StateMachine {
-    /// Open the state machine whose snapshot lives at `path` (loaded if present).
-    pub fn open(path: &Path) -> Result<StateMachine, SnapshotError> {
+    /// Open the state machine whose snapshot lives at `path` (loaded if present); snapshots are written encrypted
+    /// with `dek` if one is given.
+    pub fn open(path: &Path, dek: Option<SecretKey>) -> Result<StateMachine, SnapshotError> {
         let mut inner = Inner {
             last_applied: None,
             last_membership: StoredMembership::default(),
@@ -76,14 +93,15 @@ impl StateMachine {
         };
         let mut state = ClusterState::default();
         if path.exists() {
-            let f = read_snapshot_file(path)?;
+            let f = read_snapshot_file(path, dek.as_ref())?;
             inner.last_applied = f.meta.last_log_id;
             inner.last_membership = f.meta.last_membership.clone();
             state = f.state.clone();
             inner.snapshot = Some((f.meta, serde_json::to_vec(&f.state)?));
         }
         let (tx, _) = watch::channel(Arc::new(state));
-        Ok(StateMachine { inner: Arc::new(Mutex::new(inner)), state: Arc::new(tx), path: path.to_path_buf() })
+        let dek = dek.map(Arc::new);
+        Ok(StateMachine { inner: Arc::new(Mutex::new(inner)), state: Arc::new(tx), path: path.to_path_buf(), dek })
     }
 
     /// The current state (cheap: a pointer clone).
@@ -103,7 +121,7 @@ impl StateMachine {
     }
 
     fn write_snapshot(&self, meta: &SnapshotMeta<NodeId, Member>, state: &ClusterState) -> Result<Vec<u8>, SnapshotError> {
-        write_snapshot_file(&self.path, meta, state)?;
+        write_snapshot_file(&self.path, meta, state, self.dek.as_deref())?;
         Ok(serde_json::to_vec(state)?)
     }
 
@@ -114,18 +132,27 @@ impl StateMachine {
     }
 }
 
-/// Write a snapshot file (checksummed, atomically) for `state` as of `meta`.
+/// Write a snapshot file (checksummed, atomically; encrypted with `dek` if given) for `state` as of `meta`.
 pub(crate) fn write_snapshot_file(
     path: &Path,
     meta: &SnapshotMeta<NodeId, Member>,
     state: &ClusterState,
+    dek: Option<&SecretKey>,
 ) -> Result<(), SnapshotError> {
     let file = SnapshotFile { meta: meta.clone(), state: state.clone() };
     let body = serde_json::to_vec(&file)?;
-    write_atomically(path, &body)
+    match dek {
+        Some(k) => {
+            let sealed = k
+                .seal(SNAPSHOT_AAD, &body)
+                .map_err(|e| SnapshotError::Key { path: path.display().to_string(), why: e.to_string() })?;
+            write_atomically(path, MAGIC_SEALED, &sealed)
+        }
+        None => write_atomically(path, MAGIC, &body),
+    }
 }
 
-fn write_atomically(path: &Path, body: &[u8]) -> Result<(), SnapshotError> {
+fn write_atomically(path: &Path, magic: &[u8; 8], body: &[u8]) -> Result<(), SnapshotError> {
     let tmp = path.with_extension("tmp");
     {
         // the snapshot holds the CA key and the join tokens: 0600 from creation, never wider
@@ -135,7 +162,7 @@ fn write_atomically(path: &Path, body: &[u8]) -> Result<(), SnapshotError> {
             f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             f
         };
-        f.write_all(MAGIC)?;
+        f.write_all(magic)?;
         f.write_all(&crc32fast::hash(body).to_le_bytes())?;
         f.write_all(&(body.len() as u64).to_le_bytes())?;
         f.write_all(body)?;
@@ -148,12 +175,13 @@ fn write_atomically(path: &Path, body: &[u8]) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-fn read_snapshot_file(path: &Path) -> Result<SnapshotFile, SnapshotError> {
+fn read_snapshot_file(path: &Path, dek: Option<&SecretKey>) -> Result<SnapshotFile, SnapshotError> {
     let b = std::fs::read(path)?;
     let corrupt = |why: &str| SnapshotError::Corrupt { path: path.display().to_string(), why: why.into() };
-    if b.len() < 20 || &b[..8] != MAGIC {
+    if b.len() < 20 || (&b[..8] != MAGIC && &b[..8] != MAGIC_SEALED) {
         return Err(corrupt("bad header"));
     }
+    let sealed = &b[..8] == MAGIC_SEALED;
     let crc = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
     let len = u64::from_le_bytes(b[12..20].try_into().expect("8 bytes")) as usize;
     let body = &b[20..];
@@ -163,7 +191,13 @@ fn read_snapshot_file(path: &Path) -> Result<SnapshotFile, SnapshotError> {
     if crc32fast::hash(body) != crc {
         return Err(corrupt("checksum mismatch"));
     }
-    Ok(serde_json::from_slice(body)?)
+    if !sealed {
+        return Ok(serde_json::from_slice(body)?);
+    }
+    let key_err = |why: String| SnapshotError::Key { path: path.display().to_string(), why };
+    let dek = dek.ok_or_else(|| key_err("encrypted, and this manager has no data key for it".into()))?;
+    let plain = dek.open(SNAPSHOT_AAD, body).map_err(|e| key_err(e.to_string()))?;
+    Ok(serde_json::from_slice(&plain)?)
 }
 
 fn sm_err(e: impl std::error::Error + 'static) -> SErr {
@@ -282,15 +316,37 @@ mod tests {
         let p = dir.path().join("snap");
         let st = ClusterState { index: 42, ..Default::default() };
         let meta = SnapshotMeta { last_log_id: None, last_membership: StoredMembership::default(), snapshot_id: "s".into() };
-        write_atomically(&p, &serde_json::to_vec(&SnapshotFile { meta, state: st.clone() }).unwrap()).unwrap();
-        let sm = StateMachine::open(&p).unwrap();
+        write_atomically(&p, MAGIC, &serde_json::to_vec(&SnapshotFile { meta, state: st.clone() }).unwrap()).unwrap();
+        let sm = StateMachine::open(&p, None).unwrap();
         assert_eq!(sm.state().index, 42);
         let mut b = std::fs::read(&p).unwrap();
         let n = b.len();
         b[n - 2] ^= 1;
         std::fs::write(&p, &b).unwrap();
-        assert!(matches!(StateMachine::open(&p), Err(SnapshotError::Corrupt { .. })));
+        assert!(matches!(StateMachine::open(&p, None), Err(SnapshotError::Corrupt { .. })));
         std::fs::write(&p, b"short").unwrap();
-        assert!(matches!(StateMachine::open(&p), Err(SnapshotError::Corrupt { .. })));
+        assert!(matches!(StateMachine::open(&p, None), Err(SnapshotError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn an_encrypted_snapshot_holds_no_plaintext_and_opens_with_its_key_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("snap");
+        let marker = "SWMTKN-1-in-the-snapshot";
+        let mut st = ClusterState { index: 7, ..Default::default() };
+        st.removed.insert(marker.into());
+        let meta =
+            SnapshotMeta { last_log_id: None, last_membership: StoredMembership::default(), snapshot_id: "s".into() };
+        let key = SecretKey::generate().unwrap();
+        write_snapshot_file(&p, &meta, &st, Some(&key)).unwrap();
+        let b = std::fs::read(&p).unwrap();
+        assert!(!b.windows(marker.len()).any(|w| w == marker.as_bytes()), "plaintext in the snapshot file");
+        assert_eq!(StateMachine::open(&p, Some(key)).unwrap().state().index, 7);
+        assert!(matches!(StateMachine::open(&p, None), Err(SnapshotError::Key { .. })));
+        let wrong = StateMachine::open(&p, Some(SecretKey::generate().unwrap()));
+        assert!(matches!(wrong, Err(SnapshotError::Key { .. })));
+        // a plaintext one (an older skep's) is read whatever the key
+        write_snapshot_file(&p, &meta, &st, None).unwrap();
+        assert_eq!(StateMachine::open(&p, Some(SecretKey::generate().unwrap())).unwrap().state().index, 7);
     }
 }

@@ -40,7 +40,8 @@ impl Manager {
         self.shutdown().await;
         let (last, state) = self.inner.sm.applied();
         let member = Member { node_id: self.inner.cfg.node_id.clone(), addr: addr.to_string() };
-        crate::raft::force::single_member(&self.inner.cfg.dir, self.inner.cfg.raft_id, member, last, &state)
+        let cfg = &self.inner.cfg;
+        crate::raft::force::single_member(&cfg.dir, cfg.raft_id, member, last, &state, cfg.dek.clone())
             .await
             .map_err(|e| ControlError::Internal(format!("--force-new-cluster: {e}")))
     }

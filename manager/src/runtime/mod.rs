@@ -66,6 +66,9 @@ pub struct ManagerConfig {
     pub dir: PathBuf,
     /// Raft timing.
     pub timing: RaftTiming,
+    /// The data key a new log and every snapshot are encrypted with (`None`: plaintext, for tests and benchmarks
+    /// that compare).
+    pub dek: Option<skep_pki::SecretKey>,
 }
 
 /// Errors starting a manager.
@@ -136,8 +139,8 @@ impl Manager {
     /// Open the log and snapshot under `cfg.dir` and start Raft (not yet a member of anything, unless its log says so).
     pub async fn start(cfg: ManagerConfig, endpoint: Endpoint) -> Result<Manager, StartError> {
         std::fs::create_dir_all(&cfg.dir)?;
-        let log = LogStore::open(&cfg.dir.join("raft.redb"))?;
-        let sm = StateMachine::open(&cfg.dir.join("snapshot.json"))?;
+        let log = LogStore::open(&cfg.dir.join("raft.redb"), cfg.dek.clone())?;
+        let sm = StateMachine::open(&cfg.dir.join("snapshot.json"), cfg.dek.clone())?;
         let config = Arc::new(
             cfg.timing.config("skep").validate().map_err(|e| StartError::Raft(e.to_string()))?,
         );

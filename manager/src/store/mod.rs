@@ -91,6 +91,10 @@ pub struct ClusterRecord {
     pub ca_cert_pem: String,
     /// Root CA key, PEM: replicated so that any leader can sign node certificates.
     pub ca_key_pem: String,
+    /// With autolock, the key (`SWMKEY-1-…`) every manager's data key and node key are encrypted with on its disk;
+    /// empty without autolock.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unlock_key: String,
 }
 
 /// A node and its Raft identity.
@@ -180,6 +184,9 @@ pub enum Op {
         spec: Box<SwarmSpec>,
         /// New tokens (the proposer rotates them).
         tokens: JoinTokens,
+        /// The unlock key from now on (the proposer makes a new one when asked to, or on turning autolock on).
+        #[serde(default)]
+        unlock_key: String,
     },
     /// `service create`: name uniqueness is checked again at apply time.
     CreateService {
@@ -502,13 +509,14 @@ impl ClusterState {
                 self.catching_up.remove(id);
                 self.release_node_ips(id);
             }
-            Op::UpdateCluster { version, spec, tokens } => {
+            Op::UpdateCluster { version, spec, tokens, unlock_key } => {
                 let c = self.cluster.as_mut().ok_or_else(|| StoreError::Invalid("no swarm".into()))?;
                 if c.info.version.index != *version {
                     return Err(StoreError::OutOfSequence);
                 }
                 c.info.spec = (**spec).clone();
                 c.tokens = tokens.clone();
+                c.unlock_key = unlock_key.clone();
                 c.info.version = v;
                 c.info.updated_at = at.to_owned();
             }

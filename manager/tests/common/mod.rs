@@ -55,7 +55,15 @@ pub async fn cluster() -> Fixture {
     )
     .unwrap();
     let addr = ep.local_addr().unwrap();
-    let cfg = ManagerConfig { node_id: node_id.clone(), raft_id: 1, addr, dir: dir.path().join("raft"), timing: RaftTiming::default() };
+    let dek = Some(skep_pki::SecretKey::generate().unwrap());
+    let cfg = ManagerConfig {
+        node_id: node_id.clone(),
+        raft_id: 1,
+        addr,
+        dir: dir.path().join("raft"),
+        timing: RaftTiming::default(),
+        dek,
+    };
     let manager = Manager::start(cfg, ep.clone()).await.unwrap();
     let (serving, mut rx) = tokio::sync::watch::channel(false);
     let server = ep.clone();
@@ -68,6 +76,7 @@ pub async fn cluster() -> Fixture {
         tokens: tokens.clone(),
         ca_cert_pem: ca.cert_pem().into(),
         ca_key_pem: ca.key_pem().unwrap().into(),
+        unlock_key: String::new(),
     };
     let mut node = Node { id: node_id, ..Default::default() };
     node.spec.role = NodeRole::Manager;

@@ -116,6 +116,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/swarm/leave", post(swarm::swarm_leave))
         .route("/swarm/update", post(swarm::swarm_update))
         .route("/swarm/unlockkey", get(swarm::unlock_key))
+        .route("/swarm/unlock", post(swarm::swarm_unlock))
         .route("/nodes", get(nodes::node_list))
         .route("/nodes/{id}", get(nodes::node_inspect).delete(nodes::node_remove))
         .route("/nodes/{id}/update", post(nodes::node_update))

@@ -32,16 +32,25 @@ pub(super) async fn swarm_inspect(State(node): State<NodeHandle>) -> Result<Resp
 pub(super) async fn swarm_update(State(node): State<NodeHandle>, Query(q): Q, body: Bytes) -> Result<Response, ApiError> {
     let version = qversion(&q, "swarm")?;
     let spec: docker::SwarmSpec = parse_body(&body)?;
-    if qbool(&q, "rotateManagerUnlockKey") {
-        return Err(ApiError::not_implemented("autolock is not supported by skep yet"));
-    }
-    node.update_swarm(version, spec, qbool(&q, "rotateWorkerToken"), qbool(&q, "rotateManagerToken")).await?;
+    let rotate = skep_manager::control::Rotation {
+        worker_token: qbool(&q, "rotateWorkerToken"),
+        manager_token: qbool(&q, "rotateManagerToken"),
+        unlock_key: qbool(&q, "rotateManagerUnlockKey"),
+    };
+    node.update_swarm(version, spec, rotate).await?;
     Ok(empty_ok())
 }
 
+/// `GET /swarm/unlockkey`: the key, empty when autolock is off (the docker CLI then says "no unlock key is set").
 pub(super) async fn unlock_key(State(node): State<NodeHandle>) -> Result<Response, ApiError> {
-    node.require_manager().await?;
-    Ok(ok_json(&docker::UnlockKeyResponse { unlock_key: String::new() }))
+    Ok(ok_json(&docker::UnlockKeyResponse { unlock_key: node.unlock_key().await? }))
+}
+
+/// `POST /swarm/unlock`: give a locked manager the unlock key.
+pub(super) async fn swarm_unlock(State(node): State<NodeHandle>, body: Bytes) -> Result<Response, ApiError> {
+    let req: docker::UnlockRequest = parse_body(&body)?;
+    node.unlock(&req.unlock_key).await?;
+    Ok(empty_ok())
 }
 
 /// `GET /skep/swarm/backup` (a skep extension): the manager's state and identity, see [`crate::node::Backup`].

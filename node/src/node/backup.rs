@@ -55,7 +55,7 @@ impl NodeHandle {
         })?;
         let (last, cluster) = manager.applied();
         let last_applied = last.ok_or_else(|| ApiError::unavailable("this manager has applied no state yet"))?;
-        let tls = self.inner.paths.load_tls().map_err(|e| ApiError::internal(format!("{e:#}")))?;
+        let tls = self.inner.paths.load_tls(self.kek().as_ref()).map_err(|e| ApiError::internal(format!("{e:#}")))?;
         Ok(Backup {
             format: FORMAT.into(),
             taken_at: skep_api::time::format(std::time::SystemTime::now()),
@@ -72,7 +72,7 @@ impl NodeHandle {
     /// be outside any swarm). Returns the node ID.
     pub async fn restore(&self, b: Backup, listen_addr: &str, advertise_addr: &str) -> ApiResult<String> {
         let _g = self.inner.lifecycle.lock().await;
-        if self.inner.running.read().await.is_some() {
+        if self.inner.running.read().await.is_some() || self.is_locked() {
             return Err(ApiError::unavailable(super::msg::ALREADY));
         }
         if b.format != FORMAT {
@@ -103,11 +103,15 @@ impl NodeHandle {
         let written = async {
             paths.wipe()?;
             std::fs::create_dir_all(paths.raft())?;
-            paths.save_tls(&b.key_pem, &b.cert_pem, &b.ca_pem)?;
+            let (key_pem, cert_pem, ca_pem) = (b.key_pem.clone(), b.cert_pem.clone(), b.ca_pem.clone());
+            let tls = skep_pki::NodeTls { key_pem, cert_pem, ca_pem };
+            self.set_kek(None);
+            paths.save_tls(&tls, None)?;
+            // a new data key; the restored state's autolock (if on) seals it and the node key once the manager runs
+            let dek = paths.load_or_make_dek(None)?;
             let member = Member { node_id: node.node_id.clone(), addr: advertise.to_string() };
-            force::single_member(&paths.raft(), raft_id, member, Some(b.last_applied), &b.state).await?;
+            force::single_member(&paths.raft(), raft_id, member, Some(b.last_applied), &b.state, Some(dek)).await?;
             paths.save(&node)?;
-            let tls = paths.load_tls()?;
             let running = self.start_components(node.clone(), &tls, false).await?;
             let m = running.manager.clone().ok_or_else(|| anyhow::anyhow!("the manager did not start"))?;
             *self.inner.running.write().await = Some(running);

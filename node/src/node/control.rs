@@ -9,7 +9,7 @@ use skep_api::docker::{self, Node};
 use skep_manager::control::{self, ControlError};
 use skep_manager::runtime::Manager;
 use skep_manager::store::{ClusterState, NetworkUser, Op, PayloadKind};
-use skep_pki::{JoinToken, RootCa};
+use skep_pki::{JoinToken, RootCa, SecretKey};
 use std::time::Duration;
 
 impl NodeHandle {
@@ -36,7 +36,12 @@ impl NodeHandle {
     }
 
     /// `POST /swarm/update`.
-    pub async fn update_swarm(&self, version: u64, spec: docker::SwarmSpec, rotate_worker: bool, rotate_manager: bool) -> ApiResult<()> {
+    pub async fn update_swarm(
+        &self,
+        version: u64,
+        spec: docker::SwarmSpec,
+        rotate: control::Rotation,
+    ) -> ApiResult<()> {
         self.control(|st| {
             let digest = st
                 .cluster
@@ -45,7 +50,28 @@ impl NodeHandle {
                 .map(|ca| ca.digest())
                 .ok_or_else(|| ControlError::Unavailable(control::MANAGER_NOT_READY.into()))?;
             let new_token = &mut || JoinToken::generate(&digest).to_string();
-            Ok(((), control::update_swarm(st, version, spec, rotate_worker, rotate_manager, new_token)?))
+            let mut failed = None;
+            let new_unlock_key = &mut || match SecretKey::generate() {
+                Ok(k) => k.to_unlock_key(),
+                Err(e) => {
+                    failed = Some(e);
+                    String::new()
+                }
+            };
+            let op = control::update_swarm(st, version, spec, rotate, new_token, new_unlock_key)?;
+            if let Some(e) = failed {
+                return Err(ControlError::Internal(format!("making an unlock key: {e}")));
+            }
+            Ok(((), op))
+        })
+        .await
+    }
+
+    /// `GET /swarm/unlockkey`: the swarm's unlock key, empty without autolock.
+    pub async fn unlock_key(&self) -> ApiResult<String> {
+        self.query(|_, st| {
+            let c = st.cluster.as_ref().ok_or_else(|| ControlError::Unavailable(control::MANAGER_NOT_READY.into()))?;
+            Ok(c.unlock_key.clone())
         })
         .await
     }
@@ -188,6 +214,15 @@ impl NodeHandle {
 
     /// `Info.Swarm`.
     pub async fn swarm_info(&self) -> docker::SwarmInfo {
+        if let Some(state) = self.locked_state() {
+            return docker::SwarmInfo {
+                node_id: state.node_id.clone(),
+                node_addr: parse_addr(&state.advertise_addr, 2377).map(|a| a.ip().to_string()).unwrap_or_default(),
+                local_node_state: "locked".into(),
+                error: self.error(),
+                ..Default::default()
+            };
+        }
         let Some(state) = self.state().await else {
             let err = self.error();
             return docker::SwarmInfo {

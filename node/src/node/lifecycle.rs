@@ -13,7 +13,8 @@ use skep_api::wire::{self, Request, Response};
 use skep_manager::control;
 use skep_manager::raft::RaftTiming;
 use skep_manager::runtime::{Manager, ManagerConfig};
-use skep_pki::{JoinToken, NodeKey, NodeTls, RootCa};
+use crate::keys::KeyError;
+use skep_pki::{JoinToken, NodeKey, NodeTls, RootCa, SecretKey};
 use skep_transport::{Endpoint, LeaderCaller, Policy};
 use skep_worker::join::{JoinError, JoinTiming};
 use skep_worker::agent::{self, AgentConfig};
@@ -26,7 +27,13 @@ impl NodeHandle {
     pub async fn resume(&self) -> anyhow::Result<()> {
         let _g = self.inner.lifecycle.lock().await;
         let Some(state) = self.inner.paths.load()? else { return Ok(()) };
-        let tls = self.inner.paths.load_tls().context("loading the node's certificates")?;
+        if self.inner.paths.key_is_sealed().context("reading the node's key")? {
+            tracing::warn!(node = %state.node_id, "this manager is locked (autolock): it serves nothing of the swarm \
+                until it is given the swarm's unlock key (`docker swarm unlock` or `skep swarm unlock`)");
+            self.set_locked(Some(state));
+            return Ok(());
+        }
+        let tls = self.inner.paths.load_tls(None).context("loading the node's certificates")?;
         let running = self.start_components(state.clone(), &tls, false).await?;
         *self.inner.running.write().await = Some(running);
         tracing::info!(node = %state.node_id, role = %state.role, "rejoined the swarm from disk");
@@ -158,16 +165,91 @@ impl NodeHandle {
 
     pub(super) async fn start_manager(&self, state: &Membership, raft_id: u64, endpoint: &Endpoint) -> anyhow::Result<Manager> {
         let addr = parse_addr(&state.advertise_addr, docker::defaults::CLUSTER_PORT).map_err(anyhow::Error::msg)?;
+        // the data key is on disk (sealed, under autolock) before any Raft file is written with it
+        let dek = if crate::keys::plaintext_raft() {
+            tracing::warn!("{} is set: this manager's Raft files are not encrypted", crate::keys::PLAINTEXT_RAFT_ENV);
+            None
+        } else {
+            Some(self.inner.paths.load_or_make_dek(self.kek().as_ref()).context("the Raft data key")?)
+        };
         let cfg = ManagerConfig {
             node_id: state.node_id.clone(),
             raft_id,
             addr,
             dir: self.inner.paths.raft(),
             timing: raft_timing(),
+            dek,
         };
         let m = Manager::start(cfg, endpoint.clone()).await?;
         self.collect_events(&m);
+        tokio::spawn(self.clone().keys_loop(m.clone()));
         Ok(m)
+    }
+
+    /// While `m` runs: keep this node's keys sealed with the swarm's unlock key as the store says it is (autolock
+    /// turned on, rotated, turned off). A store that has no swarm yet (a new manager catching up) changes nothing.
+    async fn keys_loop(self, m: Manager) {
+        let mut store = m.subscribe();
+        let mut stopped = m.stopped();
+        loop {
+            let want = store.borrow_and_update().cluster.as_ref().map(|c| c.unlock_key.clone());
+            if let Some(want) = want {
+                let want = if want.is_empty() { None } else { SecretKey::from_unlock_key(&want).ok() };
+                let have = self.kek();
+                if want != have && !*stopped.borrow() {
+                    match self.inner.paths.reseal(have.as_ref(), want.as_ref()) {
+                        Ok(()) => {
+                            let what =
+                                if want.is_none() { "unsealed (autolock off)" } else { "sealed with the unlock key" };
+                            tracing::info!("this manager's node key and Raft data key are {what}");
+                            self.set_kek(want);
+                        }
+                        Err(e) => tracing::warn!("resealing this manager's keys: {e}"),
+                    }
+                }
+            }
+            tokio::select! {
+                r = store.changed() => if r.is_err() { return },
+                _ = stopped.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// `POST /swarm/unlock`: open a locked manager's keys with the unlock key and start it.
+    pub async fn unlock(&self, key: &str) -> ApiResult<()> {
+        let _g = self.inner.lifecycle.lock().await;
+        let Some(state) = self.locked_state() else {
+            if self.state().await.is_some() {
+                return Err(ApiError::Conflict(msg::NOT_LOCKED.into()));
+            }
+            return Err(ApiError::unavailable(msg::NOT_PART));
+        };
+        let kek = SecretKey::from_unlock_key(key).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let tls = match self.inner.paths.load_tls(Some(&kek)) {
+            Ok(t) => t,
+            Err(KeyError::WrongKey) => return Err(ApiError::Unauthorized(msg::INVALID_KEY.into())),
+            Err(e) => return Err(ApiError::internal(format!("unlocking: {e}"))),
+        };
+        // the data key is sealed with the same key; a node key that opens while the data key does not is a key
+        // rotated while this manager was between the two writes: still the operator's wrong key
+        match self.inner.paths.load_or_make_dek(Some(&kek)) {
+            Ok(_) => {}
+            Err(KeyError::WrongKey) => return Err(ApiError::Unauthorized(msg::INVALID_KEY.into())),
+            Err(e) => return Err(ApiError::internal(format!("unlocking: {e}"))),
+        }
+        self.set_kek(Some(kek));
+        match self.start_components(state.clone(), &tls, false).await {
+            Ok(running) => {
+                *self.inner.running.write().await = Some(running);
+                self.set_locked(None);
+                tracing::info!(node = %state.node_id, "unlocked; rejoined the swarm from disk");
+                Ok(())
+            }
+            Err(e) => {
+                self.set_kek(None);
+                Err(ApiError::internal(format!("swarm component could not be started: {e:#}")))
+            }
+        }
     }
 
 
@@ -198,6 +280,11 @@ impl NodeHandle {
     /// `POST /swarm/init`: returns the node ID.
     pub async fn init(&self, req: InitRequest) -> ApiResult<String> {
         let _g = self.inner.lifecycle.lock().await;
+        if self.is_locked() {
+            // a locked manager cannot read the state it would keep
+            let m = if req.force_new_cluster { msg::LOCKED } else { msg::ALREADY };
+            return Err(ApiError::unavailable(m));
+        }
         if self.inner.running.read().await.is_some() {
             if req.force_new_cluster {
                 return self.force_new_cluster(req).await;
@@ -233,6 +320,7 @@ impl NodeHandle {
                 tokens,
                 description: self.description(ca.cert_pem()),
                 advertise,
+                unlock_key: SecretKey::generate().map_err(crypto)?.to_unlock_key(),
             },
         );
         let state = Membership {
@@ -247,7 +335,8 @@ impl NodeHandle {
         let tls = NodeTls { cert_pem: cert, key_pem: key.to_pem(), ca_pem: ca.cert_pem().to_string() };
         let paths = &self.inner.paths;
         paths.wipe()?;
-        paths.save_tls(&tls.key_pem, &tls.cert_pem, &tls.ca_pem)?;
+        self.set_kek(None);
+        paths.save_tls(&tls, None)?;
         let result = async {
             let running = self.start_components(state.clone(), &tls, true).await?;
             let m = running.manager.clone().ok_or_else(|| anyhow::anyhow!("manager did not start"))?;
@@ -328,7 +417,7 @@ impl NodeHandle {
     /// `POST /swarm/join`.
     pub async fn join(&self, req: JoinRequest) -> ApiResult<()> {
         let _g = self.inner.lifecycle.lock().await;
-        if self.inner.running.read().await.is_some() {
+        if self.inner.running.read().await.is_some() || self.is_locked() {
             return Err(ApiError::unavailable(msg::ALREADY));
         }
         let token = JoinToken::parse(req.join_token.trim()).map_err(|e| ApiError::invalid(format!("invalid join token: {e}")))?;
@@ -372,7 +461,8 @@ impl NodeHandle {
         };
         let paths = &self.inner.paths;
         paths.wipe()?;
-        paths.save_tls(&tls.key_pem, &tls.cert_pem, &tls.ca_pem)?;
+        self.set_kek(None);
+        paths.save_tls(&tls, None)?;
         paths.save(&state)?;
         let running = match self.start_components(state.clone(), &tls, false).await {
             Ok(r) => r,
@@ -399,6 +489,17 @@ impl NodeHandle {
     /// `POST /swarm/leave`.
     pub async fn leave(&self, force: bool) -> ApiResult<()> {
         let _g = self.inner.lifecycle.lock().await;
+        if let Some(state) = self.locked_state() {
+            if !force {
+                return Err(ApiError::unavailable(msg::LOCKED_LEAVE));
+            }
+            // its keys cannot be opened: nothing to tell anyone, only the files to forget
+            self.inner.paths.wipe()?;
+            self.set_locked(None);
+            self.set_error("");
+            tracing::info!(node = %state.node_id, "left the swarm (locked)");
+            return Ok(());
+        }
         let Some(state) = self.state().await else {
             return Err(ApiError::unavailable(msg::NOT_PART));
         };

@@ -32,7 +32,7 @@ use crate::state::{Membership, Paths};
 use crate::sysinfo;
 use skep_api::docker::TlsInfo;
 use skep_manager::runtime::Manager;
-use skep_pki::RootCa;
+use skep_pki::{RootCa, SecretKey};
 use skep_transport::{Endpoint, LeaderCaller, TransportConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +49,14 @@ pub mod msg {
     pub const ALREADY: &str = "This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one.";
     /// Leave outside a swarm.
     pub const NOT_PART: &str = "This node is not part of a swarm";
+    /// A manager whose keys are sealed (autolock) and that has not been given the unlock key yet (moby's text).
+    pub const LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"docker swarm unlock\" to unlock it.";
+    /// Leave of a locked node without `--force` (moby's text).
+    pub const LOCKED_LEAVE: &str = "Swarm is encrypted and locked. Please unlock it first or use `--force` to ignore this message.";
+    /// Unlock of a node that is not locked (moby's text).
+    pub const NOT_LOCKED: &str = "swarm is not locked";
+    /// Unlock with a key that does not open the node's keys (moby's text).
+    pub const INVALID_KEY: &str = "swarm could not be unlocked: invalid key provided";
     /// Join timed out.
     pub const JOIN_TIMEOUT: &str = "Timeout was reached before node joined. The attempt to join the swarm will continue in the background. Use the \"docker info\" command to see the current swarm status of your node.";
 }
@@ -113,6 +121,10 @@ struct NodeInner {
     images: Arc<skep_worker::images::ImageStore>,
     /// What the metrics see of the task manager (kept across its restarts).
     task_watch: skep_worker::tasks::TaskWatch,
+    /// The unlock key this node's keys on disk are sealed with now (autolock), `None` when they are not.
+    kek: std::sync::Mutex<Option<SecretKey>>,
+    /// Set while this node is a locked manager: its membership, waiting for `swarm unlock` to start it.
+    locked: std::sync::Mutex<Option<Membership>>,
 }
 
 /// The cluster port's transport settings.
@@ -160,6 +172,8 @@ impl NodeHandle {
                 volumes,
                 events: Default::default(),
                 task_watch: Default::default(),
+                kek: Default::default(),
+                locked: Default::default(),
             }),
         })
     }
@@ -198,6 +212,29 @@ impl NodeHandle {
         *self.inner.error.lock().unwrap_or_else(|p| p.into_inner()) = e.into();
     }
 
+    /// The unlock key the node's keys are sealed with now.
+    fn kek(&self) -> Option<SecretKey> {
+        self.inner.kek.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_kek(&self, k: Option<SecretKey>) {
+        *self.inner.kek.lock().unwrap_or_else(|p| p.into_inner()) = k;
+    }
+
+    /// The membership of a locked manager, waiting for its unlock key.
+    fn locked_state(&self) -> Option<Membership> {
+        self.inner.locked.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_locked(&self, s: Option<Membership>) {
+        *self.inner.locked.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    /// Whether this node is a locked manager (autolock): it serves nothing of the swarm until it is unlocked.
+    pub fn is_locked(&self) -> bool {
+        self.locked_state().is_some()
+    }
+
     /// Last swarm error.
     pub fn error(&self) -> String {
         self.inner.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -224,6 +261,9 @@ impl NodeHandle {
     pub async fn require_manager(&self) -> ApiResult<Manager> {
         if let Some(m) = self.manager().await {
             return Ok(m);
+        }
+        if self.is_locked() {
+            return Err(ApiError::Unavailable(msg::LOCKED.into()));
         }
         match self.state().await {
             None => Err(ApiError::Unavailable(msg::NOT_IN_SWARM.into())),

@@ -83,7 +83,7 @@ impl NodeHandle {
         if let Some(r) = self.inner.running.read().await.as_ref() {
             r.endpoint.set_tls(Some(server), client)?;
         }
-        self.inner.paths.save_tls(&tls.key_pem, &tls.cert_pem, &tls.ca_pem)?;
+        self.inner.paths.save_tls(tls, self.kek().as_ref())?;
         Ok(())
     }
 
@@ -126,6 +126,8 @@ impl NodeHandle {
         if let Some(m) = old {
             m.shutdown().await;
         }
+        // a worker's key is never sealed: it must come back by itself
+        self.set_kek(None);
         self.install_tls(&tls).await?;
         let _ = std::fs::remove_dir_all(self.inner.paths.raft());
         let mut new_state = state.clone();
@@ -140,7 +142,8 @@ impl NodeHandle {
     /// Renew the node certificate at a random point between 50% and 80% of its lifetime.
     pub(super) async fn renew_loop(self, mut stop: watch::Receiver<bool>) {
         loop {
-            let wait = match self.inner.paths.load_tls().ok().and_then(|t| skep_pki::identity_from_cert_pem(&t.cert_pem).ok()) {
+            let cert = std::fs::read_to_string(self.inner.paths.cert()).ok();
+            let wait = match cert.and_then(|c| skep_pki::identity_from_cert_pem(&c).ok()) {
                 Some(id) => {
                     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
                     // not_before is backdated an hour; lifetime is measured from issue
