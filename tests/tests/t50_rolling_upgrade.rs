@@ -1,8 +1,8 @@
 //! Upgrading a cluster one manager at a time, as docs/install.md tells an operator to: 3 managers and a worker run a
-//! replicated service published through the routing mesh; each manager in turn (followers first, the leader last) is
-//! stopped with `SIGTERM` (what `systemctl stop` sends under `KillMode=process`) and started again on "the new
-//! binary" over the same data root, while a client loop keeps writing configs through the managers and reading the
-//! service through the mesh.
+//! replicated service published through the routing mesh; each manager in turn (followers first, the leader last),
+//! then the worker, is stopped with `SIGTERM` (what `systemctl stop` sends under `KillMode=process`) and started
+//! again on "the new binary" over the same data root, while a client loop keeps writing configs through the managers
+//! and reading the service through the mesh.
 //!
 //! "The new binary" is **the same build copied to another path**: a test cannot build a second version of skep. What
 //! it shows is the mechanics of an upgrade (a different program file started over the old data root, its Raft log,
@@ -11,10 +11,11 @@
 //! Asserted in every step: the daemon left on `SIGTERM` (no `SIGKILL` needed); a write sent through another manager
 //! as it stopped is acknowledged (after an election when it was the leader); once it is back, it runs the new
 //! file and keeps its node ID, the cluster lists 4 Ready nodes and 3 reachable managers with one leader, a write
-//! through every manager succeeds and every write acknowledged so far is read back through the restarted one (Raft
-//! caught up), the service's tasks are the same tasks run by the same processes (adopted, never restarted, so never
-//! all gone), and the mesh answers on every node. At the end no acknowledged write is missing on any manager. How
-//! many writes and mesh reads failed while a daemon was down is printed, not asserted (it depends on timing).
+//! through every manager succeeds and every write acknowledged so far is read back through the restarted manager
+//! (Raft caught up; through the first manager after the worker's step), the service's tasks are the same tasks run by
+//! the same processes (adopted, never restarted, so never all gone), and the mesh answers on every node. At the end no
+//! acknowledged write is missing on any manager. How many writes and mesh reads failed while a daemon was down is
+//! printed, not asserted (it depends on timing), as are the step's times.
 
 use anyhow::{ensure, Context as _, Result};
 use serde_json::Value;
@@ -142,9 +143,11 @@ fn stable_tasks_and_programs(c: &Cluster, from: usize) -> Result<TasksSeen> {
     })
 }
 
-/// The next manager to upgrade: a follower not upgraded yet, else the leader.
-fn next_manager(c: &mut Cluster, done: &[usize]) -> Result<usize> {
-    let from = (0..MANAGERS).find(|i| !done.contains(i)).context("every manager is upgraded")?;
+/// The next host to upgrade: a follower not upgraded yet, else the leader; once every manager is, the worker.
+fn next_host(c: &mut Cluster, done: &[usize]) -> Result<usize> {
+    let Some(from) = (0..MANAGERS).find(|i| !done.contains(i)) else {
+        return (MANAGERS..NODES).find(|i| !done.contains(i)).context("every host is upgraded");
+    };
     let leader = c.leader_id(from)?;
     let leader_host = c.host_of(&leader).context("the leader's host")?;
     let left: Vec<usize> = (0..MANAGERS).filter(|i| !done.contains(i)).collect();
@@ -157,12 +160,21 @@ fn running_exe(c: &Cluster, i: usize) -> Result<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/exe")).with_context(|| format!("reading /proc/{pid}/exe"))
 }
 
-/// Everything asserted once manager `v` runs again on `new_bin`.
+/// Host `v` itself if it is a manager, else the first manager: where the cluster is read after `v`'s step.
+fn reader(v: usize) -> usize {
+    if v < MANAGERS {
+        v
+    } else {
+        0
+    }
+}
+
+/// Everything asserted once host `v` runs again on `bin`.
 fn check_after_step(c: &Cluster, v: usize, id: &str, bin: &Path, before: &TasksSeen, acked: &[String]) -> Result<()> {
     let name = c.host(v).name.clone();
     ensure!(running_exe(c, v)? == bin, "{name} does not run {}", bin.display());
     ensure!(c.node_id(v)? == id, "{name} changed its node ID across the upgrade");
-    c.wait_nodes(v, CONVERGE, &format!("{NODES} Ready nodes, {MANAGERS} reachable managers, one leader"), |n| {
+    c.wait_nodes(reader(v), CONVERGE, &format!("{NODES} Ready nodes, {MANAGERS} reachable managers, one leader"), |n| {
         let reachable = n.iter().filter(|x| matches!(str_at(x, "ManagerStatus"), Some("Reachable" | "Leader"))).count();
         n.len() == NODES
             && count_eq(n, "Status", "Ready") == NODES
@@ -171,9 +183,9 @@ fn check_after_step(c: &Cluster, v: usize, id: &str, bin: &Path, before: &TasksS
             && find_by(n, "ID", id).is_some_and(|x| str_at(x, "Status") == Some("Ready"))
     })?;
     // Raft caught up: every write acknowledged so far reads back through the restarted manager
-    let names = config_names(&c.host(v).dir.join("skep.sock"))?;
+    let names = config_names(&c.host(reader(v)).dir.join("skep.sock"))?;
     let missing: Vec<&String> = acked.iter().filter(|a| !names.contains(*a)).collect();
-    ensure!(missing.is_empty(), "{name} lacks acknowledged writes after its restart: {missing:?}");
+    ensure!(missing.is_empty(), "h{} lacks acknowledged writes after {name}'s restart: {missing:?}", reader(v) + 1);
     // writes succeed through every manager at the end of the step
     for m in 0..MANAGERS {
         let write = format!("step-{name}-via-h{}", m + 1);
@@ -183,7 +195,7 @@ fn check_after_step(c: &Cluster, v: usize, id: &str, bin: &Path, before: &TasksS
     // the same tasks, run by the same processes: adopted, not restarted. Waited for, not checked once: a program's
     // child for one mesh connection (`nc -ll` forks) may show for a moment with the program's command line.
     wait_until("the same running tasks and task programs as before the step", CONVERGE, || -> Result<()> {
-        let now = tasks_and_programs(c, v)?;
+        let now = tasks_and_programs(c, reader(v))?;
         ensure!(now.0 == before.0, "running tasks {:?} -> {:?}", before.0, now.0);
         ensure!(now.1 == before.1, "task programs per host {:?} -> {:?}", before.1, now.1);
         Ok(())
@@ -212,7 +224,7 @@ fn managers_upgraded_one_at_a_time_keep_the_cluster_serving_writes_and_the_mesh_
     web.extend(RESPONDER);
     c.skep_ok(0, &web)?;
     let tasks: Vec<Value> = c.wait_running(0, "web", REPLICAS, CONVERGE)?;
-    let spread: BTreeSet<&str> = tasks.iter().filter(|t| is_running(t)).map(|t| node_of(t)).collect();
+    let spread: BTreeSet<&str> = tasks.iter().filter(|t| is_running(t)).map(node_of).collect();
     eprintln!("web runs on {} nodes", spread.len());
     wait_until("task programs for every task", CONVERGE, || {
         c.processes_match_tasks(&ids, PROGRAM, &c.tasks(0, "web")?, REPLICAS)
@@ -234,11 +246,15 @@ fn managers_upgraded_one_at_a_time_keep_the_cluster_serving_writes_and_the_mesh_
         let worker = s.spawn(|| client_loop(&targets, &step, &stop, &seen));
         let steps = (|| -> Result<()> {
             let mut done = Vec::new();
-            for k in 1..=MANAGERS {
-                let v = next_manager(&mut c, &done)?;
+            for k in 1..=NODES {
+                let v = next_host(&mut c, &done)?;
                 let name = c.host(v).name.clone();
-                let was_leader = c.leader_id(v)? == ids[v];
-                let before = stable_tasks_and_programs(&c, v)?;
+                let role = match (v < MANAGERS, c.leader_id(reader(v))? == ids[v]) {
+                    (false, _) => "worker",
+                    (true, true) => "leader",
+                    (true, false) => "follower",
+                };
+                let before = stable_tasks_and_programs(&c, reader(v))?;
                 ensure!(before.0.len() == REPLICAS, "{} running tasks before upgrading {name}", before.0.len());
                 step.store(k, Ordering::SeqCst);
                 let t0 = Instant::now();
@@ -260,7 +276,7 @@ fn managers_upgraded_one_at_a_time_keep_the_cluster_serving_writes_and_the_mesh_
                 eprintln!(
                     "step {k}: {name} ({}) stopped in {} ms, back on the new binary {} ms after SIGTERM; a write \
                      through another manager sent at SIGTERM was acknowledged after {} ms",
-                    if was_leader { "leader" } else { "follower" },
+                    role,
                     stopped.as_millis(),
                     back.as_millis(),
                     written.as_millis()

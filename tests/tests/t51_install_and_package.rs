@@ -80,6 +80,17 @@ fn install_sh_stages_the_binary_unit_config_and_private_directories_with_their_m
     ] {
         ensure!(unit.lines().any(|l| l == line), "the unit lacks `{line}`:\n{unit}");
     }
+    // systemd accepts the unit (its ExecStart pointed at the staged binary, which exists)
+    if skep_tests::find_in_path("systemd-analyze").is_some() {
+        let staged = root.join("usr/local/bin/skep");
+        let copy = tmp.0.join("skep.service");
+        let exec = format!("ExecStart={} ", staged.display());
+        std::fs::write(&copy, unit.replace("ExecStart=/usr/local/bin/skep ", &exec))?;
+        let mut c = Command::new("systemd-analyze");
+        c.arg("verify").arg(&copy);
+        let o = run(c, T)?;
+        ensure!(o.success() && o.stderr.trim().is_empty(), "systemd-analyze verify: {}", o.describe_failure());
+    }
     let out = Command::new(root.join("usr/local/bin/skep")).arg("--version").output()?;
     let says = String::from_utf8_lossy(&out.stdout);
     ensure!(out.status.success() && says.starts_with("skep "), "skep --version: {out:?}");

@@ -2,8 +2,10 @@
 //! machine's Docker engine, `skep --version` and `skep daemon --help` run in it, and a daemon started in it answers
 //! `swarm init` and `node ls` through its socket on a mounted directory. The daemon's container has `--network none`
 //! (its own empty network namespace, where it may make its ingress network without touching the machine's), a
-//! temporary data root and socket directory; it is privileged, as docs/install.md says skep must be. The real setup
-//! (`--network host --pid host --cgroupns host`) is not run here: it would act on this machine's network.
+//! temporary data root and socket directory; it is privileged, as docs/install.md says skep must be (an engine that
+//! cannot give `--privileged`, as one running in a container without every capability, gives every capability it has
+//! instead, unconfined). The real setup (`--network host --pid host --cgroupns host`) is not run here: it would act
+//! on this machine's network.
 //!
 //! The image and the container are removed afterwards, also when the test fails. Skipped (with the reason) without
 //! root or a usable Docker engine.
