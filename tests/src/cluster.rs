@@ -277,6 +277,12 @@ impl Cluster {
         self.extra_args = Some(args);
     }
 
+    /// Sets the skep binary of host `i`'s daemon from its next start on (an upgrade over the same data root).
+    pub fn set_bin(&mut self, i: usize, bin: &std::path::Path) -> anyhow::Result<()> {
+        self.daemon_entry(i)?.set_bin(bin);
+        Ok(())
+    }
+
     /// Whether host `i`'s daemon runs.
     pub fn is_running(&mut self, i: usize) -> bool {
         self.daemons[i].as_mut().is_some_and(Daemon::is_running)

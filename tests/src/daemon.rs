@@ -63,6 +63,16 @@ impl Daemon {
         self.extra_env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     }
 
+    /// Sets the skep binary of the next starts (an upgrade: the same data root, another program).
+    pub fn set_bin(&mut self, bin: &Path) {
+        self.bin = bin.to_owned();
+    }
+
+    /// The skep binary it starts (or started last).
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
     /// Sets the `--engine` flag of the next starts (`None`: the daemon's default, `auto`).
     pub fn set_engine(&mut self, engine: Option<&str>) {
         self.engine = engine.map(str::to_owned);
@@ -122,11 +132,12 @@ impl Daemon {
             .with_context(|| format!("opening {}", self.log_path().display()))?;
         writeln!(
             log,
-            "==== harness: start #{} of daemon {} in netns {} (engine {}) ====",
+            "==== harness: start #{} of daemon {} in netns {} (engine {}, binary {}) ====",
             self.starts,
             self.name,
             self.netns,
-            self.engine.as_deref().unwrap_or("default")
+            self.engine.as_deref().unwrap_or("default"),
+            self.bin.display()
         )?;
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.netns])
