@@ -328,9 +328,9 @@ pub fn convert(doc: &Map<String, Value>, ns: &str, dir: &Path, env: &dyn Fn(&str
         envmap.extend(s.dict("environment")?);
         let mut env_list: Vec<String> = envmap
             .into_iter()
-            .filter_map(|(k, v)| match v.or_else(|| env(&k)) {
-                Some(v) => Some(format!("{k}={v}")),
-                None => Some(k),
+            .map(|(k, v)| match v.or_else(|| env(&k)) {
+                Some(v) => format!("{k}={v}"),
+                None => k,
             })
             .collect();
         env_list.sort();
