@@ -147,7 +147,8 @@ fn a_compose_file_deployed_with_skep_runs_updates_in_place_prunes_and_is_removed
         ensure!(c.services(0)?.is_empty(), "services left");
         let tasks = objects(&c, "tasks")?;
         ensure!(tasks.is_empty(), "{} tasks left", tasks.len());
-        let nets: Vec<String> = objects(&c, "networks")?.iter().filter_map(|n| n["Name"].as_str().map(str::to_string)).collect();
+        let nets: Vec<String> =
+            objects(&c, "networks")?.iter().filter_map(|n| n["Name"].as_str().map(str::to_string)).collect();
         ensure!(!nets.iter().any(|n| n.starts_with("st_")), "networks left: {nets:?}");
         ensure!(objects(&c, "secrets")?.is_empty(), "secrets left");
         Ok(())

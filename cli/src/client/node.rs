@@ -50,22 +50,8 @@ pub struct LsArgs {
 /// `skep node ps`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct PsArgs {
-    /// Filter output based on conditions provided (id, name, desired-state, label, service)
-    #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = opts::parse_filter)]
-    pub filter: Vec<(String, String)>,
-    /// Format output: "table" (default), "json", "raw", or a template with {{.Field}} actions (ID, Name, Image,
-    /// Node, DesiredState, CurrentState, Error, Ports)
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<String>,
-    /// Do not map IDs to Names
-    #[arg(long)]
-    pub no_resolve: bool,
-    /// Do not truncate output
-    #[arg(long)]
-    pub no_trunc: bool,
-    /// Only display task IDs
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub flags: super::service::ps::TaskListFlags,
     /// Node IDs, names or "self" (default "self")
     #[arg(value_name = "NODE")]
     pub nodes: Vec<String>,
@@ -350,13 +336,6 @@ pub async fn resolve(c: &ApiClient, reference: &str) -> Result<String> {
 /// of them printed as `service ps` prints them; a node that cannot be found is reported at the end (docker's
 /// `runPs`).
 pub async fn ps(c: &ApiClient, a: PsArgs, out: &mut dyn Write) -> Result<()> {
-    let format = super::service::ListFormat::parse(
-        a.format.as_deref(),
-        a.quiet,
-        super::service::ps::TABLE,
-        super::service::ps::RAW,
-        "id: {{.ID}}",
-    )?;
     let refs = if a.nodes.is_empty() { vec!["self".to_string()] } else { a.nodes.clone() };
     let mut errors = Vec::new();
     let mut tasks: Vec<skep_api::docker::Task> = Vec::new();
@@ -368,10 +347,7 @@ pub async fn ps(c: &ApiClient, a: PsArgs, out: &mut dyn Write) -> Result<()> {
                 continue;
             }
         };
-        let mut f = Filters::default();
-        for (k, v) in &a.filter {
-            f.add(k, v);
-        }
+        let mut f = a.flags.filters(Filters::default());
         f.add("node", &node.id);
         match c.get::<Vec<skep_api::docker::Task>>(&format!("/tasks{}", query(&[("filters", &f.to_json())]))).await {
             Ok(t) => tasks.extend(t),
@@ -379,8 +355,7 @@ pub async fn ps(c: &ApiClient, a: PsArgs, out: &mut dyn Write) -> Result<()> {
         }
     }
     if errors.is_empty() || !tasks.is_empty() {
-        let trunc = !a.no_trunc && !a.quiet;
-        super::service::ps::print_tasks(c, tasks, &format, a.no_resolve, trunc, out).await?;
+        a.flags.print(c, tasks, out).await?;
     }
     if errors.is_empty() {
         Ok(())

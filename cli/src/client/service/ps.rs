@@ -36,6 +36,43 @@ pub struct PsArgs {
     pub services: Vec<String>,
 }
 
+/// The flags `node ps` and `stack ps` share (docker's `task.Print` options).
+#[derive(Args, Debug, Clone, Default)]
+pub struct TaskListFlags {
+    /// Filter output based on conditions provided (id, name, node, desired-state, label, service)
+    #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = opts::parse_filter)]
+    pub filter: Vec<(String, String)>,
+    /// Format output: "table" (default), "json", "raw", or a template with {{.Field}} actions (ID, Name, Image,
+    /// Node, DesiredState, CurrentState, Error, Ports)
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Do not map IDs to Names
+    #[arg(long)]
+    pub no_resolve: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only display task IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl TaskListFlags {
+    /// `filters` with the `--filter` values added.
+    pub fn filters(&self, mut filters: Filters) -> Filters {
+        for (k, v) in &self.filter {
+            filters.add(k, v);
+        }
+        filters
+    }
+
+    /// Print `tasks` as these flags ask.
+    pub async fn print(&self, c: &ApiClient, tasks: Vec<Task>, out: &mut dyn Write) -> Result<()> {
+        let format = ListFormat::parse(self.format.as_deref(), self.quiet, TABLE, RAW, "id: {{.ID}}")?;
+        print_tasks(c, tasks, &format, self.no_resolve, !self.no_trunc && !self.quiet, out).await
+    }
+}
+
 pub const TABLE: &str = "table {{.ID}}\t{{.Name}}\t{{.Image}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}\t{{.Ports}}";
 pub const RAW: &str = r"id: {{.ID}}\nname: {{.Name}}\nimage: {{.Image}}\nnode: {{.Node}}\ndesired_state: {{.DesiredState}}\ncurrent_state: {{.CurrentState}}\nerror: {{.Error}}\nports: {{.Ports}}\n";
 /// Longest error shown when truncating.

@@ -124,7 +124,9 @@ impl<'a> Obj<'a> {
     fn words(&self, k: &str) -> R<Option<Vec<String>>> {
         match self.get(k) {
             None => Ok(None),
-            Some(Value::String(s)) => flags::parse_words(s).map(|w| Some(w.0)).or_else(|e| err(format!("{}: {e}", self.at(k)))),
+            Some(Value::String(s)) => {
+                flags::parse_words(s).map(|w| Some(w.0)).or_else(|e| err(format!("{}: {e}", self.at(k))))
+            }
             Some(v) => strings(v, &self.at(k)).map(Some),
         }
     }
@@ -293,7 +295,10 @@ pub fn convert(doc: &Map<String, Value>, ns: &str, dir: &Path, env: &dyn Fn(&str
             Some(Value::Object(m)) => {
                 let mut out = Vec::new();
                 for (n, c) in m {
-                    let o = if c.is_null() { None } else { Some(Obj::new(c, &format!("{path}.networks.{n}"), &["aliases"])?) };
+                    let o = match c {
+                        Value::Null => None,
+                        c => Some(Obj::new(c, &format!("{path}.networks.{n}"), &["aliases"])?),
+                    };
                     out.push((n.clone(), o));
                 }
                 out
@@ -347,7 +352,9 @@ pub fn convert(doc: &Map<String, Value>, ns: &str, dir: &Path, env: &dyn Fn(&str
             labels = d.labels("labels")?;
             let replicas = d.u64("replicas")?;
             mode = match d.str("mode")?.as_deref() {
-                None | Some("replicated") => ServiceMode { replicated: Some(ReplicatedMode { replicas }), ..Default::default() },
+                None | Some("replicated") => {
+                    ServiceMode { replicated: Some(ReplicatedMode { replicas }), ..Default::default() }
+                }
                 Some("global") if replicas.is_some() => {
                     return err("replicas can only be used with replicated or replicated-job mode")
                 }
@@ -602,7 +609,8 @@ fn mounts(s: &Obj<'_>, vols: &BTreeMap<String, (String, Value)>, dir: &Path) -> 
                 if let Some(t) = o.obj("tmpfs", &["size", "mode"])? {
                     let mut to = json!({});
                     if let Some(sz) = t.str("size")? {
-                        to["SizeBytes"] = json!(flags::parse_mem_bytes(&sz).or_else(|e| err(format!("{}: {e}", t.at("size"))))?);
+                        let bytes = flags::parse_mem_bytes(&sz).or_else(|e| err(format!("{}: {e}", t.at("size"))))?;
+                        to["SizeBytes"] = json!(bytes);
                     }
                     if let Some(m) = t.u64("mode")? {
                         to["Mode"] = json!(m);
@@ -736,7 +744,8 @@ fn files_section(
                 .into_bytes(),
             _ => return err(format!("{kind}.{key}: exactly one of file, environment or external is needed")),
         };
-        out.push(SecretSpec { name, labels: with_stack_label(ns, o.labels("labels")?), data: Some(data), ..Default::default() });
+        let labels = with_stack_label(ns, o.labels("labels")?);
+        out.push(SecretSpec { name, labels, data: Some(data), ..Default::default() });
     }
     Ok(names)
 }

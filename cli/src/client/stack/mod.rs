@@ -18,7 +18,7 @@ mod tests;
 
 use super::format;
 use super::service::{self, ps, ListFormat};
-use super::{opts, query, seg, ApiClient};
+use super::{query, seg, ApiClient};
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use convert::LABEL_NAMESPACE;
@@ -58,22 +58,8 @@ pub struct LsArgs {
 /// `skep stack ps`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct PsArgs {
-    /// Filter output based on conditions provided (id, name, node, desired-state)
-    #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = opts::parse_filter)]
-    pub filter: Vec<(String, String)>,
-    /// Format output: "table" (default), "json", "raw", or a template with {{.Field}} actions (ID, Name, Image,
-    /// Node, DesiredState, CurrentState, Error, Ports)
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<String>,
-    /// Do not map IDs to Names
-    #[arg(long)]
-    pub no_resolve: bool,
-    /// Do not truncate output
-    #[arg(long)]
-    pub no_trunc: bool,
-    /// Only display task IDs
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub flags: ps::TaskListFlags,
     /// The stack
     #[arg(value_name = "STACK")]
     pub stack: String,
@@ -93,16 +79,8 @@ pub struct RmArgs {
 /// `skep stack services`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ServicesArgs {
-    /// Filter output based on conditions provided (id, label, mode, name)
-    #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = opts::parse_filter)]
-    pub filter: Vec<(String, String)>,
-    /// Format output: "table" (default), "json", "raw", or a template with {{.Field}} actions (ID, Name, Mode,
-    /// Replicas, Image, Ports)
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<String>,
-    /// Only display IDs
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub list: service::LsArgs,
     /// The stack
     #[arg(value_name = "STACK")]
     pub stack: String,
@@ -166,16 +144,12 @@ pub fn render_stacks(services: &[Service], format: &ListFormat) -> String {
 /// `stack ps`: GET /tasks?filters={…,"label":{"com.docker.stack.namespace=<ns>":true}} → `service ps`'s output;
 /// "nothing found in stack: <ns>" when there is no task.
 pub async fn ps(c: &ApiClient, a: PsArgs, out: &mut dyn Write) -> Result<()> {
-    let format = ListFormat::parse(a.format.as_deref(), a.quiet, ps::TABLE, ps::RAW, "id: {{.ID}}")?;
-    let mut filter = stack_filter(&a.stack);
-    for (k, v) in &a.filter {
-        filter.add(k, v);
-    }
+    let filter = a.flags.filters(stack_filter(&a.stack));
     let tasks: Vec<Task> = c.get(&format!("/tasks{}", query(&[("filters", &filter.to_json())]))).await?;
     if tasks.is_empty() {
         bail!("nothing found in stack: {}", a.stack);
     }
-    ps::print_tasks(c, tasks, &format, a.no_resolve, !a.no_trunc && !a.quiet, out).await
+    a.flags.print(c, tasks, out).await
 }
 
 /// `stack services`: `service ls` with the stack's label filter (after a first listing to tell an empty stack:
@@ -185,9 +159,9 @@ pub async fn services(c: &ApiClient, a: ServicesArgs, out: &mut dyn Write) -> Re
         eprintln!("Nothing found in stack: {}", a.stack);
         return Ok(());
     }
-    let mut filter = a.filter.clone();
-    filter.push(("label".into(), format!("{LABEL_NAMESPACE}={}", a.stack)));
-    service::ls(c, service::LsArgs { quiet: a.quiet, filter, format: a.format }, out).await
+    let mut list = a.list;
+    list.filter.push(("label".into(), format!("{LABEL_NAMESPACE}={}", a.stack)));
+    service::ls(c, list, out).await
 }
 
 /// How long `stack rm --detach=false` waits for the tasks to go.

@@ -25,7 +25,8 @@ fn env(k: &str) -> Option<String> {
 /// A temp dir with `files` written in it.
 fn dir_with(files: &[(&str, &str)]) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!("skep-stack-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!("skep-stack-test-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     for (name, text) in files {
@@ -128,11 +129,13 @@ fn a_compose_file_converts_as_docker_converts_it() {
     assert_eq!(cs["Env"], json!(["A=1", "FROM_ENV=yes"]));
     assert_eq!(cs["Labels"], json!({LABEL_NAMESPACE: "st", "team": "web"}));
     assert_eq!(cs["StopGracePeriod"], 90_000_000_000i64);
-    assert_eq!(cs["Healthcheck"], json!({"Test": ["CMD-SHELL", "curl -f localhost"], "Interval": 10_000_000_000i64, "Retries": 3}));
+    let want = json!({"Test": ["CMD-SHELL", "curl -f localhost"], "Interval": 10_000_000_000i64, "Retries": 3});
+    assert_eq!(cs["Healthcheck"], want);
     assert_eq!(cs["Mounts"][0], json!({"Type": "volume", "Source": "st_data", "Target": "/data",
                                        "VolumeOptions": {"Labels": {LABEL_NAMESPACE: "st"}}}));
-    assert_eq!(cs["Mounts"][1], json!({"Type": "bind", "Source": dir.join("./site").to_string_lossy(), "Target": "/site",
-                                       "ReadOnly": true}));
+    let site = dir.join("./site");
+    let want = json!({"Type": "bind", "Source": site.to_string_lossy(), "Target": "/site", "ReadOnly": true});
+    assert_eq!(cs["Mounts"][1], want);
     assert_eq!(cs["Mounts"][2], json!({"Type": "tmpfs", "Target": "/scratch", "TmpfsOptions": {"SizeBytes": 1048576}}));
     let tt = &spec["TaskTemplate"];
     assert_eq!(tt["Networks"], json!([{"Target": "st_front", "Aliases": ["www", "web"]}]));
@@ -186,7 +189,8 @@ fn keys_skep_does_not_carry_out_are_refused_by_path() {
 }
 
 fn info(manager: bool) -> Value {
-    json!({"ID": "d1", "Name": "n1", "Swarm": {"NodeID": "n1", "LocalNodeState": "active", "ControlAvailable": manager}})
+    let swarm = json!({"NodeID": "n1", "LocalNodeState": "active", "ControlAvailable": manager});
+    json!({"ID": "d1", "Name": "n1", "Swarm": swarm})
 }
 
 fn args(files: Vec<String>) -> deploy::DeployArgs {
@@ -199,8 +203,8 @@ fn args(files: Vec<String>) -> deploy::DeployArgs {
     }
 }
 
-const SMALL: &str = "services:\n  web:\n    image: nginx\n    ports: [\"8080:80\"]\n    secrets: [pw]\nsecrets:\n  pw:\n    \
-                     file: pw.txt\n";
+const SMALL: &str = "services:\n  web:\n    image: nginx\n    ports: [\"8080:80\"]\n    secrets: [pw]\n\
+                     secrets:\n  pw:\n    file: pw.txt\n";
 
 #[tokio::test]
 async fn deploy_makes_the_requests_docker_makes() {
@@ -221,7 +225,8 @@ async fn deploy_makes_the_requests_docker_makes() {
     let mut out = Vec::new();
     let file = dir.join("stack.yml").to_string_lossy().to_string();
     deploy::deploy(&d.client(), args(vec![file]), &mut out, &env).await.unwrap();
-    assert_eq!(String::from_utf8(out).unwrap(), "Creating network st_default\nCreating secret st_pw\nCreating service st_web\n");
+    let want = "Creating network st_default\nCreating secret st_pw\nCreating service st_web\n";
+    assert_eq!(String::from_utf8(out).unwrap(), want);
     let label = "%7B%22label%22%3A%7B%22com.docker.stack.namespace%3Dst%22%3Atrue%7D%7D";
     assert_eq!(d.requests(), [
         "GET /info".to_string(),
@@ -241,7 +246,8 @@ async fn deploy_makes_the_requests_docker_makes() {
     assert_eq!(svc["TaskTemplate"]["ContainerSpec"]["Image"], "nginx:latest");
     assert_eq!(svc["Labels"]["com.docker.stack.image"], "nginx");
     assert_eq!(svc["TaskTemplate"]["ContainerSpec"]["Secrets"],
-               json!([{"File": {"Name": "pw", "UID": "0", "GID": "0", "Mode": 292}, "SecretID": "sec1", "SecretName": "st_pw"}]));
+               json!([{"File": {"Name": "pw", "UID": "0", "GID": "0", "Mode": 292}, "SecretID": "sec1",
+                       "SecretName": "st_pw"}]));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -316,7 +322,8 @@ async fn ls_counts_the_services_of_each_stack() {
     let (out, err) = run_cli(&d, &["stack", "ls"]).await;
     assert_eq!(err, None);
     assert_eq!(out, "NAME      SERVICES\na2        1\na10       1\nb         2\n");
-    assert_eq!(d.requests()[0], "GET /services?filters=%7B%22label%22%3A%7B%22com.docker.stack.namespace%22%3Atrue%7D%7D");
+    let want = json!({"label": {LABEL_NAMESPACE: true}}).to_string();
+    assert_eq!(d.requests()[0], format!("GET /services{}", query(&[("filters", &want)])));
     let (out, _) = run_cli(&d, &["stack", "ls", "--format", "{{.Name}}: {{.Services}}"]).await;
     assert_eq!(out, "a2: 1\na10: 1\nb: 2\n");
 }
@@ -335,10 +342,12 @@ async fn ps_lists_the_stacks_tasks_with_the_label_filter() {
             "Description": {"Hostname": "node-1"}, "Status": {"State": "ready"}})),
         _ => not_found(),
     });
-    let (out, err) = run_cli(&d, &["stack", "ps", "st", "-f", "desired-state=running", "--format", "{{.Name}} {{.Node}}"]).await;
+    let args = ["stack", "ps", "st", "-f", "desired-state=running", "--format", "{{.Name}} {{.Node}}"];
+    let (out, err) = run_cli(&d, &args).await;
     assert_eq!(err, None);
     assert_eq!(out, "st_web.1 node-1\n");
-    let want = json!({"desired-state": {"running": true}, "label": {"com.docker.stack.namespace=st": true}}).to_string();
+    let want = json!({"desired-state": {"running": true}, "label": {"com.docker.stack.namespace=st": true}});
+    let want = want.to_string();
     assert_eq!(d.requests()[0], format!("GET /tasks{}", query(&[("filters", &want)])));
     let (_, err) = run_cli(&d, &["stack", "ps", "empty"]).await;
     assert_eq!(err.as_deref(), Some("nothing found in stack: empty"));
@@ -346,17 +355,19 @@ async fn ps_lists_the_stacks_tasks_with_the_label_filter() {
 
 #[tokio::test]
 async fn rm_removes_services_then_secrets_configs_and_networks() {
-    let d = FakeDaemon::start(|m, p, _| match (m, p) {
-        ("GET", p) if p.starts_with("/services?") && p.contains("%3Dst%22") => ok(json!([svc("s2", "st_web", "st"), svc("s1", "st_db", "st")])),
-        ("GET", p) if p.starts_with("/networks?") && p.contains("%3Dst%22") => ok(json!([{"Id": "n1", "Name": "st_default"}])),
-        ("GET", p) if p.starts_with("/secrets?") && p.contains("%3Dst%22") => ok(json!([{"ID": "x1", "Spec": {"Name": "st_pw"}}])),
+    let of_st = |p: &str, kind: &str| p.starts_with(kind) && p.contains("%3Dst%22");
+    let d = FakeDaemon::start(move |m, p, _| match (m, p) {
+        ("GET", p) if of_st(p, "/services?") => ok(json!([svc("s2", "st_web", "st"), svc("s1", "st_db", "st")])),
+        ("GET", p) if of_st(p, "/networks?") => ok(json!([{"Id": "n1", "Name": "st_default"}])),
+        ("GET", p) if of_st(p, "/secrets?") => ok(json!([{"ID": "x1", "Spec": {"Name": "st_pw"}}])),
         ("GET", p) if p.contains("?filters=") => ok(json!([])),
         ("DELETE", _) => (204, String::new()),
         _ => not_found(),
     });
     let (out, err) = run_cli(&d, &["stack", "rm", "st", "none"]).await;
     assert_eq!(err, None);
-    assert_eq!(out, "Removing service st_db\nRemoving service st_web\nRemoving secret st_pw\nRemoving network st_default\n");
+    let want = "Removing service st_db\nRemoving service st_web\nRemoving secret st_pw\nRemoving network st_default\n";
+    assert_eq!(out, want);
     let deletes: Vec<String> = d.requests().into_iter().filter(|r| r.starts_with("DELETE")).collect();
     assert_eq!(deletes, ["DELETE /services/s1", "DELETE /services/s2", "DELETE /secrets/x1", "DELETE /networks/n1"]);
 }
