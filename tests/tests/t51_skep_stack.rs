@@ -3,7 +3,9 @@
 //! answers with the secret), `stack ls` and `stack ps` (and the stock `docker stack ps` / `stack ls` seeing the same
 //! stack, as the labels are docker's), a redeploy with a change updating the service in place (same ID, same tasks)
 //! and `--prune` removing the service the file no longer names, then `stack rm` leaving no service, task, network
-//! or secret behind.
+//! or secret behind. And the same compose file deployed by the stock `docker stack deploy` and by
+//! `skep stack deploy` gives the same service spec (names, labels, mounts, secrets, configs, healthcheck, resources,
+//! policies), and each CLI removes the other's stack.
 
 use anyhow::{ensure, Context as _, Result};
 use serde_json::Value;
@@ -156,6 +158,104 @@ fn a_compose_file_deployed_with_skep_runs_updates_in_place_prunes_and_is_removed
     ensure!(c.skep_ok(0, &["stack", "ls"])? == "NAME      SERVICES\n", "stack ls after rm");
     let ps = c.skep(0, &["stack", "ps", "st"])?;
     ensure!(!ps.success() && ps.stderr.trim() == "nothing found in stack: st", "stack ps after rm: {}", ps.stderr);
+    c.pass();
+    Ok(())
+}
+
+/// A compose file using most of what skep carries out; `{ns}`-free so both CLIs deploy it unchanged.
+const RICH: &str = r#"services:
+  app:
+    image: busybox
+    command: sh -c "echo hi; exec sleep 3600"
+    environment: {A: "1", B: two}
+    labels: [team=t51]
+    hostname: app-host
+    user: "0"
+    working_dir: /tmp
+    stop_grace_period: 20s
+    stop_signal: SIGTERM
+    volumes:
+      - type: tmpfs
+        target: /scratch
+        tmpfs: {size: 1048576}
+    networks:
+      back:
+        aliases: [api]
+    secrets:
+      - source: pw
+        target: pw
+        mode: 0400
+    configs: [conf]
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 5s
+      retries: 2
+    deploy:
+      replicas: 1
+      labels: {tier: back}
+      resources:
+        limits: {cpus: "0.5", memory: 32M}
+        reservations: {memory: 8M}
+      restart_policy: {condition: on-failure, delay: 2s, max_attempts: 3}
+      update_config: {parallelism: 2, delay: 1s, order: start-first, failure_action: rollback}
+      placement: {constraints: [node.role==manager], max_replicas_per_node: 1}
+networks:
+  back:
+    attachable: true
+secrets:
+  pw:
+    file: ./secret.txt
+configs:
+  conf:
+    file: ./secret.txt
+"#;
+
+/// The service's spec with the stack's name in it replaced, network IDs by their names, and no secret and config
+/// IDs (the objects differ).
+fn comparable(c: &Cluster, ns: &str) -> Result<Value> {
+    let mut svc: Value = skep_tests::json::parse(&c.skep_ok(0, &["service", "inspect", &format!("{ns}_app")])?)?;
+    for n in svc[0]["Spec"]["TaskTemplate"]["Networks"].as_array_mut().into_iter().flatten() {
+        let id = n["Target"].as_str().unwrap_or_default().to_string();
+        let net: Value = skep_tests::json::parse(&c.skep_ok(0, &["network", "inspect", &id])?)?;
+        n["Target"] = net[0]["Name"].clone();
+    }
+    let text = svc[0]["Spec"].to_string().replace(&format!("{ns}_"), "NS_").replace(&format!("\"{ns}\""), "\"NS\"");
+    let mut spec: Value = serde_json::from_str(&text)?;
+    let cs = &mut spec["TaskTemplate"]["ContainerSpec"];
+    for (list, id) in [("Secrets", "SecretID"), ("Configs", "ConfigID")] {
+        for r in cs[list].as_array_mut().into_iter().flatten() {
+            r[id] = Value::Null;
+        }
+    }
+    Ok(spec)
+}
+
+#[test]
+fn a_stack_deployed_by_skep_has_the_spec_docker_stack_deploy_gives() -> Result<()> {
+    if !require_root_and_netns() {
+        return Ok(());
+    }
+    let mut c = Cluster::new(1)?;
+    c.form(1, 0)?;
+    c.set_client_timeout(Duration::from_secs(90));
+    let root = c.root().to_path_buf();
+    std::fs::write(root.join("secret.txt"), SECRET)?;
+    let file = root.join("rich.yml");
+    std::fs::write(&file, RICH)?;
+    let file = file.display().to_string();
+    c.docker(0, &["stack", "deploy", "-c", &file, "dk"])?.ok()?;
+    c.skep_ok(0, &["stack", "deploy", "-c", &file, "sk"])?;
+    let (docker, skep) = (comparable(&c, "dk")?, comparable(&c, "sk")?);
+    ensure!(docker == skep, "docker's spec:\n{docker:#}\nskep's:\n{skep:#}");
+    // each CLI removes the other's stack
+    let rm = c.skep_ok(0, &["stack", "rm", "dk"])?;
+    ensure!(rm.starts_with("Removing service dk_app\n"), "skep stack rm dk: {rm:?}");
+    c.docker(0, &["stack", "rm", "sk"])?.ok()?;
+    wait_until("both stacks gone", CONVERGE, || -> Result<()> {
+        ensure!(c.services(0)?.is_empty(), "services left");
+        ensure!(objects(&c, "secrets")?.is_empty() && objects(&c, "configs")?.is_empty(), "secrets or configs left");
+        Ok(())
+    })?;
     c.pass();
     Ok(())
 }
