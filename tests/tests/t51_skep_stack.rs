@@ -199,6 +199,10 @@ const RICH: &str = r#"services:
       restart_policy: {condition: on-failure, delay: 2s, max_attempts: 3}
       update_config: {parallelism: 2, delay: 1s, order: start-first, failure_action: rollback}
       placement: {constraints: [node.role==manager], max_replicas_per_node: 1}
+  restarts:
+    image: busybox
+    command: ["sleep", "3600"]
+    restart: on-failure:2
 networks:
   back:
     attachable: true
@@ -212,8 +216,8 @@ configs:
 
 /// The service's spec with the stack's name in it replaced, network IDs by their names, and no secret and config
 /// IDs (the objects differ).
-fn comparable(c: &Cluster, ns: &str) -> Result<Value> {
-    let mut svc: Value = skep_tests::json::parse(&c.skep_ok(0, &["service", "inspect", &format!("{ns}_app")])?)?;
+fn comparable(c: &Cluster, ns: &str, service: &str) -> Result<Value> {
+    let mut svc: Value = skep_tests::json::parse(&c.skep_ok(0, &["service", "inspect", &format!("{ns}_{service}")])?)?;
     for n in svc[0]["Spec"]["TaskTemplate"]["Networks"].as_array_mut().into_iter().flatten() {
         let id = n["Target"].as_str().unwrap_or_default().to_string();
         let net: Value = skep_tests::json::parse(&c.skep_ok(0, &["network", "inspect", &id])?)?;
@@ -245,11 +249,13 @@ fn a_stack_deployed_by_skep_has_the_spec_docker_stack_deploy_gives() -> Result<(
     let file = file.display().to_string();
     c.docker(0, &["stack", "deploy", "-c", &file, "dk"])?.ok()?;
     c.skep_ok(0, &["stack", "deploy", "-c", &file, "sk"])?;
-    let (docker, skep) = (comparable(&c, "dk")?, comparable(&c, "sk")?);
-    ensure!(docker == skep, "docker's spec:\n{docker:#}\nskep's:\n{skep:#}");
+    for service in ["app", "restarts"] {
+        let (docker, skep) = (comparable(&c, "dk", service)?, comparable(&c, "sk", service)?);
+        ensure!(docker == skep, "{service}: docker's spec:\n{docker:#}\nskep's:\n{skep:#}");
+    }
     // each CLI removes the other's stack
     let rm = c.skep_ok(0, &["stack", "rm", "dk"])?;
-    ensure!(rm.starts_with("Removing service dk_app\n"), "skep stack rm dk: {rm:?}");
+    ensure!(rm.starts_with("Removing service dk_app\nRemoving service dk_restarts\n"), "skep stack rm dk: {rm:?}");
     c.docker(0, &["stack", "rm", "sk"])?.ok()?;
     wait_until("both stacks gone", CONVERGE, || -> Result<()> {
         ensure!(c.services(0)?.is_empty(), "services left");

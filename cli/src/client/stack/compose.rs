@@ -202,7 +202,10 @@ fn check_service_keys(doc: &mut Map<String, Value>) -> Result<String, ComposeErr
     }
     for svc in services.values_mut() {
         if let Value::Object(s) = svc {
-            s.retain(|k, _| !UNSUPPORTED.contains(&k.as_str()) && !DEPRECATED.iter().any(|(d, _)| d == k));
+            // docker warns about `restart` but still reads it when `deploy.restart_policy` is absent; so does skep
+            s.retain(|k, _| {
+                k == "restart" || (!UNSUPPORTED.contains(&k.as_str()) && !DEPRECATED.iter().any(|(d, _)| d == k))
+            });
         }
     }
     let mut text = String::new();
@@ -398,7 +401,7 @@ mod tests {
              container_name: Setting the container name is not supported.\n\nexpose: Exposing ports is unnecessary - \
              services on the same network can access each other's containers on any port.\n\n"
         );
-        assert_eq!(l.doc["services"]["web"], serde_json::json!({"image": "x"}));
+        assert_eq!(l.doc["services"]["web"], serde_json::json!({"image": "x", "restart": "always"}));
         let y = "services:\n  web:\n    image: x\n    mem_limit: 1g\n    build: .\n";
         let e = load_texts(&[("f".into(), y.into())], &env).unwrap_err();
         assert_eq!(

@@ -207,7 +207,7 @@ fn external(o: &Obj<'_>, key: &str, ns: &str) -> R<(String, bool)> {
 const SERVICE_KEYS: &[&str] = &[
     "image", "command", "entrypoint", "environment", "env_file", "labels", "deploy", "ports", "networks", "volumes",
     "secrets", "configs", "healthcheck", "user", "working_dir", "hostname", "stop_grace_period", "stop_signal",
-    "cap_add", "cap_drop", "sysctls", "read_only", "tty",
+    "cap_add", "cap_drop", "sysctls", "read_only", "tty", "restart",
 ];
 
 /// Convert the document for stack `ns`; `dir` is where relative paths start; `env` the environment for
@@ -345,7 +345,7 @@ pub fn convert(doc: &Map<String, Value>, ns: &str, dir: &Path, env: &dyn Fn(&str
         let mut labels = BTreeMap::new();
         let mut mode = ServiceMode { replicated: Some(ReplicatedMode { replicas: None }), ..Default::default() };
         let mut resources = ResourceRequirements::default();
-        let (mut restart, mut update, mut rollback) = (None, None, None);
+        let (mut restart, mut update, mut rollback) = (restart_key(&s)?, None, None);
         let mut placement = Placement::default();
         let mut endpoint_mode = String::new();
         if let Some(d) = &deploy {
@@ -485,6 +485,27 @@ pub fn convert(doc: &Map<String, Value>, ns: &str, dir: &Path, env: &dyn Fn(&str
         }
     }
     Ok(plan)
+}
+
+/// docker's `convertRestartPolicy` without `deploy.restart_policy`: the service-level `restart` (which docker also
+/// reports as an ignored option) still decides the policy.
+fn restart_key(s: &Obj<'_>) -> R<Option<RestartPolicy>> {
+    let Some(r) = s.str("restart")? else { return Ok(None) };
+    let (name, count) = r.split_once(':').map_or((r.as_str(), None), |(n, c)| (n, Some(c)));
+    let policy = |condition: &str, max_attempts| {
+        Some(RestartPolicy { condition: condition.into(), max_attempts, ..Default::default() })
+    };
+    match (name, count) {
+        ("" | "no", None) => Ok(None),
+        ("always" | "unless-stopped", None) => Ok(policy("any", None)),
+        ("on-failure", c) => {
+            let n = c
+                .map_or(Ok(0), |c| c.parse::<u64>())
+                .or_else(|_| err(format!("invalid restart policy format: {r}")))?;
+            Ok(policy("on-failure", Some(n)))
+        }
+        _ => err(format!("unknown restart policy: {r}")),
+    }
 }
 
 const UPDATE_KEYS: &[&str] = &["parallelism", "delay", "failure_action", "monitor", "max_failure_ratio", "order"];

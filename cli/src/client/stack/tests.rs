@@ -378,3 +378,21 @@ fn stack_table_renders_like_docker() {
     let services: Vec<Service> = serde_json::from_value(json!([svc("1", "a_x", "a")])).unwrap();
     assert_eq!(render_stacks(&services, &f), "{\"Name\":\"a\",\"Services\":\"1\"}\n");
 }
+
+#[test]
+fn restart_decides_the_policy_without_deploy_restart_policy_as_in_docker() {
+    let dir = dir_with(&[]);
+    let policy = |r: &str, deploy: &str| -> Result<Value, String> {
+        let y = format!("services:\n  web:\n    image: x\n    restart: \"{r}\"\n{deploy}");
+        let plan = plan_of(&y, &dir)?;
+        Ok(serde_json::to_value(&plan.services["st_web"].spec).unwrap()["TaskTemplate"]["RestartPolicy"].clone())
+    };
+    assert_eq!(policy("always", "").unwrap(), json!({"Condition": "any"}));
+    assert_eq!(policy("unless-stopped", "").unwrap(), json!({"Condition": "any"}));
+    assert_eq!(policy("on-failure:2", "").unwrap(), json!({"Condition": "on-failure", "MaxAttempts": 2}));
+    assert_eq!(policy("no", "").unwrap(), Value::Null);
+    let explicit = "    deploy: {restart_policy: {condition: none}}\n";
+    assert_eq!(policy("always", explicit).unwrap(), json!({"Condition": "none"}));
+    assert_eq!(policy("sometimes", "").unwrap_err(), "unknown restart policy: sometimes");
+    let _ = std::fs::remove_dir_all(dir);
+}
