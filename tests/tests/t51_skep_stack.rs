@@ -201,11 +201,28 @@ const RICH: &str = r#"services:
       placement: {constraints: [node.role==manager], max_replicas_per_node: 1}
   restarts:
     image: busybox
-    command: ["sleep", "3600"]
+    entrypoint: sleep
+    command: ["3600"]
     restart: on-failure:2
+    environment: [X=1, Y]
+    cap_add: [NET_ADMIN]
+    ports:
+      - "90"
+      - target: 91
+        protocol: udp
+    volumes:
+      - data:/data:ro
+      - type: volume
+        target: /anon
+    deploy:
+      mode: global
+      endpoint_mode: vip
 networks:
   back:
     attachable: true
+volumes:
+  data:
+    labels: {kept: "yes"}
 secrets:
   pw:
     file: ./secret.txt

@@ -423,6 +423,7 @@ pub fn convert(doc: &Map<String, Value>, ns: &str, dir: &Path, env: &dyn Fn(&str
         let mut service_labels = with_stack_label(ns, labels);
         service_labels.insert(LABEL_IMAGE.into(), image.clone());
 
+        let (cap_add, cap_drop) = capabilities(&s)?;
         let container = ContainerSpec {
             image: image.clone(),
             labels: with_stack_label(ns, s.labels("labels")?),
@@ -441,8 +442,8 @@ pub fn convert(doc: &Map<String, Value>, ns: &str, dir: &Path, env: &dyn Fn(&str
             healthcheck: s.obj("healthcheck", &["test", "interval", "timeout", "start_period", "start_interval",
                                                 "retries", "disable"])?.map(|h| healthcheck(&h)).transpose()?,
             sysctls: s.labels("sysctls")?,
-            capability_add: s.get("cap_add").map(|v| strings(v, &s.at("cap_add"))).transpose()?.unwrap_or_default(),
-            capability_drop: s.get("cap_drop").map(|v| strings(v, &s.at("cap_drop"))).transpose()?.unwrap_or_default(),
+            capability_add: cap_add,
+            capability_drop: cap_drop,
             ..Default::default()
         };
         let spec = ServiceSpec {
@@ -506,6 +507,29 @@ fn restart_key(s: &Obj<'_>) -> R<Option<RestartPolicy>> {
         }
         _ => err(format!("unknown restart policy: {r}")),
     }
+}
+
+/// docker's `EffectiveCapAddCapDrop`: upper case, `CAP_` prefixed (but `ALL`), sorted, without duplicates; `ALL`
+/// alone when present; a capability both added and dropped is only added.
+fn capabilities(s: &Obj<'_>) -> R<(Vec<String>, Vec<String>)> {
+    let norm = |k: &str| -> R<Vec<String>> {
+        let list = s.get(k).map(|v| strings(v, &s.at(k))).transpose()?.unwrap_or_default();
+        let mut caps: Vec<String> = list
+            .iter()
+            .map(|c| c.trim().to_uppercase())
+            .filter(|c| !c.is_empty())
+            .map(|c| if c == "ALL" || c.starts_with("CAP_") { c } else { format!("CAP_{c}") })
+            .collect();
+        caps.sort();
+        caps.dedup();
+        if caps.iter().any(|c| c == "ALL") {
+            caps = vec!["ALL".into()];
+        }
+        Ok(caps)
+    };
+    let add = norm("cap_add")?;
+    let drop = norm("cap_drop")?.into_iter().filter(|c| !add.contains(c)).collect();
+    Ok((add, drop))
 }
 
 const UPDATE_KEYS: &[&str] = &["parallelism", "delay", "failure_action", "monitor", "max_failure_ratio", "order"];

@@ -156,6 +156,11 @@ fn a_compose_file_converts_as_docker_converts_it() {
     assert_eq!((web.configs[0].source.as_str(), web.configs[0].file.name.as_str()), ("conf", "conf"));
     assert_eq!((web.configs[1].file.name.as_str(), web.configs[1].file.mode), ("/etc/conf2", 0o440));
 
+    let caps = plan_of("services:\n  w:\n    image: x\n    cap_add: [net_admin, CAP_SYS_TIME, NET_ADMIN]\n    \
+                        cap_drop: [sys_time, mknod]\n", &dir).unwrap();
+    let cs = serde_json::to_value(&caps.services["st_w"].spec).unwrap()["TaskTemplate"]["ContainerSpec"].clone();
+    assert_eq!(cs["CapabilityAdd"], json!(["CAP_NET_ADMIN", "CAP_SYS_TIME"]));
+    assert_eq!(cs["CapabilityDrop"], json!(["CAP_MKNOD"]));
     let worker = serde_json::to_value(&plan.services["st_worker"].spec).unwrap();
     assert_eq!(worker["Mode"], json!({"Global": {}}));
     assert_eq!(worker["TaskTemplate"]["ContainerSpec"]["Command"], json!(["sleep"]));
