@@ -217,6 +217,30 @@ const RICH: &str = r#"services:
     deploy:
       mode: global
       endpoint_mode: vip
+  more:
+    image: busybox
+    command: sleep 3600
+    read_only: true
+    labels: [flag, k=v]
+    sysctls: {net.ipv4.ip_forward: 1}
+    healthcheck:
+      test: exit 0
+      timeout: 3s
+      start_period: 1m
+    volumes:
+      - ./:/host:ro
+      - type: tmpfs
+        target: /t
+        tmpfs: {size: 65536}
+    networks: [default, back]
+    deploy:
+      endpoint_mode: dnsrr
+      resources:
+        limits: {pids: 64}
+      placement:
+        preferences: [{spread: node.labels.zone}]
+      rollback_config: {parallelism: 0, monitor: 10s, max_failure_ratio: 0.5}
+      update_config: {failure_action: continue}
 networks:
   back:
     attachable: true
@@ -266,13 +290,14 @@ fn a_stack_deployed_by_skep_has_the_spec_docker_stack_deploy_gives() -> Result<(
     let file = file.display().to_string();
     c.docker(0, &["stack", "deploy", "-c", &file, "dk"])?.ok()?;
     c.skep_ok(0, &["stack", "deploy", "-c", &file, "sk"])?;
-    for service in ["app", "restarts"] {
+    for service in ["app", "restarts", "more"] {
         let (docker, skep) = (comparable(&c, "dk", service)?, comparable(&c, "sk", service)?);
         ensure!(docker == skep, "{service}: docker's spec:\n{docker:#}\nskep's:\n{skep:#}");
     }
     // each CLI removes the other's stack
     let rm = c.skep_ok(0, &["stack", "rm", "dk"])?;
-    ensure!(rm.starts_with("Removing service dk_app\nRemoving service dk_restarts\n"), "skep stack rm dk: {rm:?}");
+    let want = "Removing service dk_app\nRemoving service dk_more\nRemoving service dk_restarts\n";
+    ensure!(rm.starts_with(want), "skep stack rm dk: {rm:?}");
     c.docker(0, &["stack", "rm", "sk"])?.ok()?;
     wait_until("both stacks gone", CONVERGE, || -> Result<()> {
         ensure!(c.services(0)?.is_empty(), "services left");

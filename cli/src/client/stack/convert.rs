@@ -657,8 +657,9 @@ fn mounts(s: &Obj<'_>, vols: &BTreeMap<String, (String, Value)>, dir: &Path) -> 
                         let bytes = flags::parse_mem_bytes(&sz).or_else(|e| err(format!("{}: {e}", t.at("size"))))?;
                         to["SizeBytes"] = json!(bytes);
                     }
-                    if let Some(m) = t.u64("mode")? {
-                        to["Mode"] = json!(m);
+                    // docker's stack deploy drops tmpfs.mode; skep carries it out
+                    if let Some(m) = t.get("mode") {
+                        to["Mode"] = json!(file_mode(m, &t.at("mode"))?);
                     }
                     extra.insert("TmpfsOptions".into(), to);
                 }
@@ -698,7 +699,7 @@ fn mounts(s: &Obj<'_>, vols: &BTreeMap<String, (String, Value)>, dir: &Path) -> 
                 } else {
                     dir.join(&source)
                 };
-                m["Source"] = json!(src.to_string_lossy());
+                m["Source"] = json!(clean(&src).to_string_lossy());
                 if let Some(b) = extra.get("BindOptions") {
                     m["BindOptions"] = b.clone();
                 }
@@ -737,6 +738,40 @@ fn mounts(s: &Obj<'_>, vols: &BTreeMap<String, (String, Value)>, dir: &Path) -> 
         out.push(m);
     }
     Ok(out)
+}
+
+/// A file mode: a YAML number as it is, text (`0400`, which YAML 1.2 does not read as a number) as octal, as docker's
+/// YAML reads a leading zero.
+fn file_mode(v: &Value, path: &str) -> R<u32> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| ConvertError(format!("{path}: {n} is not a file mode"))),
+        v => {
+            let t = scalar(v, path)?;
+            let digits = t.strip_prefix("0o").or_else(|| t.strip_prefix('0')).unwrap_or(&t);
+            u32::from_str_radix(digits, 8).or_else(|_| err(format!("{path}: {t} is not an octal file mode")))
+        }
+    }
+}
+
+/// Lexically clean a path as Go's `filepath.Clean` does (`a/./b/../c` → `a/c`), as docker's bind sources are.
+fn clean(p: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            c => out.push(c.as_os_str()),
+        }
+    }
+    out
 }
 
 /// `KEY=VALUE` lines of an env file (`#` comments and blank lines skipped; `KEY` alone takes the environment's).
@@ -807,20 +842,7 @@ fn file_refs(s: &Obj<'_>, kind: &str, names: &BTreeMap<String, String>) -> R<Vec
             Value::Object(_) => {
                 let o = Obj::new(r, &path, &["source", "target", "uid", "gid", "mode"])?;
                 let source = o.str("source")?.ok_or_else(|| ConvertError(format!("{path}.source: required")))?;
-                let mode = match o.get("mode") {
-                    None => 0o444,
-                    Some(Value::Number(n)) => n
-                        .as_u64()
-                        .and_then(|n| u32::try_from(n).ok())
-                        .ok_or_else(|| ConvertError(format!("{path}.mode: {n} is not a file mode")))?,
-                    // `0400` is text to YAML 1.2 (a leading zero is no number); docker's YAML reads it as octal
-                    Some(v) => {
-                        let t = scalar(v, &format!("{path}.mode"))?;
-                        let digits = t.strip_prefix("0o").or_else(|| t.strip_prefix('0')).unwrap_or(&t);
-                        u32::from_str_radix(digits, 8)
-                            .or_else(|_| err(format!("{path}.mode: {t} is not an octal file mode")))?
-                    }
-                };
+                let mode = o.get("mode").map(|v| file_mode(v, &format!("{path}.mode"))).transpose()?.unwrap_or(0o444);
                 (source, o.str("target")?, o.str("uid")?, o.str("gid")?, mode)
             }
             _ => (scalar(r, &path)?, None, None, None, 0o444),

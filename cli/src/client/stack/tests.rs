@@ -60,6 +60,7 @@ services:
         target: /scratch
         tmpfs:
           size: 1m
+          mode: 01777
     secrets:
       - source: pw
         target: db_pw
@@ -133,10 +134,11 @@ fn a_compose_file_converts_as_docker_converts_it() {
     assert_eq!(cs["Healthcheck"], want);
     assert_eq!(cs["Mounts"][0], json!({"Type": "volume", "Source": "st_data", "Target": "/data",
                                        "VolumeOptions": {"Labels": {LABEL_NAMESPACE: "st"}}}));
-    let site = dir.join("./site");
+    let site = dir.join("site");
     let want = json!({"Type": "bind", "Source": site.to_string_lossy(), "Target": "/site", "ReadOnly": true});
     assert_eq!(cs["Mounts"][1], want);
-    assert_eq!(cs["Mounts"][2], json!({"Type": "tmpfs", "Target": "/scratch", "TmpfsOptions": {"SizeBytes": 1048576}}));
+    let want = json!({"Type": "tmpfs", "Target": "/scratch", "TmpfsOptions": {"SizeBytes": 1048576, "Mode": 0o1777}});
+    assert_eq!(cs["Mounts"][2], want);
     let tt = &spec["TaskTemplate"];
     assert_eq!(tt["Networks"], json!([{"Target": "st_front", "Aliases": ["www", "web"]}]));
     assert_eq!(tt["Resources"]["Limits"], json!({"NanoCPUs": 500_000_000, "MemoryBytes": 67_108_864}));
