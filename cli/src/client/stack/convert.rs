@@ -200,6 +200,11 @@ fn external(o: &Obj<'_>, key: &str, ns: &str) -> R<(String, bool)> {
             (true, e.str("name")?)
         }
     };
+    if ext {
+        if let Some(k) = o.m.keys().find(|k| !matches!(k.as_str(), "external" | "name") && !k.starts_with("x-")) {
+            return err(format!("{}: external cannot be combined with {k} (the object is not created)", o.path));
+        }
+    }
     let real = ext_name.or(name).unwrap_or_else(|| if ext { key.to_string() } else { scope(ns, key) });
     Ok((real, ext))
 }
@@ -664,6 +669,11 @@ fn mounts(s: &Obj<'_>, vols: &BTreeMap<String, (String, Value)>, dir: &Path) -> 
                     extra.insert("TmpfsOptions".into(), to);
                 }
                 let kind = o.str("type")?.unwrap_or_else(|| "volume".into());
+                for opts in ["bind", "volume", "tmpfs"] {
+                    if o.get(opts).is_some() && kind != opts {
+                        return err(format!("{path}.{opts}: options for {opts} mounts on a {kind} mount"));
+                    }
+                }
                 let target = o.str("target")?.ok_or_else(|| ConvertError(format!("{path}.target: required")))?;
                 (kind, o.str("source")?.unwrap_or_default(), target, o.bool("read_only")?, extra)
             }

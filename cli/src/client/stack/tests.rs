@@ -190,6 +190,11 @@ fn keys_skep_does_not_carry_out_are_refused_by_path() {
                "replicas can only be used with replicated or replicated-job mode");
     assert_eq!(e("services:\n  web:\n    command: x\n"), "services.web.image: a service needs an image");
     assert!(e("services:\n  web:\n    image: x\n    deploy: {mode: sometimes}\n").starts_with("Unknown mode"));
+    assert_eq!(e("services:\n  web:\n    image: x\nsecrets:\n  s:\n    external: true\n    file: ./f\n"),
+               "secrets.s: external cannot be combined with file (the object is not created)");
+    assert_eq!(e("services:\n  web:\n    image: x\n    volumes:\n      - type: volume\n        target: /x\n        \
+                  bind: {propagation: rshared}\n"),
+               "services.web.volumes[0].bind: options for bind mounts on a volume mount");
     // x- extension keys are allowed anywhere docker allows them
     assert!(plan_of("x-a: 1\nservices:\n  web:\n    image: x\n    x-b: 2\n", &dir).is_ok());
     let _ = std::fs::remove_dir_all(dir);
