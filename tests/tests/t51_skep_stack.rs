@@ -77,13 +77,16 @@ fn a_compose_file_deployed_with_skep_runs_updates_in_place_prunes_and_is_removed
     let file_arg = file.display().to_string();
     std::fs::write(&file, compose("1", true))?;
 
-    let out = c.skep(0, &["stack", "deploy", "-c", &file_arg, "st"])?;
+    // --detach=false: the command returns once the services converged (quietly with -q)
+    let out = c.skep(0, &["stack", "deploy", "--detach=false", "-q", "-c", &file_arg, "st"])?;
     let stdout = out.ok()?.to_string();
     ensure!(
         stdout == "Creating network st_app\nCreating secret st_pw\nCreating service st_side\nCreating service st_web\n",
         "deploy printed {stdout:?}"
     );
-    ensure!(out.stderr.contains("Since --detach=false was not specified"), "deploy stderr: {}", out.stderr);
+    ensure!(!out.stderr.contains("Since --detach=false"), "deploy stderr: {}", out.stderr);
+    let running = |s: &str| c.tasks(0, s).map(|t| t.iter().filter(|t| t["Status"]["State"] == "running").count());
+    ensure!(running("st_web")? == 2 && running("st_side")? == 1, "deploy returned before the tasks ran");
     c.wait_running(0, "st_web", 2, CONVERGE)?;
     c.wait_running(0, "st_side", 1, CONVERGE)?;
     let svc: Value = skep_tests::json::parse(&c.skep_ok(0, &["service", "inspect", "st_web"])?)?;
@@ -116,7 +119,9 @@ fn a_compose_file_deployed_with_skep_runs_updates_in_place_prunes_and_is_removed
     // a redeploy with a change: the service updated in place, its tasks kept; --prune removes `side`
     let tasks_before = live_tasks(&c, "st_web")?;
     std::fs::write(&file, compose("2", false))?;
-    let redeploy = c.skep_ok(0, &["stack", "deploy", "--prune", "-c", &file_arg, "st"])?;
+    let out = c.skep(0, &["stack", "deploy", "--prune", "-c", &file_arg, "st"])?;
+    let redeploy = out.ok()?.to_string();
+    ensure!(out.stderr.contains("Since --detach=false was not specified"), "redeploy stderr: {}", out.stderr);
     ensure!(
         redeploy == format!("Removing service st_side\nUpdating service st_web (id: {web_id})\n"),
         "redeploy printed {redeploy:?}"
