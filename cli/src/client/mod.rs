@@ -14,6 +14,7 @@
 //! - [`node`]: `node ls | inspect | promote | demote | update | rm`.
 //! - [`service`]: `service create | inspect | ls | ps | rm | rollback | scale | update`, and the progress display.
 //! - [`network`]: `network create | ls | inspect | rm`.
+//! - [`stack`]: `stack deploy | ls | ps | rm | services` from compose files.
 //! - [`system`]: `info`, `version`.
 //! - [`tls`]: `--tlsverify` and its files, as the docker CLI takes them.
 
@@ -23,6 +24,7 @@ pub mod network;
 pub mod node;
 pub mod opts;
 pub mod service;
+pub mod stack;
 pub mod swarm;
 pub mod system;
 pub mod tls;
@@ -51,6 +53,9 @@ pub enum ClientCommand {
     /// Manage networks
     #[command(subcommand)]
     Network(network::NetworkCmd),
+    /// Manage swarm stacks (compose files)
+    #[command(subcommand)]
+    Stack(stack::StackCmd),
     /// Display system-wide information
     Info(system::InfoArgs),
     /// Show the skep version information
@@ -101,6 +106,7 @@ pub async fn run(
         ClientCommand::Node(c) => node::run(client, c, out).await,
         ClientCommand::Service(c) => service::run(client, c, out).await,
         ClientCommand::Network(c) => network::run(client, c, out).await,
+        ClientCommand::Stack(c) => stack::run(client, c, out).await,
         ClientCommand::Info(a) => system::info(client, a, out).await,
         ClientCommand::Version(a) => system::version(client, a, out).await,
     }

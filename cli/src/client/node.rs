@@ -19,6 +19,8 @@ pub enum NodeCmd {
     Ls(LsArgs),
     /// Display detailed information on one or more nodes
     Inspect(InspectArgs),
+    /// List tasks running on one or more nodes, defaults to current node
+    Ps(PsArgs),
     /// Promote one or more nodes to manager in the swarm
     Promote(NodesArgs),
     /// Demote one or more nodes from manager in the swarm
@@ -43,6 +45,16 @@ pub struct LsArgs {
     /// (ID, Self, Hostname, Status, Availability, ManagerStatus, TLSStatus, EngineVersion)
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
+}
+
+/// `skep node ps`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PsArgs {
+    #[command(flatten)]
+    pub flags: super::service::ps::TaskListFlags,
+    /// Node IDs, names or "self" (default "self")
+    #[arg(value_name = "NODE")]
+    pub nodes: Vec<String>,
 }
 
 /// `skep node inspect`.
@@ -103,6 +115,7 @@ pub async fn run(c: &ApiClient, cmd: NodeCmd, out: &mut dyn Write) -> Result<()>
     match cmd {
         NodeCmd::Ls(a) => ls(c, a, out).await,
         NodeCmd::Inspect(a) => inspect(c, a, out).await,
+        NodeCmd::Ps(a) => ps(c, a, out).await,
         NodeCmd::Promote(a) => promote(c, a, out).await,
         NodeCmd::Demote(a) => demote(c, a, out).await,
         NodeCmd::Update(a) => update(c, a, out).await,
@@ -317,6 +330,38 @@ pub async fn resolve(c: &ApiClient, reference: &str) -> Result<String> {
         bail!("node ID not found in /info");
     }
     Ok(info.swarm.node_id)
+}
+
+/// `node ps`: per node (default `self`), GET /nodes/{ref} then GET /tasks?filters={…,"node":{ID}}; the tasks of all
+/// of them printed as `service ps` prints them; a node that cannot be found is reported at the end (docker's
+/// `runPs`).
+pub async fn ps(c: &ApiClient, a: PsArgs, out: &mut dyn Write) -> Result<()> {
+    let refs = if a.nodes.is_empty() { vec!["self".to_string()] } else { a.nodes.clone() };
+    let mut errors = Vec::new();
+    let mut tasks: Vec<skep_api::docker::Task> = Vec::new();
+    for r in &refs {
+        let node = match get_node(c, r).await {
+            Ok(n) => n,
+            Err(e) => {
+                errors.push(super::error_text(&e));
+                continue;
+            }
+        };
+        let mut f = a.flags.filters(Filters::default());
+        f.add("node", &node.id);
+        match c.get::<Vec<skep_api::docker::Task>>(&format!("/tasks{}", query(&[("filters", &f.to_json())]))).await {
+            Ok(t) => tasks.extend(t),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if errors.is_empty() || !tasks.is_empty() {
+        a.flags.print(c, tasks, out).await?;
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!(errors.join("\n")))
+    }
 }
 
 async fn get_node(c: &ApiClient, reference: &str) -> Result<Node> {

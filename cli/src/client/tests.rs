@@ -608,3 +608,27 @@ async fn unlock_sends_the_key_only_to_a_locked_node() {
     let e = super::swarm::unlock(&c, &mut &b"k\n"[..], false).await.unwrap_err();
     assert_eq!(e.to_string(), "Error: This node is not part of a swarm");
 }
+
+#[tokio::test]
+async fn node_ps_lists_the_tasks_of_self_and_of_named_nodes() {
+    let task = json!({"ID": "t1aaaaaaaaaaaaaaaa", "ServiceID": "s1", "NodeID": "id1", "Slot": 2,
+                      "DesiredState": "running", "Status": {"State": "running", "Timestamp": "2020-01-01T00:00:00Z"},
+                      "Spec": {"ContainerSpec": {"Image": "busybox:latest"}}});
+    let d = FakeDaemon::start(move |m, p, _| match (m, p) {
+        ("GET", "/info") => ok(info_json("id1", true)),
+        ("GET", "/nodes/id1") => ok(node_json("id1", "node-1", "manager", Some(true))),
+        ("GET", p) if p.starts_with("/tasks?") => ok(json!([task.clone()])),
+        ("GET", "/services/s1?insertDefaults=false") => ok(json!({"ID": "s1", "Version": {"Index": 1},
+            "Spec": {"Name": "web", "Labels": {}, "TaskTemplate": {}, "Mode": {}}})),
+        _ => not_found("node nope"),
+    });
+    let (out, err) = run_cli(&d, &["node", "ps", "--format", "{{.Name}} {{.Node}} {{.Image}}"]).await;
+    assert_eq!(err, None);
+    assert_eq!(out, "web.2 node-1 busybox:latest\n");
+    let f = json!({"desired-state": {"running": true}, "node": {"id1": true}}).to_string();
+    assert_eq!(d.requests()[..2], ["GET /info".to_string(), "GET /nodes/id1".into()]);
+    let (out, err) = run_cli(&d, &["node", "ps", "-f", "desired-state=running", "-q", "self", "nope"]).await;
+    assert_eq!(out, "t1aaaaaaaaaaaaaaaa\n");
+    assert_eq!(err.as_deref(), Some("Error response from daemon: node nope not found"));
+    assert!(d.requests().contains(&format!("GET /tasks{}", query(&[("filters", &f)]))), "{:?}", d.requests());
+}

@@ -36,8 +36,45 @@ pub struct PsArgs {
     pub services: Vec<String>,
 }
 
-const TABLE: &str = "table {{.ID}}\t{{.Name}}\t{{.Image}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}\t{{.Ports}}";
-const RAW: &str = r"id: {{.ID}}\nname: {{.Name}}\nimage: {{.Image}}\nnode: {{.Node}}\ndesired_state: {{.DesiredState}}\ncurrent_state: {{.CurrentState}}\nerror: {{.Error}}\nports: {{.Ports}}\n";
+/// The flags `node ps` and `stack ps` share (docker's `task.Print` options).
+#[derive(Args, Debug, Clone, Default)]
+pub struct TaskListFlags {
+    /// Filter output based on conditions provided (id, name, node, desired-state, label, service)
+    #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = opts::parse_filter)]
+    pub filter: Vec<(String, String)>,
+    /// Format output: "table" (default), "json", "raw", or a template with {{.Field}} actions (ID, Name, Image,
+    /// Node, DesiredState, CurrentState, Error, Ports)
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Do not map IDs to Names
+    #[arg(long)]
+    pub no_resolve: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only display task IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl TaskListFlags {
+    /// `filters` with the `--filter` values added.
+    pub fn filters(&self, mut filters: Filters) -> Filters {
+        for (k, v) in &self.filter {
+            filters.add(k, v);
+        }
+        filters
+    }
+
+    /// Print `tasks` as these flags ask.
+    pub async fn print(&self, c: &ApiClient, tasks: Vec<Task>, out: &mut dyn Write) -> Result<()> {
+        let format = ListFormat::parse(self.format.as_deref(), self.quiet, TABLE, RAW, "id: {{.ID}}")?;
+        print_tasks(c, tasks, &format, self.no_resolve, !self.no_trunc && !self.quiet, out).await
+    }
+}
+
+pub const TABLE: &str = "table {{.ID}}\t{{.Name}}\t{{.Image}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}\t{{.Ports}}";
+pub const RAW: &str = r"id: {{.ID}}\nname: {{.Name}}\nimage: {{.Image}}\nnode: {{.Node}}\ndesired_state: {{.DesiredState}}\ncurrent_state: {{.CurrentState}}\nerror: {{.Error}}\nports: {{.Ports}}\n";
 /// Longest error shown when truncating.
 const MAX_ERR_LENGTH: usize = 30;
 
@@ -104,6 +141,24 @@ pub async fn ps(c: &ApiClient, a: PsArgs, out: &mut dyn Write) -> Result<()> {
         ))
         .await?;
 
+    print_tasks(c, tasks, &format, a.no_resolve, !a.no_trunc && !a.quiet, out).await?;
+    if not_found.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!(not_found.join("\n")))
+    }
+}
+
+/// Name, sort and print `tasks` as `service ps` and `stack ps` do: service lookups in task order, then the sort,
+/// then node lookups in display order (docker's order), each ID looked up once.
+pub async fn print_tasks(
+    c: &ApiClient,
+    tasks: Vec<Task>,
+    format: &ListFormat,
+    no_resolve: bool,
+    trunc: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
     // names first (service lookups in task order), then sort, then node lookups in display order (docker's order)
     let mut service_names: HashMap<String, String> = HashMap::new();
     let mut named = Vec::with_capacity(tasks.len());
@@ -111,7 +166,7 @@ pub async fn ps(c: &ApiClient, a: PsArgs, out: &mut dyn Write) -> Result<()> {
         let svc = match service_names.get(&t.service_id) {
             Some(n) => n.clone(),
             None => {
-                let n = service_name(c, &t.service_id, a.no_resolve).await;
+                let n = service_name(c, &t.service_id, no_resolve).await;
                 service_names.insert(t.service_id.clone(), n.clone());
                 n
             }
@@ -124,7 +179,7 @@ pub async fn ps(c: &ApiClient, a: PsArgs, out: &mut dyn Write) -> Result<()> {
     let mut rows = Vec::with_capacity(named.len());
     for (name, t) in named {
         if !node_names.contains_key(&t.node_id) {
-            let n = node_name(c, &t.node_id, a.no_resolve).await;
+            let n = node_name(c, &t.node_id, no_resolve).await;
             node_names.insert(t.node_id.clone(), n);
         }
         let node = node_names[&t.node_id].clone();
@@ -134,13 +189,8 @@ pub async fn ps(c: &ApiClient, a: PsArgs, out: &mut dyn Write) -> Result<()> {
             node,
         });
     }
-    let trunc = !a.no_trunc && !a.quiet;
-    out.write_all(render_tasks(&rows, &format, trunc, SystemTime::now()).as_bytes())?;
-    if not_found.is_empty() {
-        Ok(())
-    } else {
-        Err(anyhow!(not_found.join("\n")))
-    }
+    out.write_all(render_tasks(&rows, format, trunc, SystemTime::now()).as_bytes())?;
+    Ok(())
 }
 
 /// idresolver for services: the name, or the ID when the lookup fails.
