@@ -167,6 +167,7 @@ impl NodeHandle {
         };
         let m = Manager::start(cfg, endpoint.clone()).await?;
         self.collect_events(&m);
+        crate::web::follow_manager(self.clone(), &m);
         Ok(m)
     }
 
