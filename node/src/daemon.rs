@@ -182,7 +182,7 @@ async fn run(args: DaemonOptions) -> anyhow::Result<()> {
     }
     if let Some(l) = web {
         let url = format!("http://{}/ui/", l.local_addr()?);
-        servers.push(crate::web::serve(l, node.clone(), stop_rx.clone()));
+        servers.push(crate::web::serve(l, node.web().clone(), stop_rx.clone()));
         tracing::info!(%url, "serving the web view");
     }
     for h in hosts.iter().filter_map(|h| h.strip_prefix("tcp://")) {

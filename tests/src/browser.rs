@@ -50,9 +50,13 @@ pub struct Browser {
 impl Browser {
     /// Start the browser inside `ns` (its window `width`×`height`), logging to `log`.
     pub fn launch(ns: &Netns, width: u32, height: u32, log: &Path) -> Result<Browser> {
+        Browser::launch_with(ns.command("sh"), width, height, log)
+    }
+
+    /// Start the browser with `sh`, which is `Command::new("sh")` or that shell wrapped (as in a namespace).
+    pub fn launch_with(mut cmd: Command, width: u32, height: u32, log: &Path) -> Result<Browser> {
         let profile = std::env::temp_dir().join(format!("skep-chromium-{}", crate::netns::unique_stem()));
         std::fs::create_dir_all(&profile)?;
-        let mut cmd: Command = ns.command("sh");
         cmd.args(["-c", r#"exec "$0" "$@" 3<&0 4>&1 0</dev/null 1>&2"#])
             .arg(chromium())
             .args([
@@ -128,6 +132,7 @@ impl Browser {
 
     /// Open `url` in a new page and attach to it (later calls go to that page).
     pub fn open(&mut self, url: &str) -> Result<()> {
+        self.session = None; // targets are the browser's, not a page's
         let target = self.call("Target.createTarget", json!({ "url": url }))?;
         let id = target["targetId"].as_str().context("no targetId")?.to_string();
         let attached = self.call("Target.attachToTarget", json!({ "targetId": id, "flatten": true }))?;

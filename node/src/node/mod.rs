@@ -108,7 +108,7 @@ struct NodeInner {
     /// Events derived from the store by this node's manager (kept across role changes).
     events: events::EventHub,
     /// The web view's feed, from this node's manager (`crate::web`).
-    web: crate::web::WebHub,
+    web: Arc<crate::web::WebHub>,
     /// The registry client (digest pinning; the engines' pulls).
     registry: skep_registry::Client,
     /// The process engine's images (`<data root>/engine/images`).
@@ -213,7 +213,7 @@ impl NodeHandle {
     }
 
     /// The web view's feed (`crate::web`).
-    pub(crate) fn web(&self) -> &crate::web::WebHub {
+    pub(crate) fn web(&self) -> &Arc<crate::web::WebHub> {
         &self.inner.web
     }
 

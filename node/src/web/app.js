@@ -168,6 +168,11 @@
     if (full) {
       full = false;
       rebuild();
+      // User Timing marks (for bench/web): the board built from the snapshot, then the next frame begun (painted)
+      if (!performance.getEntriesByName('skep-render').length) {
+        performance.mark('skep-render');
+        requestAnimationFrame(() => performance.mark('skep-painted'));
+      }
     } else {
       for (const id of dirtyNodes) {
         if (!nodes.has(id) && cols.has(id) && !cols.get(id).list.firstChild) { cols.get(id).el.remove(); cols.delete(id); }

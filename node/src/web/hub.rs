@@ -11,7 +11,7 @@ use imbl::ordmap::DiffItem;
 use serde::Serialize;
 use skep_api::docker::health::HealthCheck;
 use skep_api::docker::{Service, Task, TaskState};
-use skep_manager::store::{ClusterState, NodeRecord};
+use skep_manager::store::{ClusterState, NodeRecord, Table};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
@@ -23,8 +23,10 @@ pub(crate) const RESET: &[u8] = b"{\"t\":\"reset\"}\n";
 
 /// One version as the page sees it: the store and the Raft leader (its Raft ID).
 #[derive(Clone)]
-pub(crate) struct View {
+pub struct View {
+    /// A store version the manager applied.
     pub store: Arc<ClusterState>,
+    /// The Raft ID of the leader the manager knows.
     pub leader: Option<u64>,
 }
 
@@ -156,6 +158,24 @@ pub(crate) fn snapshot(v: &View) -> Bytes {
     })
 }
 
+/// The objects of `new` added or changed as the page sees them (`view`), and the IDs of those gone from `old`.
+fn changes<'a, T: Clone + PartialEq, W: PartialEq>(
+    old: &'a Table<String, T>,
+    new: &'a Table<String, T>,
+    view: fn(&'a T) -> W,
+    changed: &mut Vec<W>,
+    gone: &mut Vec<&'a str>,
+) {
+    for item in old.diff(new) {
+        match item {
+            DiffItem::Add(_, v) => changed.push(view(v)),
+            DiffItem::Update { old: (_, o), new: (_, v) } if view(o) != view(v) => changed.push(view(v)),
+            DiffItem::Update { .. } => {}
+            DiffItem::Remove(id, _) => gone.push(id),
+        }
+    }
+}
+
 /// The delta line from `old` to `new`, `None` when nothing the page shows changed.
 pub(crate) fn delta(old: &View, new: &View) -> Option<Bytes> {
     let mut d = Delta { t: "delta", ..Default::default() };
@@ -167,27 +187,13 @@ pub(crate) fn delta(old: &View, new: &View) -> Option<Bytes> {
         }
     }
     d.gone_nodes = old.store.nodes.keys().filter(|id| !new.store.nodes.contains_key(*id)).map(String::as_str).collect();
-    for item in old.store.services.diff(&new.store.services) {
-        match item {
-            DiffItem::Add(_, s) => d.services.push(service(s)),
-            DiffItem::Update { old: (_, o), new: (_, s) } if service(o) != service(s) => d.services.push(service(s)),
-            DiffItem::Update { .. } => {}
-            DiffItem::Remove(id, _) => d.gone_services.push(id),
-        }
-    }
-    for item in old.store.tasks.diff(&new.store.tasks) {
-        match item {
-            DiffItem::Add(_, t) => d.tasks.push(task(t)),
-            DiffItem::Update { old: (_, o), new: (_, t) } if task(o) != task(t) => d.tasks.push(task(t)),
-            DiffItem::Update { .. } => {}
-            DiffItem::Remove(id, _) => d.gone_tasks.push(id),
-        }
-    }
+    changes(&old.store.services, &new.store.services, service, &mut d.services, &mut d.gone_services);
+    changes(&old.store.tasks, &new.store.tasks, task, &mut d.tasks, &mut d.gone_tasks);
     (!d.is_empty()).then(|| json_line(&d))
 }
 
 /// The latest view of this node's manager and the pages following it.
-pub(crate) struct WebHub {
+pub struct WebHub {
     inner: Mutex<HubState>,
     live: broadcast::Sender<Bytes>,
 }
@@ -211,7 +217,7 @@ impl WebHub {
 
     /// A new view (a manager started: `Some`; it stopped: `None`); pages following the old one are told to reconnect.
     /// Returns the view's generation, for [`WebHub::clear`].
-    pub(crate) fn replace(&self, view: Option<View>) -> u64 {
+    pub fn replace(&self, view: Option<View>) -> u64 {
         let mut s = self.lock();
         s.view = view;
         s.generation += 1;
@@ -220,14 +226,14 @@ impl WebHub {
     }
 
     /// The manager of generation `generation` stopped: no view, unless another manager has replaced it since.
-    pub(crate) fn clear(&self, generation: u64) {
+    pub fn clear(&self, generation: u64) {
         if self.lock().generation == generation {
             self.replace(None);
         }
     }
 
     /// The next version: its delta goes to every page.
-    pub(crate) fn advance(&self, new: View) {
+    pub fn advance(&self, new: View) {
         let mut s = self.lock();
         if let Some(line) = s.view.as_ref().and_then(|old| delta(old, &new)) {
             let _ = self.live.send(line);
@@ -236,7 +242,7 @@ impl WebHub {
     }
 
     /// The latest view and the deltas after it; `None` when this node runs no manager.
-    pub(crate) fn watch(&self) -> Option<(View, broadcast::Receiver<Bytes>)> {
+    pub fn watch(&self) -> Option<(View, broadcast::Receiver<Bytes>)> {
         let s = self.lock();
         s.view.clone().map(|v| (v, self.live.subscribe()))
     }

@@ -11,7 +11,7 @@
 
 mod hub;
 
-pub(crate) use hub::WebHub;
+pub use hub::{View, WebHub};
 
 use crate::error::ApiError;
 use crate::listen::{ApiService, ApiTransport, Bound};
@@ -25,6 +25,7 @@ use axum::Router;
 use futures::StreamExt as _;
 use skep_manager::runtime::Manager;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast::error::RecvError, watch};
 
@@ -123,13 +124,13 @@ pub fn bind(addr: WebAddr) -> Result<Option<tokio::net::TcpListener>, WebError> 
 /// and `Origin` rules of the API's loopback listener (no DNS rebinding, no other site's requests).
 pub fn serve(
     listener: tokio::net::TcpListener,
-    node: NodeHandle,
+    hub: Arc<WebHub>,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let router = routes()
         .fallback(|| async { ApiError::not_found("page not found") })
         .layer(axum::middleware::from_fn(loopback_guard))
-        .with_state(node);
+        .with_state(hub);
     let svc: ApiService = tower::util::BoxCloneService::new(router);
     crate::listen::serve(Bound::Tcp(listener, None, ApiTransport::InsecureLoopback), svc, stop)
 }
@@ -145,8 +146,8 @@ async fn loopback_guard(req: Request, next: axum::middleware::Next) -> Response 
     next.run(req).await
 }
 
-/// The page's routes, for the API's router and the web view's own.
-pub(crate) fn routes() -> Router<NodeHandle> {
+/// The page's routes, for the API's router and the web view's own, following `hub`.
+pub(crate) fn routes() -> Router<Arc<WebHub>> {
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
         .route("/ui/", get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }))
@@ -172,8 +173,8 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
 
 /// `GET /ui/watch`: the snapshot line, then the delta lines, until the page goes, falls [`hub`]'s lag behind, or the
 /// view is replaced (then the page reconnects and starts over from a snapshot).
-async fn watch_stream(State(node): State<NodeHandle>) -> Result<Response, ApiError> {
-    let Some((view, live)) = node.web().watch() else {
+async fn watch_stream(State(hub): State<Arc<WebHub>>) -> Result<Response, ApiError> {
+    let Some((view, live)) = hub.watch() else {
         return Err(ApiError::unavailable(
             "this node is not a swarm manager: the web view is served by the managers (docker node ls lists them)",
         ));
@@ -197,7 +198,7 @@ async fn watch_stream(State(node): State<NodeHandle>) -> Result<Response, ApiErr
 pub(crate) fn follow_manager(node: NodeHandle, m: &Manager) {
     let m = m.clone();
     tokio::spawn(async move {
-        let hub = node.web();
+        let hub = node.web().clone();
         let mut versions = m.subscribe();
         let mut stopped = m.stopped();
         let view = |store| hub::View { store, leader: m.leader() };

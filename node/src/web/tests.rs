@@ -29,7 +29,7 @@ async fn call(node: &NodeHandle, mut req: HttpRequest<Body>) -> Response {
     let router = routes()
         .fallback(|| async { ApiError::not_found("page not found") })
         .layer(axum::middleware::from_fn(loopback_guard))
-        .with_state(node.clone());
+        .with_state(node.web().clone());
     router.oneshot(req).await.unwrap()
 }
 
