@@ -1,8 +1,8 @@
 //! The web view in a real browser: headless Chromium in the manager's namespace opens the page the daemon serves on
 //! its default loopback address (`--web-addr`, 127.0.0.1:2378) and shows the same tasks as `service ps` (IDs,
 //! states, nodes), then follows a `service scale` and a worker killed (its column goes down, its tasks are replaced
-//! elsewhere) through the stream alone. Screenshots of each step are kept under the target directory (the path is
-//! printed).
+//! elsewhere) through the stream alone, and fits a phone's screen. Screenshots of each step are kept under the
+//! target directory (the path is printed).
 
 use anyhow::{ensure, Context as _, Result};
 use serde_json::Value;
@@ -98,15 +98,26 @@ fn the_page_shows_the_tasks_of_service_ps_and_follows_a_scale_and_a_node_going_d
         ensure!(s == Value::String("down".into()), "its column says {s}");
         Ok(())
     })?;
+    // the dead worker's tasks stay `running` in the store (their last report) until they are replaced: wait for that
+    let current_on_worker = format!(
+        "[...document.querySelectorAll('.col[data-node=\"{worker}\"] .card')].filter(e => !e.classList.contains('old')).length"
+    );
+    wait_until("the page to show the dead worker's tasks replaced", CONVERGE, || -> Result<()> {
+        let n = b.eval(&current_on_worker)?;
+        ensure!(n == Value::from(0), "{n} current tasks still on the dead worker");
+        Ok(())
+    })?;
     c.wait_running(0, "web", 7, CONVERGE)?;
     page_matches_ps(&c, &mut b, "the page to follow the tasks replaced after the worker went down")?;
-    let moved = b.eval(&format!(
-        "[...document.querySelectorAll('.col[data-node=\"{worker}\"] .card')].filter(e => !e.classList.contains('old')).length"
-    ))?;
-    assert_eq!(moved, Value::from(0), "no current task left on the dead worker");
     b.screenshot(&shots.join("3-worker-down.png"))?;
     b.eval("document.documentElement.dataset.theme = 'dark'")?;
     b.screenshot(&shots.join("4-dark.png"))?;
+    // a phone's screen: the page stays usable (a column fills most of the width)
+    let phone = serde_json::json!({ "width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true });
+    b.call("Emulation.setDeviceMetricsOverride", phone)?;
+    let col = b.eval("document.querySelector('.col').getBoundingClientRect().width")?;
+    assert!(col.as_f64().is_some_and(|w| w > 300.0 && w < 390.0), "a column {col} px wide on a 390 px screen");
+    b.screenshot(&shots.join("5-phone.png"))?;
     drop(b);
     c.pass();
     Ok(())
