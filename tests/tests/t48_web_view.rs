@@ -104,7 +104,7 @@ fn the_page_shows_the_tasks_of_service_ps_and_follows_a_scale_and_a_node_going_d
     );
     wait_until("the page to show the dead worker's tasks replaced", CONVERGE, || -> Result<()> {
         let n = b.eval(&current_on_worker)?;
-        ensure!(n == Value::from(0), "{n} current tasks still on the dead worker");
+        ensure!(n.as_u64() == Some(0), "{n} current tasks still on the dead worker");
         Ok(())
     })?;
     c.wait_running(0, "web", 7, CONVERGE)?;
