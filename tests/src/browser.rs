@@ -142,7 +142,8 @@ impl Browser {
 
     /// The value of the JavaScript expression `expr` in the page (awaited when a promise).
     pub fn eval(&mut self, expr: &str) -> Result<Value> {
-        let r = self.call("Runtime.evaluate", json!({ "expression": expr, "returnByValue": true, "awaitPromise": true }))?;
+        let params = json!({ "expression": expr, "returnByValue": true, "awaitPromise": true });
+        let r = self.call("Runtime.evaluate", params)?;
         if let Some(e) = r.get("exceptionDetails") {
             bail!("evaluating {expr}: {e}");
         }

@@ -29,7 +29,8 @@ fn page_cards(b: &mut Browser) -> Result<BTreeSet<(String, String, String)>> {
 
 /// What `service ps` lists: every task's ID (`-q --no-trunc`), with the state and node the API gives for it.
 fn ps(c: &Cluster, service: &str) -> Result<BTreeSet<(String, String, String)>> {
-    let ids: BTreeSet<String> = c.skep_ok(0, &["service", "ps", "-q", "--no-trunc", service])?.lines().map(String::from).collect();
+    let listing = c.skep_ok(0, &["service", "ps", "-q", "--no-trunc", service])?;
+    let ids: BTreeSet<String> = listing.lines().map(String::from).collect();
     let tasks = c.tasks(0, service)?;
     let field = |t: &Value, p: &str| t.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
     let all: BTreeSet<(String, String, String)> =
@@ -63,7 +64,8 @@ fn the_page_shows_the_tasks_of_service_ps_and_follows_a_scale_and_a_node_going_d
     let shots = artifacts()?;
     let mut c = Cluster::new(3)?;
     c.form(1, 2)?;
-    c.skep_ok(0, &["service", "create", "--name", "web", "--replicas", "3", "--label", "com.docker.stack.namespace=shop",
+    let stack = "com.docker.stack.namespace=shop";
+    c.skep_ok(0, &["service", "create", "--name", "web", "--replicas", "3", "--label", stack,
         "-d", "busybox", "sleep", "3600"])?;
     c.wait_running(0, "web", 3, CONVERGE)?;
 
@@ -75,12 +77,14 @@ fn the_page_shows_the_tasks_of_service_ps_and_follows_a_scale_and_a_node_going_d
     })?;
     page_matches_ps(&c, &mut b, "the page to show the tasks of service ps")?;
     // every node is a column, the manager marked leader; the stack is a filter
-    let cols = b.eval("JSON.stringify([...document.querySelectorAll('.col')].map(e => [e.dataset.node, e.dataset.leader]))")?;
+    let cols = "JSON.stringify([...document.querySelectorAll('.col')].map(e => [e.dataset.node, e.dataset.leader]))";
+    let cols = b.eval(cols)?;
     let cols: Vec<(String, String)> = serde_json::from_str(cols.as_str().context("a JSON string")?)?;
     let manager = c.node_id(0)?;
     let want: BTreeSet<String> = (0..3).map(|i| c.node_id(i)).collect::<Result<_>>()?;
     assert_eq!(cols.iter().map(|(n, _)| n.clone()).collect::<BTreeSet<_>>(), want, "{cols:?}");
-    assert_eq!(cols.iter().filter(|(_, l)| l == "1").map(|(n, _)| n.clone()).collect::<Vec<_>>(), [manager], "{cols:?}");
+    let leaders: Vec<String> = cols.iter().filter(|(_, l)| l == "1").map(|(n, _)| n.clone()).collect();
+    assert_eq!(leaders, [manager], "{cols:?}");
     let stacks = b.eval("[...document.querySelectorAll('#f-stack option')].map(o => o.value).join(',')")?;
     assert_eq!(stacks, Value::String(",shop".into()));
     b.screenshot(&shots.join("1-created.png"))?;
@@ -100,7 +104,8 @@ fn the_page_shows_the_tasks_of_service_ps_and_follows_a_scale_and_a_node_going_d
     })?;
     // the dead worker's tasks stay `running` in the store (their last report) until they are replaced: wait for that
     let current_on_worker = format!(
-        "[...document.querySelectorAll('.col[data-node=\"{worker}\"] .card')].filter(e => !e.classList.contains('old')).length"
+        "[...document.querySelectorAll('.col[data-node=\"{worker}\"] .card')]\
+         .filter(e => !e.classList.contains('old')).length"
     );
     wait_until("the page to show the dead worker's tasks replaced", CONVERGE, || -> Result<()> {
         let n = b.eval(&current_on_worker)?;

@@ -146,7 +146,8 @@ fn scale(hub: &WebHub, base: &ClusterState, scale: usize, nodes: usize) -> Resul
 
 fn main() -> Result<()> {
     let (tasks, nodes, pages, scale_to, rounds) = (arg(1, 10_000), arg(2, 100), arg(3, 10), arg(4, 1000), arg(5, 5));
-    ensure!(chromium().exists(), "{} is missing (apt-get install chromium, or set SKEP_CHROMIUM)", chromium().display());
+    let browser = chromium();
+    ensure!(browser.exists(), "{} is missing (apt-get install chromium, or set SKEP_CHROMIUM)", browser.display());
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let hub = Arc::new(WebHub::default());
     hub.replace(Some(View { store: Arc::new(store(tasks, nodes)), leader: Some(1) }));
@@ -165,7 +166,8 @@ fn main() -> Result<()> {
     let mut painted: Vec<f64> = rounds.iter().map(|r| r.1).collect();
     painted.sort_by(f64::total_cmp);
     let median = painted[painted.len() / 2];
-    println!("  median {median:.0} ms, max {:.0} ms: {:.2} of the 1 s goal", painted[painted.len() - 1], median / 1000.0);
+    let max = painted[painted.len() - 1];
+    println!("  median {median:.0} ms, max {max:.0} ms: {:.2} of the 1 s goal", median / 1000.0);
 
     let base = store(0, nodes);
     hub.replace(Some(View { store: Arc::new(base.clone()), leader: Some(1) }));
@@ -197,7 +199,8 @@ fn main() -> Result<()> {
     let pct = |c: Duration, w: Duration| 100.0 * c.as_secs_f64() / w.as_secs_f64();
     let (idle, watched) = (pct(idle_cpu, idle_wall), pct(cpu, wall));
     println!(
-        "scale 0 → {scale_to} tasks, {REPEAT} times, {:.1} s in all: this process {idle:.1} % of one core with nobody watching, {watched:.1} % \
+        "scale 0 → {scale_to} tasks, {REPEAT} times, {:.1} s in all: this process {idle:.1} % of one core with \
+         nobody watching, {watched:.1} % \
          with {pages} pages watching; the pages' share {:.1} %: {:.2} of the 5 % goal",
         wall.as_secs_f64(),
         watched - idle,

@@ -13,7 +13,11 @@
   const filter = { service: '', stack: '', current: false };
 
   // a service's colour: a stable hue from its ID
-  const hue = s => { let h = 0; for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) | 0; return ((h % 360) + 360) % 360; };
+  const hue = s => {
+    let h = 0;
+    for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) | 0;
+    return ((h % 360) + 360) % 360;
+  };
   // history: tasks their service no longer wants (`service ps` lists them too, as \_)
   const isOld = t => t.desired === 'shutdown' || t.desired === 'remove';
   const svcName = t => (services.get(t.service) || {}).name || t.service.slice(0, 12);
@@ -175,7 +179,10 @@
       }
     } else {
       for (const id of dirtyNodes) {
-        if (!nodes.has(id) && cols.has(id) && !cols.get(id).list.firstChild) { cols.get(id).el.remove(); cols.delete(id); }
+        if (!nodes.has(id) && cols.has(id) && !cols.get(id).list.firstChild) {
+          cols.get(id).el.remove();
+          cols.delete(id);
+        }
         else if (nodes.has(id)) { column(id); heading(id); }
         else heading(id);
       }

@@ -260,7 +260,8 @@ mod tests {
         s.spec.labels.insert(STACK_LABEL.into(), "shop".into());
         st.services.insert("s1".into(), s);
         for (i, (id, state)) in tasks.iter().enumerate() {
-            let mut t = Task { id: id.to_string(), service_id: "s1".into(), node_id: "n1".into(), ..Default::default() };
+            let mut t = Task { id: id.to_string(), service_id: "s1".into(), ..Default::default() };
+            t.node_id = "n1".into();
             t.slot = i as u64 + 1;
             t.status.state = *state;
             t.desired_state = TaskState::Running;
@@ -284,7 +285,8 @@ mod tests {
         assert_eq!(v["t"], "snapshot");
         assert_eq!(v["nodes"][0]["name"], "h1");
         assert_eq!((v["nodes"][0]["role"].as_str(), v["nodes"][0]["leader"].as_bool()), (Some("manager"), Some(true)));
-        assert_eq!((v["services"][0]["stack"].as_str(), v["services"][0]["health"].as_bool()), (Some("shop"), Some(false)));
+        let s = &v["services"][0];
+        assert_eq!((s["stack"].as_str(), s["health"].as_bool()), (Some("shop"), Some(false)));
         let t = &v["tasks"][0];
         assert_eq!((t["id"].as_str(), t["state"].as_str(), t["slot"].as_u64()), (Some("t1"), Some("running"), Some(1)));
         assert!(t.get("spec").is_none() && t.as_object().unwrap().len() == 7, "no spec (env, secrets' names): {t}");

@@ -179,7 +179,9 @@ async fn watch_stream(State(hub): State<Arc<WebHub>>) -> Result<Response, ApiErr
             "this node is not a swarm manager: the web view is served by the managers (docker node ls lists them)",
         ));
     };
-    let first = tokio::task::spawn_blocking(move || hub::snapshot(&view)).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    let first = tokio::task::spawn_blocking(move || hub::snapshot(&view))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let rest = futures::stream::unfold(Some(live), |rx| async move {
         let mut rx = rx?;
         match rx.recv().await {

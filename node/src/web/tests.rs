@@ -66,7 +66,8 @@ async fn its_own_listener_is_read_only_serves_nothing_else_and_refuses_other_sit
         assert_eq!(call(&node, get(path, "127.0.0.1:2378")).await.status(), StatusCode::NOT_FOUND, "{path}");
     }
     for method in ["POST", "PUT", "DELETE"] {
-        let req = HttpRequest::builder().method(method).uri("/ui/").header(header::HOST, "127.0.0.1").body(Body::empty());
+        let req = HttpRequest::builder().method(method).uri("/ui/").header(header::HOST, "127.0.0.1");
+        let req = req.body(Body::empty());
         assert_eq!(call(&node, req.unwrap()).await.status(), StatusCode::NOT_FOUND, "{method}");
     }
     // a rebound name, or another site's page calling
