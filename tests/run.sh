@@ -14,6 +14,7 @@ command -v python3 >/dev/null || need_apt+=(python3-minimal)
 # the image tests' registry, and htpasswd for its auth cases
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)  # t48: the web view in a headless browser
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -56,6 +56,10 @@ pub struct DaemonArgs {
     /// Serve Prometheus metrics at http://IP:PORT/metrics (plain HTTP, as dockerd's flag); off unless given
     #[arg(long = "metrics-addr", value_name = "IP:PORT", value_parser = parse_metrics_addr)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve the web view (read-only, live) at http://IP:PORT/ui/ on this loopback address (default 127.0.0.1:2378,
+    /// skipped with a warning if taken), or `none`; it is also served at /ui/ on the API's tcp:// hosts
+    #[arg(long = "web-addr", value_name = "IP:PORT|none", value_parser = parse_web_addr)]
+    pub web_addr: Option<skep_node::web::WebAddr>,
     /// File mode of the unix API socket, octal
     #[arg(long = "socket-mode", default_value = "660", value_parser = parse_mode)]
     pub socket_mode: u32,
@@ -73,6 +77,11 @@ fn parse_mode(v: &str) -> Result<u32, String> {
 /// `--metrics-addr`: an IP address and a port.
 fn parse_metrics_addr(v: &str) -> Result<std::net::SocketAddr, String> {
     v.parse().map_err(|_| "expected IP:PORT, such as 127.0.0.1:9323".to_string())
+}
+
+/// `--web-addr`: a loopback IP address and a port, or `none`.
+fn parse_web_addr(v: &str) -> Result<skep_node::web::WebAddr, String> {
+    v.parse().map_err(|e: skep_node::web::WebError| e.to_string())
 }
 
 /// The `--tlsverify` files, all three or none.
@@ -112,5 +121,6 @@ pub fn main(args: DaemonArgs) -> i32 {
         log_level: args.log_level,
         log_opts: args.log_opts,
         metrics_addr: args.metrics_addr,
+        web_addr: args.web_addr.unwrap_or(skep_node::web::WebAddr::Default),
     })
 }

@@ -3,7 +3,8 @@
 //!
 //! Docker reports services, nodes, networks, secrets and configs (`create`, `update`, `remove`, with the name and,
 //! for updates, what changed as `<field>.old`/`<field>.new` attributes). skep reports tasks too (`type=task`: a
-//! task's state and desired state), which Docker's swarm keeps to itself; the web view follows tasks through them.
+//! task's state and desired state), which Docker's swarm keeps to itself. (The web view has a feed of its own,
+//! with the leader and the stacks: `skep_node::web`.)
 //! The maps are persistent (`imbl`), so the diff walks only what changed.
 
 use crate::store::ClusterState;

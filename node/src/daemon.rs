@@ -33,6 +33,8 @@ pub struct DaemonOptions {
     pub log_opts: Vec<String>,
     /// `--metrics-addr`: where to serve `GET /metrics` (plain HTTP, as dockerd); `None`: nowhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `--web-addr`: the web view's own loopback listener (`/ui/` is also served on the API's listeners).
+    pub web_addr: crate::web::WebAddr,
 }
 
 /// The files of `--tlsverify` (`--tlscacert`, `--tlscert`, `--tlskey`).
@@ -150,6 +152,7 @@ async fn run(args: DaemonOptions) -> anyhow::Result<()> {
     }
     // bound before the node starts, so that a taken address leaves nothing half up
     let metrics = args.metrics_addr.map(crate::metrics::bind).transpose()?;
+    let web = crate::web::bind(args.web_addr)?;
     private_data_root(&args.data_root)?;
     let engine = pick_engine(&args.engine);
     let log_limits = log_limits(&args.log_opts)?;
@@ -176,6 +179,15 @@ async fn run(args: DaemonOptions) -> anyhow::Result<()> {
         let url = format!("http://{}/metrics", l.local_addr()?);
         servers.push(crate::metrics::serve(l, node.clone(), stop_rx.clone()));
         tracing::info!(%url, "serving metrics");
+    }
+    if let Some(l) = web {
+        let url = format!("http://{}/ui/", l.local_addr()?);
+        servers.push(crate::web::serve(l, node.web().clone(), stop_rx.clone()));
+        tracing::info!(%url, "serving the web view");
+    }
+    for h in hosts.iter().filter_map(|h| h.strip_prefix("tcp://")) {
+        let scheme = if tcp.tls.is_some() { "https" } else { "http" };
+        tracing::info!(url = %format!("{scheme}://{}/ui/", h.trim_end_matches('/')), "serving the web view");
     }
     tracing::info!(hosts = ?hosts, "skep daemon listening");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -10,6 +10,7 @@
 //! - [`node`]: the node supervisor: lifecycle (init, join, leave, resume), role changes and renewal, and the control
 //!   facade the routes call.
 //! - [`metrics`]: `--metrics-addr`: the Prometheus endpoint (`GET /metrics`), what a scrape reads and shows.
+//! - [`web`]: the web view (`/ui/` and `--web-addr`): the embedded page and the stream it follows.
 //! - [`listen`]: the API's listeners: the unix socket's mode and group, TLS on TCP, connection limits and timeouts.
 //! - [`error`]: the API's one error type and its mapping to HTTP statuses.
 //! - [`addr`]: cluster addresses as init and join take them.
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod node;
 pub mod state;
 pub mod sysinfo;
+pub mod web;
 
 /// Default API socket of the daemon (and of the client).
 pub const DEFAULT_HOST: &str = "unix:///run/skep/skep.sock";

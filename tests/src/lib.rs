@@ -23,6 +23,7 @@
 //! - [`process`]: running commands with a time bound ([`run`], [`Output`]), [`Proc`] (a process group killed
 //!   on drop).
 //! - [`daemon`]: [`Daemon`]: spawn, SIGKILL, SIGTERM-then-SIGKILL, restart with the same data root, log tail.
+//! - [`browser`]: a headless Chromium in a host's namespace, driven over the DevTools protocol (the web view's test).
 //! - [`cluster`]: [`Host`] and [`Cluster`]: hosts on a switch, daemons, `skep`/`docker` clients, swarm helpers;
 //!   [`cluster::slot`] caps how many clusters run daemons at once (env `SKEP_TEST_MAX_CLUSTERS`, default 2).
 //! - [`faults`]: a daemon frozen with `SIGSTOP` ([`faults::Paused`]), links between two hosts cut or lossy (nftables).
@@ -43,6 +44,7 @@
 #![deny(rust_2018_idioms)]
 #![warn(missing_docs)]
 
+pub mod browser;
 pub mod cluster;
 pub mod daemon;
 pub mod engine;

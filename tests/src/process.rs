@@ -96,7 +96,7 @@ pub fn command_line(cmd: &Command) -> String {
 }
 
 /// Puts the child in its own process group and makes it die with its parent thread.
-fn harden(cmd: &mut Command) {
+pub(crate) fn harden(cmd: &mut Command) {
     cmd.process_group(0);
     #[allow(unsafe_code)]
     // SAFETY: prctl is async-signal-safe; the closure touches no memory of the parent.

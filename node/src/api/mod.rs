@@ -161,6 +161,7 @@ pub fn router(node: NodeHandle) -> Router {
             "/skep/swarm/restore",
             post(swarm::swarm_restore).layer(axum::extract::DefaultBodyLimit::max(crate::node::MAX_BACKUP)),
         )
+        .merge(crate::web::routes().with_state(node.web().clone()))
         .fallback(not_found)
         // Docker answers a known path with the wrong method as an unknown one (moby's router)
         .method_not_allowed_fallback(not_found)

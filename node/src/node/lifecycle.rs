@@ -183,6 +183,7 @@ impl NodeHandle {
         let m = Manager::start(cfg, endpoint.clone()).await?;
         self.collect_events(&m);
         tokio::spawn(self.clone().keys_loop(m.clone()));
+        crate::web::follow_manager(self.clone(), &m);
         Ok(m)
     }
 

@@ -115,6 +115,8 @@ struct NodeInner {
     volumes: volumes::Volumes,
     /// Events derived from the store by this node's manager (kept across role changes).
     events: events::EventHub,
+    /// The web view's feed, from this node's manager (`crate::web`).
+    web: Arc<crate::web::WebHub>,
     /// The registry client (digest pinning; the engines' pulls).
     registry: skep_registry::Client,
     /// The process engine's images (`<data root>/engine/images`).
@@ -171,6 +173,7 @@ impl NodeHandle {
                 changing_role: std::sync::atomic::AtomicBool::new(false),
                 volumes,
                 events: Default::default(),
+                web: Default::default(),
                 task_watch: Default::default(),
                 kek: Default::default(),
                 locked: Default::default(),
@@ -244,6 +247,11 @@ impl NodeHandle {
     /// The node state, if in a swarm.
     pub async fn state(&self) -> Option<Membership> {
         self.inner.running.read().await.as_ref().map(|r| r.state.clone())
+    }
+
+    /// The web view's feed (`crate::web`).
+    pub(crate) fn web(&self) -> &Arc<crate::web::WebHub> {
+        &self.inner.web
     }
 
     /// The manager, if this node runs one.
