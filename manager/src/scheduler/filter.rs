@@ -80,24 +80,16 @@ impl PendingReason {
             return if rest.is_empty() { PendingReason::NoNodes } else { PendingReason::Other };
         };
         let first = first.split([';', ')']).next().unwrap_or_default();
-        let phrase = |p: &str| first.contains(p);
-        if phrase(UNAVAILABLE_PHRASE) {
-            PendingReason::NodesUnavailable
-        } else if phrase(CONSTRAINTS_PHRASE) {
-            PendingReason::Constraints
-        } else if phrase(MEMORY_PHRASE) {
-            PendingReason::InsufficientMemory
-        } else if phrase(CPU_PHRASE) {
-            PendingReason::InsufficientCpu
-        } else if phrase(PLATFORM_PHRASE) {
-            PendingReason::Platform
-        } else if phrase(MAX_REPLICAS_PHRASE) {
-            PendingReason::MaxReplicas
-        } else if phrase(NOT_IN_SWARM) {
-            PendingReason::NodeGone
-        } else {
-            PendingReason::Other
-        }
+        let phrases = [
+            (UNAVAILABLE_PHRASE, PendingReason::NodesUnavailable),
+            (CONSTRAINTS_PHRASE, PendingReason::Constraints),
+            (MEMORY_PHRASE, PendingReason::InsufficientMemory),
+            (CPU_PHRASE, PendingReason::InsufficientCpu),
+            (PLATFORM_PHRASE, PendingReason::Platform),
+            (MAX_REPLICAS_PHRASE, PendingReason::MaxReplicas),
+            (NOT_IN_SWARM, PendingReason::NodeGone),
+        ];
+        phrases.iter().find(|(p, _)| first.contains(p)).map_or(PendingReason::Other, |(_, r)| *r)
     }
 }
 
