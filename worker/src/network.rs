@@ -103,6 +103,9 @@ struct MeshWatch {
     relays: BTreeMap<u16, Arc<AtomicU64>>,
 }
 
+/// A running PROXY v2 relay: its backends, its stop switch, the connections it accepted.
+type Relay = (watch::Sender<Vec<SocketAddr>>, watch::Sender<bool>, Arc<AtomicU64>);
+
 /// A task's sandbox, once made.
 struct Sandbox {
     ns: Netns,
@@ -122,8 +125,8 @@ struct Inner {
     leg: Option<(u32, Ipv4Addr, String)>,
     /// The ingress rules last applied.
     ingress_rules: Option<Vec<IngressPort>>,
-    /// PROXY v2 relays by port: backends, stop switch, accepted connections.
-    proxies: BTreeMap<u16, (watch::Sender<Vec<SocketAddr>>, watch::Sender<bool>, Arc<AtomicU64>)>,
+    /// PROXY v2 relays by port.
+    proxies: BTreeMap<u16, Relay>,
     /// Host-mode publishing per task: gateway pair index and the ports (backend = the task end of the pair).
     gateways: BTreeMap<String, (u32, Vec<HostPort>)>,
     /// The host-port rules last applied.
