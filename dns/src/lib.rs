@@ -18,6 +18,7 @@
 //! - [`server`]: [`serve`] and its [`DnsServer`] handle; the decision per query (local answer, rotation, forward,
 //!   errors), the UDP loop and hickory's TCP server.
 //! - [`upstream`]: the host's resolvers from resolv.conf, and forwarding with its bounds (timeouts, in-flight limit).
+//! - [`counters`]: [`QueryCounters`], the queries answered by how (for the daemon's `/metrics`).
 //! - [`error`]: the crate's [`Error`] type.
 //!
 //! # Logging
@@ -29,11 +30,13 @@
 #![deny(rust_2018_idioms)]
 #![warn(missing_docs, clippy::dbg_macro, clippy::print_stdout)]
 
+pub mod counters;
 pub mod error;
 pub mod records;
 pub mod server;
 pub mod upstream;
 
+pub use counters::{QueryCounters, QueryResult};
 pub use error::Error;
 pub use records::{Records, RecordsBuilder};
 pub use server::{serve, DnsServer, ANSWER_TTL, TCP_IDLE_TIMEOUT};

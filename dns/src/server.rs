@@ -28,6 +28,7 @@ use hickory_server::Server;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::counters::QueryCounters;
 use crate::error::Error;
 use crate::records::Records;
 use crate::upstream::Upstream;
@@ -55,7 +56,7 @@ const EDNS_PAYLOAD: u16 = 1232;
 /// Serves DNS on `udp` and `tcp` (bound sockets, normally 127.0.0.11:53 inside a task's network namespace, made by a
 /// thread that entered it) for a task attached to the networks `scope`. Each query reads the table current in
 /// `records` (so a `send` on its `watch::Sender` is seen by the next query, with no caching of answers); names not
-/// found there go to `upstream`.
+/// found there go to `upstream`. Every query answered is counted in `counters` (shared by the daemon's servers).
 ///
 /// Must be called from within the tokio runtime (with IO enabled) that is to run the server: the server's tasks run
 /// there, and the forwarding sockets are made by them, in the namespace of that runtime's threads (the daemon's).
@@ -67,6 +68,7 @@ pub fn serve(
     scope: Vec<String>,
     records: watch::Receiver<Arc<Records>>,
     upstream: Upstream,
+    counters: QueryCounters,
 ) -> Result<DnsServer, Error> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(Error::NoRuntime);
@@ -79,7 +81,7 @@ pub fn serve(
     let udp_addr = udp.local_addr().map_err(socket_err("udp"))?;
     let tcp_addr = tcp.local_addr().map_err(socket_err("tcp"))?;
 
-    let handler = Arc::new(Handler { scope, records, upstream, rotation: AtomicUsize::new(0) });
+    let handler = Arc::new(Handler { scope, records, upstream, rotation: AtomicUsize::new(0), counters });
     let mut tcp_server = Server::new(TcpHandler(handler.clone()));
     tcp_server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_QUEUE);
     let (stop, stopped) = oneshot::channel();

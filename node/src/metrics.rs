@@ -2,10 +2,12 @@
 //! /metrics` over plain HTTP on its own address, opt-in, and nothing else there.
 //!
 //! A scrape reads what the node has once ([`Scrape::read`]: Raft's figures and the store version this node's manager
-//! has applied, the task manager's table) and turns it into a registry ([`registry`], a pure function); the store's
-//! counts are made then, from that one version, so the store's writes carry no bookkeeping for metrics. The few
-//! figures that must be recorded as they happen (leader changes, proposal and engine start latency) are recorded by
-//! the manager and the task manager, and only read here. Every metric is listed in `docs/design/metrics.md`.
+//! has applied, the task manager's table, the data plane's counters) and turns it into a registry ([`registry`], a
+//! pure function); the store's counts are made then, from that one version, so the store's writes carry no
+//! bookkeeping for metrics. The figures that must be recorded as they happen (leader changes, heartbeats, proposal,
+//! assignment and engine start latency, DNS answers, relayed connections) are recorded by their owners (the manager,
+//! the task manager, the DNS servers, the relays) in atomics, and only read here; the mesh's DNAT counters are the
+//! kernel's, listed from nftables. Every metric is listed in `docs/design/metrics.md`.
 //!
 //! The answer is OpenMetrics text when the scraper asks for it (Prometheus does), else Prometheus text 0.0.4.
 
@@ -14,14 +16,17 @@ use axum::body::Body;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::{prometheus_text, text};
-use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use skep_api::docker::{NodeState, TaskState};
+use skep_manager::dispatcher::BeatCounts;
 use skep_manager::runtime::{ManagerMetrics, RaftStatus};
+use skep_manager::scheduler::PendingReason;
 use skep_manager::store::ClusterState;
+use skep_worker::network::{MeshConnections, QueryCounters, QueryResult};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -74,6 +79,10 @@ pub struct Scrape {
     pub local_tasks: Option<BTreeMap<TaskState, usize>>,
     /// Seconds the engine took to start each task (kept across role changes).
     pub engine_start: Histogram,
+    /// The tasks' DNS servers' answers (`None`: no networking agent runs).
+    pub dns_queries: Option<QueryCounters>,
+    /// New connections through the routing mesh on this node, per port (`None`: no networking agent runs).
+    pub mesh: Option<Vec<MeshConnections>>,
 }
 
 /// A manager's part of a scrape.
@@ -82,6 +91,8 @@ pub struct ManagerScrape {
     pub raft: RaftStatus,
     /// What the manager records as it runs.
     pub metrics: ManagerMetrics,
+    /// Heartbeats received and missed per node, as the manager counted them as leader.
+    pub beats: Vec<(String, BeatCounts)>,
     /// The store version the manager has applied (a follower's may lag the leader's by a few entries).
     pub store: Arc<ClusterState>,
 }
@@ -89,21 +100,34 @@ pub struct ManagerScrape {
 impl Scrape {
     /// Read the node: one look at its manager (Raft's figures, then its applied store version) and its task table.
     pub async fn read(node: &NodeHandle) -> Scrape {
-        let manager = node.manager().await.map(|m| ManagerScrape {
-            raft: m.raft_status(),
-            metrics: m.metrics().clone(),
-            store: m.local_state(),
-        });
+        let manager = match node.manager().await {
+            None => None,
+            Some(m) => Some(ManagerScrape {
+                raft: m.raft_status().await,
+                metrics: m.metrics().clone(),
+                beats: m.heartbeat_counts(),
+                store: m.local_state(),
+            }),
+        };
         let watch = node.task_watch();
         let local_tasks = if node.state().await.is_some() { watch.states() } else { None };
-        Scrape { manager, local_tasks, engine_start: watch.start_duration.clone() }
+        let (dns, net) = node.net_watch().await;
+        let mesh = match &net {
+            Some(net) => Some(net.mesh_connections().await),
+            None => None,
+        };
+        let dns_queries = net.is_some().then(|| dns.clone());
+        Scrape { manager, local_tasks, engine_start: watch.start_duration.clone(), dns_queries, mesh }
     }
 }
 
-/// A family of gauges by one or more labels.
-type Gauges = Family<Vec<(&'static str, String)>, Gauge>;
+/// A series' labels.
+type Labels = Vec<(&'static str, String)>;
 
-fn gauges(points: impl IntoIterator<Item = (Vec<(&'static str, String)>, usize)>) -> Gauges {
+/// A family of gauges by one or more labels.
+type Gauges = Family<Labels, Gauge>;
+
+fn gauges(points: impl IntoIterator<Item = (Labels, usize)>) -> Gauges {
     let f = Gauges::default();
     for (labels, n) in points {
         f.get_or_create(&labels).set(n as i64);
@@ -111,7 +135,16 @@ fn gauges(points: impl IntoIterator<Item = (Vec<(&'static str, String)>, usize)>
     f
 }
 
-fn label(key: &'static str, value: impl Into<String>) -> Vec<(&'static str, String)> {
+/// A family of counters by one or more labels, with the values their owners counted.
+fn counters(points: impl IntoIterator<Item = (Labels, u64)>) -> Family<Labels, Counter> {
+    let f = Family::<Labels, Counter>::default();
+    for (labels, n) in points {
+        f.get_or_create(&labels).inc_by(n);
+    }
+    f
+}
+
+fn label(key: &'static str, value: impl Into<String>) -> Labels {
     vec![(key, value.into())]
 }
 
@@ -132,11 +165,39 @@ pub fn registry(s: &Scrape) -> Registry {
         let points = TASK_STATES.iter().map(|st| (label("state", st.as_str()), local.get(st).copied().unwrap_or(0)));
         r.register("local_tasks", "Tasks this node runs, by the state it last observed", gauges(points));
     }
+    if let Some(dns) = &s.dns_queries {
+        let points = QueryResult::ALL.map(|q| (label("result", q.as_str()), dns.get(q)));
+        r.register("dns_queries", "Queries the tasks' embedded DNS servers answered, by how", counters(points));
+    }
+    if let Some(mesh) = &s.mesh {
+        let points = mesh.iter().map(|c| {
+            let labels = vec![("proto", c.proto.as_str().to_string()), ("port", c.port.to_string())];
+            ([labels, label("via", c.via.as_str())].concat(), c.count)
+        });
+        let help = "New connections through the routing mesh on this node, by port";
+        r.register("mesh_connections", help, counters(points));
+    }
     if let Some(m) = &s.manager {
         register_raft(&mut r, m);
+        register_dispatcher(&mut r, m);
         register_store(&mut r, &m.store);
     }
     r
+}
+
+/// What the leader counted of the nodes' sessions: heartbeats, down verdicts, assignment latency.
+fn register_dispatcher(r: &mut Registry, m: &ManagerScrape) {
+    let received = m.beats.iter().map(|(node, c)| (label("node", node.as_str()), c.received));
+    r.register("heartbeats_received", "Heartbeats the leader received from each node", counters(received));
+    let missed = m.beats.iter().filter(|(_, c)| c.missed > 0).map(|(node, c)| (label("node", node.as_str()), c.missed));
+    let help = "Times the leader marked each node down for missing its heartbeats";
+    r.register("heartbeats_missed", help, counters(missed));
+    r.register_with_unit(
+        "assignment_duration",
+        "Time from a task's placement on a node to the node's first report on it reaching the leader",
+        Unit::Seconds,
+        m.metrics.assignment_duration.clone(),
+    );
 }
 
 fn register_raft(r: &mut Registry, m: &ManagerScrape) {
@@ -147,6 +208,10 @@ fn register_raft(r: &mut Registry, m: &ManagerScrape) {
     let (last_log, applied) = (ConstGauge::new(raft.last_log as i64), ConstGauge::new(raft.applied as i64));
     r.register("raft_last_log_index", "Index of the last entry in this manager's Raft log", last_log);
     r.register("raft_applied_index", "Index of the last Raft entry applied to this manager's store", applied);
+    if let Some(committed) = raft.committed {
+        let committed = ConstGauge::new(committed as i64);
+        r.register("raft_commit_index", "Index of the last Raft entry this manager knows committed", committed);
+    }
     r.register(
         "raft_leader_changes_seen",
         "Times the Raft leader known to this manager became another manager",
@@ -193,8 +258,13 @@ fn register_store(r: &mut Registry, st: &ClusterState) {
     // every node gets its `running` count, 0 included; other states only where some task is in them
     let mut by_node: BTreeMap<(&str, TaskState), usize> =
         st.nodes.keys().map(|id| ((id.as_str(), TaskState::Running), 0)).collect();
+    let mut pending: BTreeMap<PendingReason, usize> = PendingReason::ALL.iter().map(|r| (*r, 0)).collect();
     for t in st.tasks.values() {
         *by_state.entry(t.status.state).or_default() += 1;
+        // waiting for a node, as the scheduler sees it: pending and meant to run
+        if t.status.state == TaskState::Pending && t.desired_state <= TaskState::Running {
+            *pending.entry(PendingReason::of(&t.status.err)).or_default() += 1;
+        }
         if !t.node_id.is_empty() {
             *by_node.entry((t.node_id.as_str(), t.status.state)).or_default() += 1;
         }
@@ -204,6 +274,8 @@ fn register_store(r: &mut Registry, st: &ClusterState) {
     let labels = |node: &str, s: TaskState| vec![("node", node.to_string()), ("state", s.as_str().to_string())];
     let points = by_node.into_iter().map(|((node, s), n)| (labels(node, s), n));
     r.register("node_tasks", "Tasks in the store assigned to each node, by state", gauges(points));
+    let points = pending.into_iter().map(|(reason, n)| (label("reason", reason.as_str()), n));
+    r.register("pending_tasks", "Tasks waiting for a node, by the scheduler's reason", gauges(points));
 }
 
 /// The registry as text: OpenMetrics when `openmetrics`, else Prometheus text 0.0.4; with its `Content-Type`.

@@ -50,7 +50,7 @@
 //! # Layout
 //! - `rules`: the rule types and the pure rendering ([`render_vips`], [`render_ingress`], [`render_host_ports`]).
 //! - `command`: running `nft` (inside a namespace through `nsenter`), bounded in time and output; apply, remove
-//!   and list.
+//!   and list, and read the mesh's per-port connection counters ([`ingress_connections`], for `/metrics`).
 //! - `sysctl`: writing `/proc/sys` inside a namespace.
 //! - `error`: [`NftError`].
 #![forbid(unsafe_code)]
@@ -63,12 +63,12 @@ mod sysctl;
 mod tests;
 
 pub use command::{
-    apply_dns_redirect, apply_host_ports, apply_ingress, apply_vips, list_tables, remove_host_ports, remove_ingress, remove_vips, NftTable,
-    NFT_MAX_OUTPUT, NFT_TIMEOUT,
+    apply_dns_redirect, apply_host_ports, apply_ingress, apply_vips, ingress_connections, list_tables,
+    remove_host_ports, remove_ingress, remove_vips, NftTable, NFT_MAX_OUTPUT, NFT_TIMEOUT,
 };
 pub use error::NftError;
 pub use rules::{
-    render_dns_redirect, render_host_ports, render_ingress, render_removal, render_vips, HostPort, IngressPort, Proto, VipRule,
-    DNS_ADDR, DNS_TABLE, HOST_PORTS_TABLE, INGRESS_TABLE, VIP_TABLE,
+    parse_port_counters, render_dns_redirect, render_host_ports, render_ingress, render_removal, render_vips, HostPort,
+    IngressPort, PortCount, Proto, VipRule, DNS_ADDR, DNS_TABLE, HOST_PORTS_TABLE, INGRESS_TABLE, VIP_TABLE,
 };
 pub use sysctl::{enable_ip_forward, enable_route_localnet, set_sysctl};

@@ -17,6 +17,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -144,6 +145,8 @@ pub struct ProxyListener {
     limit: Arc<Semaphore>,
     /// How long one backend may take to accept.
     connect_timeout: Duration,
+    /// Connections accepted so far (for metrics: [`ProxyListener::accepted`]).
+    accepted: Arc<AtomicU64>,
 }
 
 impl ProxyListener {
@@ -175,7 +178,14 @@ impl ProxyListener {
             backends,
             limit: Arc::new(Semaphore::new(config.max_connections.max(1))),
             connect_timeout: config.connect_timeout,
+            accepted: Arc::default(),
         }
+    }
+
+    /// The count of connections this listener accepts (each relayed or tried: one whose backends all fail counts
+    /// too), shared: read it while [`ProxyListener::run`] goes on.
+    pub fn accepted(&self) -> Arc<AtomicU64> {
+        self.accepted.clone()
     }
 
     /// The address clients connect to.
@@ -211,6 +221,7 @@ impl ProxyListener {
             let (client, peer) = match accepted {
                 Ok(conn) => {
                     failures = 0;
+                    self.accepted.fetch_add(1, Ordering::Relaxed);
                     conn
                 }
                 Err(source) => {

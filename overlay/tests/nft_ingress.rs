@@ -109,6 +109,15 @@ async fn ingress_mesh_and_host_ports() {
     let name = tcp_name(&node, "127.0.0.1:8080").await.expect("node → 127.0.0.1:8080");
     assert!(name == "b1" || name == "b2", "{name}");
 
+    // Every new connection is counted once by its port's rule (a nat chain sees a connection's first packet only):
+    // the client's 10, the node's 3; each UDP exchange is a flow of its own.
+    let wait = std::time::Duration::from_secs(5);
+    let counted = nft::ingress_connections(Some(&node.path()), wait).await.expect("counters");
+    let of = |proto, port| counted.iter().find(|c| c.proto == proto && c.port == port).map(|c| c.connections);
+    assert_eq!(of(Proto::Tcp, 8080), Some(13), "{counted:?}");
+    assert!(of(Proto::Udp, 5353).is_some_and(|n| (1..=10).contains(&n)), "{counted:?}");
+    assert_eq!(of(Proto::Tcp, 8081), None, "a port without tasks has no DNAT rule: {counted:?}");
+
     // A published port without tasks refuses at once.
     let err = tcp_name(&client, &format!("{NODE_IP}:8081")).await.expect_err("no backends");
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");

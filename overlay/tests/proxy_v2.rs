@@ -185,6 +185,7 @@ async fn concurrent_connections_are_bounded() {
     let config = ProxyConfig { max_connections: 1, connect_timeout: Duration::from_millis(500) };
     let proxy = ProxyListener::bind("127.0.0.1:0".parse().unwrap(), backends_rx, config).await.unwrap();
     let proxy_addr = proxy.local_addr().unwrap();
+    let accepted = proxy.accepted();
     let run = tokio::spawn(proxy.run(stop_rx));
 
     let mut first = connect(proxy_addr).await.unwrap();
@@ -201,6 +202,8 @@ async fn concurrent_connections_are_bounded() {
     drop(first);
     within(second.read_exact(&mut greeting)).await.expect("served once the first is done");
     assert_eq!(&greeting, b"b1");
+    // counted as accepted: the first at once, the second once the permit let it be
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::Relaxed), 2);
 
     stop_tx.send(true).unwrap();
     within(async { Ok(run.await) }).await.unwrap().unwrap().unwrap();

@@ -12,6 +12,9 @@
 //!   published by a userspace relay instead, which tells the backend the client's address (PROXY protocol v2).
 //! - **DNS**: one [`Records`] table per view, shared by every sandbox's server; each server answers only for the
 //!   networks of its task.
+//! - **Metrics**: every DNS server counts its answers in the daemon's [`QueryCounters`] (`NetConfig::dns_queries`);
+//!   the mesh's connections are read at a scrape ([`NetAgent::mesh_connections`]): the counters of the ingress
+//!   table's DNAT rules in nftables, and the relays' accepted connections.
 //!
 //! Everything is reconciled from the latest view under one lock, so the kernel follows the managers' store and a
 //! failed step is retried with the next view. Errors are logged, never fatal to the agent; a task whose sandbox
@@ -20,18 +23,23 @@
 mod error;
 
 pub use error::NetError;
+pub use skep_dns::{QueryCounters, QueryResult};
+/// A published port's protocol (of [`MeshConnections`]).
+pub use skep_overlay::nft::Proto;
 
 use skep_api::docker::Task;
 use skep_api::netview::{NetworkInfo, NetworkView};
 use skep_dns::{Records, RecordsBuilder, Upstream};
 use skep_overlay::netns::Netns;
 use skep_overlay::network::{DataPlane, DataPlaneConfig, NetworkPlan, Peer};
-use skep_overlay::nft::{self, HostPort, IngressPort, Proto, VipRule};
+use skep_overlay::nft::{self, HostPort, IngressPort, VipRule};
 use skep_overlay::proxy::{ProxyConfig, ProxyListener};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{watch, Mutex};
 
 /// The service label that publishes a service's ingress ports through the PROXY protocol v2 relay.
@@ -46,7 +54,57 @@ pub struct NetConfig {
     pub underlay: Ipv4Addr,
     /// Where resolv.conf files for tasks are written.
     pub state_dir: PathBuf,
+    /// Where the tasks' DNS servers count their answers (the daemon's, kept across agents).
+    pub dns_queries: QueryCounters,
 }
+
+/// How long a scrape waits for nft to list the mesh's counters.
+const MESH_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How a connection came through the routing mesh ([`NetAgent::mesh_connections`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MeshPath {
+    /// DNATed by the kernel (the ingress table's rule for the port).
+    Nftables,
+    /// Accepted by the userspace PROXY v2 relay of the port.
+    Proxy,
+}
+
+impl MeshPath {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MeshPath::Nftables => "nftables",
+            MeshPath::Proxy => "proxy",
+        }
+    }
+}
+
+/// New connections to one published port that reached the mesh on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MeshConnections {
+    /// TCP or UDP (a relay is TCP).
+    pub proto: Proto,
+    /// The published port.
+    pub port: u16,
+    /// The kernel's DNAT or the relay.
+    pub via: MeshPath,
+    /// Connections since the rule or relay was made (the DNAT counters restart when the ingress table is replaced,
+    /// i.e. when a published port or its backends change; Prometheus's `rate()` takes that as a reset).
+    pub count: u64,
+}
+
+/// What a scrape reads of the mesh without the agent's lock (held across nft runs while reconciling).
+#[derive(Default)]
+struct MeshWatch {
+    /// The ingress table has DNAT rules (so its counters are worth listing).
+    dnat: bool,
+    /// Accepted connections of each relay, by port.
+    relays: BTreeMap<u16, Arc<AtomicU64>>,
+}
+
+/// A running PROXY v2 relay: its backends, its stop switch, the connections it accepted.
+type Relay = (watch::Sender<Vec<SocketAddr>>, watch::Sender<bool>, Arc<AtomicU64>);
 
 /// A task's sandbox, once made.
 struct Sandbox {
@@ -67,8 +125,8 @@ struct Inner {
     leg: Option<(u32, Ipv4Addr, String)>,
     /// The ingress rules last applied.
     ingress_rules: Option<Vec<IngressPort>>,
-    /// PROXY v2 relays by port: backends and stop switch.
-    proxies: BTreeMap<u16, (watch::Sender<Vec<SocketAddr>>, watch::Sender<bool>)>,
+    /// PROXY v2 relays by port.
+    proxies: BTreeMap<u16, Relay>,
     /// Host-mode publishing per task: gateway pair index and the ports (backend = the task end of the pair).
     gateways: BTreeMap<String, (u32, Vec<HostPort>)>,
     /// The host-port rules last applied.
@@ -82,6 +140,8 @@ pub struct NetAgent {
     records: watch::Sender<Arc<Records>>,
     upstream: Upstream,
     inner: Mutex<Inner>,
+    /// The mesh as the last reconcile left it, for scrapes.
+    mesh: std::sync::Mutex<MeshWatch>,
 }
 
 impl NetAgent {
@@ -111,7 +171,44 @@ impl NetAgent {
                 gateways: BTreeMap::new(),
                 host_rules: None,
             }),
+            mesh: Default::default(),
         })
+    }
+
+    /// New connections through the routing mesh on this node, per published port: the ingress table's DNAT counters
+    /// (one `nft list`, bounded in time; absent when it fails, logged) and the relays' accepted connections.
+    pub async fn mesh_connections(&self) -> Vec<MeshConnections> {
+        let (dnat, relays) = {
+            let m = self.mesh.lock().unwrap_or_else(|p| p.into_inner());
+            (m.dnat, m.relays.iter().map(|(p, c)| (*p, c.load(Ordering::Relaxed))).collect::<Vec<_>>())
+        };
+        let mut out = Vec::new();
+        if dnat {
+            match nft::ingress_connections(None, MESH_READ_TIMEOUT).await {
+                Ok(ports) => out.extend(ports.into_iter().map(|p| MeshConnections {
+                    proto: p.proto,
+                    port: p.port,
+                    via: MeshPath::Nftables,
+                    count: p.connections,
+                })),
+                Err(e) => tracing::debug!("reading the mesh's counters: {e}"),
+            }
+        }
+        let relayed = relays.into_iter().map(|(port, count)| MeshConnections {
+            proto: Proto::Tcp,
+            port,
+            via: MeshPath::Proxy,
+            count,
+        });
+        out.extend(relayed);
+        out
+    }
+
+    /// Publish what scrapes read of the mesh: whether the ingress table DNATs, and the relays' counters.
+    fn watch_mesh(&self, inner: &Inner) {
+        let dnat = inner.ingress_rules.as_ref().is_some_and(|r| r.iter().any(|p| !p.backends.is_empty()));
+        let relays = inner.proxies.iter().map(|(p, (_, _, c))| (*p, c.clone())).collect();
+        *self.mesh.lock().unwrap_or_else(|p| p.into_inner()) = MeshWatch { dnat, relays };
     }
 
     /// A new view from the leader: reconcile networks, routing mesh, VIP tables and DNS.
@@ -194,7 +291,7 @@ impl NetAgent {
                 d.shutdown().await;
             }
         }
-        for (_, (_, stop)) in std::mem::take(&mut inner.proxies) {
+        for (_, (_, stop, _)) in std::mem::take(&mut inner.proxies) {
             let _ = stop.send(true);
         }
         if let Err(e) = nft::remove_ingress(None).await {
@@ -212,6 +309,7 @@ impl NetAgent {
         inner.leg = None;
         inner.ingress_rules = None;
         inner.view = NetworkView::default();
+        self.watch_mesh(&inner);
     }
 
     async fn attach(&self, task: &Task, ns: Netns, own: bool) -> Result<(), NetError> {
@@ -314,7 +412,8 @@ impl NetAgent {
             tracing::warn!("embedded DNS: redirect of port 53: {e}");
             return None;
         }
-        match skep_dns::serve(udp, tcp, scope, self.records.subscribe(), self.upstream.clone()) {
+        let counters = self.cfg.dns_queries.clone();
+        match skep_dns::serve(udp, tcp, scope, self.records.subscribe(), self.upstream.clone(), counters) {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::warn!("embedded DNS: {e}");
@@ -369,6 +468,7 @@ impl NetAgent {
             inner.synced.remove(&vni);
         }
         self.reconcile_mesh(inner, &view).await;
+        self.watch_mesh(inner);
         self.reconcile_host_ports(inner).await;
         // VIP tables per sandbox
         for (task, sb) in inner.sandboxes.iter_mut() {
@@ -413,7 +513,7 @@ impl NetAgent {
             if inner.ingress_rules.take().is_some() {
                 let _ = nft::remove_ingress(None).await;
             }
-            for (_, (_, stop)) in std::mem::take(&mut inner.proxies) {
+            for (_, (_, stop, _)) in std::mem::take(&mut inner.proxies) {
                 let _ = stop.send(true);
             }
             return;
@@ -459,12 +559,12 @@ impl NetAgent {
         // relays: update backends, start new ones, stop those gone
         let stale: Vec<u16> = inner.proxies.keys().filter(|p| !relays.contains_key(p)).copied().collect();
         for p in stale {
-            if let Some((_, stop)) = inner.proxies.remove(&p) {
+            if let Some((_, stop, _)) = inner.proxies.remove(&p) {
                 let _ = stop.send(true);
             }
         }
         for (port, backends) in relays {
-            if let Some((tx, _)) = inner.proxies.get(&port) {
+            if let Some((tx, _, _)) = inner.proxies.get(&port) {
                 tx.send_if_modified(|cur| {
                     let changed = *cur != backends;
                     *cur = backends.clone();
@@ -477,12 +577,13 @@ impl NetAgent {
             let addr = SocketAddr::from(([0, 0, 0, 0], port));
             match ProxyListener::bind(addr, rx, ProxyConfig::default()).await {
                 Ok(l) => {
+                    let accepted = l.accepted();
                     tokio::spawn(async move {
                         if let Err(e) = l.run(stop_rx).await {
                             tracing::warn!(port, "PROXY v2 relay: {e}");
                         }
                     });
-                    inner.proxies.insert(port, (tx, stop_tx));
+                    inner.proxies.insert(port, (tx, stop_tx, accepted));
                 }
                 Err(e) => tracing::warn!(port, "PROXY v2 relay: {e}"),
             }

@@ -47,7 +47,8 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let (_records_tx, records_rx) = tokio::sync::watch::channel(Arc::new(records));
-        let server = skep_dns::serve(udp, tcp, vec![NETWORK.to_string()], records_rx, Upstream::none())?;
+        let counters = skep_dns::QueryCounters::default();
+        let server = skep_dns::serve(udp, tcp, vec![NETWORK.to_string()], records_rx, Upstream::none(), counters)?;
         eprintln!("skep-bench-dns: {names} names on {listen} (udp+tcp), single-threaded tokio runtime");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

@@ -17,6 +17,7 @@ use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use tokio::sync::watch;
 
 use super::{ANSWER_TTL, EDNS_PAYLOAD};
+use crate::counters::{QueryCounters, QueryResult};
 use crate::records::Records;
 use crate::upstream::Upstream;
 
@@ -30,6 +31,8 @@ pub(super) struct Handler {
     /// Advanced by one per local answer with addresses: the first address of the answer, so clients that take the
     /// first address spread over all of them in turn (round robin).
     pub(super) rotation: AtomicUsize,
+    /// How the queries were answered (the daemon's, shared by every server).
+    pub(super) counters: QueryCounters,
 }
 
 /// What to do with a query, decided without awaiting (the records' read lock is held only while deciding).
@@ -79,6 +82,11 @@ impl Handler {
         rotated.extend_from_slice(&addrs[start..]);
         rotated.extend_from_slice(&addrs[..start]);
         Some(rotated)
+    }
+
+    /// Counts a query answered locally with `code`: from the records, or refused (FORMERR, NOTIMP, BADVERS).
+    pub(super) fn count_local(&self, code: ResponseCode) {
+        self.counters.count(if code == ResponseCode::NoError { QueryResult::Local } else { QueryResult::Error });
     }
 
     /// Whether answers say "recursion available": only when there is somewhere to forward to.
@@ -135,6 +143,8 @@ impl Handler {
         let max_udp = usize::from(request.max_payload());
         match self.upstream.forward(request.as_slice(), &request.queries, client_tcp, max_udp).await {
             Ok(answer) => {
+                let nxdomain = answer.metadata.response_code == ResponseCode::NXDomain;
+                self.counters.count(if nxdomain { QueryResult::NxDomain } else { QueryResult::Forwarded });
                 let mut relayed = answer.metadata;
                 relayed.id = request.metadata.id;
                 // the client's size, not the resolver's, bounds what goes back over UDP
@@ -150,6 +160,7 @@ impl Handler {
             }
             Err(error) => {
                 tracing::debug!(%error, "DNS forward failed");
+                self.counters.count(QueryResult::ServFail);
                 metadata.response_code = ResponseCode::ServFail;
                 let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
                 response.send_response(builder.build_no_records(metadata)).await
@@ -187,6 +198,9 @@ pub(super) struct TcpHandler(pub(super) Arc<Handler>);
 impl RequestHandler for TcpHandler {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response: R) -> ResponseInfo {
         let plan = self.0.plan(request);
+        if let Plan::Local(code, _) = &plan {
+            self.0.count_local(*code);
+        }
         match self.0.respond(request, plan, response).await {
             Ok(info) => info,
             Err(error) => {

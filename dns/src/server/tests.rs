@@ -14,7 +14,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{timeout, Instant};
 
 use super::*;
-use crate::RecordsBuilder;
+use crate::{QueryCounters, QueryResult, RecordsBuilder};
 
 const NET: &str = "net-front";
 const OTHER: &str = "net-back";
@@ -37,14 +37,23 @@ fn table() -> Records {
 struct Fixture {
     server: DnsServer,
     records: watch::Sender<Arc<Records>>,
+    counters: QueryCounters,
+}
+
+impl Fixture {
+    /// The queries counted, by result, in [`QueryResult::ALL`]'s order.
+    fn counted(&self) -> Vec<u64> {
+        QueryResult::ALL.iter().map(|r| self.counters.get(*r)).collect()
+    }
 }
 
 fn start(records: Records, upstream: Upstream) -> Fixture {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let (tx, rx) = watch::channel(Arc::new(records));
-    let server = serve(udp, tcp, vec![NET.to_string()], rx, upstream).unwrap();
-    Fixture { server, records: tx }
+    let counters = QueryCounters::default();
+    let server = serve(udp, tcp, vec![NET.to_string()], rx, upstream, counters.clone()).unwrap();
+    Fixture { server, records: tx, counters }
 }
 
 fn query(id: u16, name: &str, rtype: RecordType) -> Vec<u8> {
@@ -93,8 +102,8 @@ fn a_records(message: &Message) -> Vec<Ipv4Addr> {
         .collect()
 }
 
-/// A resolver on 127.0.0.1 that answers every A question with [`UPSTREAM_ANSWER`] (or stays silent), and records
-/// the names and IDs it was asked.
+/// A resolver on 127.0.0.1 that answers every A question with [`UPSTREAM_ANSWER`] (NXDOMAIN for names under
+/// `missing.`; or stays silent), and records the names and IDs it was asked.
 struct FakeUpstream {
     addr: SocketAddr,
     asked: Arc<Mutex<Vec<(String, u16)>>>,
@@ -120,6 +129,11 @@ impl FakeUpstream {
                 let mut response = Message::response(request.metadata.id, OpCode::Query);
                 response.metadata.recursion_available = true;
                 response.add_query(request.queries[0].clone());
+                if name.starts_with("missing.") {
+                    response.metadata.response_code = ResponseCode::NXDomain;
+                    let _ = socket.send_to(&response.to_vec().unwrap(), from).await;
+                    continue;
+                }
                 response.add_answer(Record::from_rdata(
                     request.queries[0].name().clone(),
                     300,
@@ -160,6 +174,8 @@ async fn service_name_is_answered_with_its_vip() {
     let answer = ask_tcp(f.server.tcp_addr(), &query(7, "tasks.web", RecordType::A)).await;
     assert_eq!(answer.metadata.id, 7);
     assert_eq!(a_records(&answer).into_iter().collect::<HashSet<_>>(), HashSet::from([ip(3), ip(4), ip(5)]));
+    // five answers from the records, counted as local (UDP and TCP alike)
+    assert_eq!(f.counted(), [5, 0, 0, 0, 0]);
 }
 
 #[tokio::test]
@@ -209,8 +225,12 @@ async fn names_outside_the_scope_go_upstream_and_come_back_with_the_clients_id()
     // a TCP client is forwarded too
     let answer = ask_tcp(f.server.tcp_addr(), &query(99, "example.net", RecordType::A)).await;
     assert_eq!((answer.metadata.id, a_records(&answer)), (99, vec![UPSTREAM_ANSWER]));
+    let answer = ask(f.server.udp_addr(), "missing.example.org.", RecordType::A).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
     let asked: Vec<String> = upstream.asked().into_iter().map(|(name, _)| name).collect();
-    assert_eq!(asked, ["db.", "example.org.", "example.net."]);
+    assert_eq!(asked, ["db.", "example.org.", "example.net.", "missing.example.org."]);
+    // counted as forwarded (3) and nxdomain (1)
+    assert_eq!(f.counted(), [0, 3, 1, 0, 0]);
 }
 
 /// A resolver whose UDP answers are truncated (TC, no records) and whose TCP answers are whole.
@@ -286,7 +306,7 @@ async fn a_records_change_is_answered_at_once() {
     let answer = ask(f.server.udp_addr(), "web", RecordType::A).await;
     assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
     // a dropped sender leaves the last table serving
-    let Fixture { server, records } = f;
+    let Fixture { server, records, .. } = f;
     records.send(Arc::new(table())).unwrap();
     drop(records);
     assert_eq!(a_records(&ask(server.udp_addr(), "web", RecordType::A).await), [ip(2)]);
@@ -299,6 +319,7 @@ async fn no_upstream_is_servfail_at_once() {
     let answer = ask(f.server.udp_addr(), "example.org", RecordType::A).await;
     assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
     assert!(!answer.metadata.recursion_available);
+    assert_eq!(f.counted(), [0, 0, 0, 1, 0], "counted as servfail");
     assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
 }
 
@@ -412,6 +433,11 @@ async fn malformed_queries_do_not_stop_the_server() {
     assert_eq!(a_records(&ask(addr, "web", RecordType::A).await), [ip(2)]);
     assert_eq!(a_records(&ask_tcp(f.server.tcp_addr(), &query(8, "web", RecordType::A)).await), [ip(2)]);
     assert!(upstream.asked().is_empty(), "nothing malformed was forwarded: {:?}", upstream.asked());
+    // the two good ones are local answers; the refusals are counted as errors (the UDP garbage answered with FORMERR
+    // among them: how many of the random datagrams have a readable header is the seed's business)
+    let counted = f.counted();
+    assert_eq!(counted[..4], [2, 0, 0, 0], "{counted:?}");
+    assert!(counted[4] >= 5, "{counted:?}");
 }
 
 #[tokio::test]
@@ -460,7 +486,7 @@ fn serve_outside_a_runtime_is_an_error() {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let (_tx, rx) = watch::channel(Arc::new(Records::empty()));
-    let err = serve(udp, tcp, vec![], rx, Upstream::none()).unwrap_err();
+    let err = serve(udp, tcp, vec![], rx, Upstream::none(), QueryCounters::default()).unwrap_err();
     assert!(matches!(err, Error::NoRuntime), "{err}");
 }
 

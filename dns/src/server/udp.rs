@@ -74,6 +74,7 @@ pub(super) async fn serve_udp(socket: UdpSocket, handler: Arc<Handler>, mut stop
         // the usual stub query for one of our names: answered without building a hickory request
         if let Some(query) = PlainQuery::parse(datagram) {
             if let Some(addrs) = query.local_answer(&handler) {
+                handler.count_local(ResponseCode::NoError);
                 let reply = Reply::plain(&query, handler.recursion_available());
                 reply.encode(ResponseCode::NoError, &addrs, &mut out);
                 send(&socket, &out, src).await;
@@ -85,6 +86,7 @@ pub(super) async fn serve_udp(socket: UdpSocket, handler: Arc<Handler>, mut stop
             Err(_) => {
                 // hickory's server does the same: no answer without a header, FORMERR when the header is readable
                 if encode_formerr(datagram, &mut out) {
+                    handler.count_local(ResponseCode::FormErr);
                     send(&socket, &out, src).await;
                 }
                 continue;
@@ -95,6 +97,7 @@ pub(super) async fn serve_udp(socket: UdpSocket, handler: Arc<Handler>, mut stop
         }
         match handler.plan(&request) {
             Plan::Local(code, addrs) => {
+                handler.count_local(code);
                 Reply::to(&request, handler.recursion_available()).encode(code, &addrs, &mut out);
                 send(&socket, &out, src).await;
             }

@@ -14,6 +14,10 @@
 //! verdicts, for one more TTL at most (in clusters of [`HOLD_MIN_NODES`] or more). Marking half the nodes down would
 //! move all their tasks onto the other half, which is how an overloaded cluster collapses. A real mass failure is
 //! still noticed, one TTL later.
+//!
+//! It also counts, per node, the heartbeats received and the times the node was marked down for silence
+//! ([`BeatCounts`]): the daemon's `/metrics` reads them, and keeping them here costs no lock the heartbeat does not
+//! already take.
 
 use super::heartbeat_period_ns;
 use crate::store::{ClusterState, Op};
@@ -29,6 +33,18 @@ pub struct Liveness {
     deadlines: HashMap<String, Instant>,
     /// When `expired` last ran.
     last_check: Option<Instant>,
+    /// Per node: heartbeats received and down verdicts, since this manager started (kept across its terms as leader;
+    /// a node removed from the store is forgotten).
+    counts: HashMap<String, BeatCounts>,
+}
+
+/// What the leader counted of one node's heartbeats (counters, for `/metrics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BeatCounts {
+    /// Heartbeats received from the node.
+    pub received: u64,
+    /// Times the node was marked down for missing its heartbeats (the verdict recorded in the store).
+    pub missed: u64,
 }
 
 /// Verdicts are held when the leader hears from fewer than half of the ready nodes, in clusters of at least this many
@@ -41,7 +57,7 @@ pub const CHECK_SLACK: Duration = Duration::from_millis(500);
 impl Liveness {
     /// Nodes are down after `ttl` without a heartbeat.
     pub fn new(ttl: Duration) -> Liveness {
-        Liveness { ttl, deadlines: HashMap::new(), last_check: None }
+        Liveness { ttl, deadlines: HashMap::new(), last_check: None, counts: HashMap::new() }
     }
 
     /// Change the TTL (the heartbeat period changed).
@@ -55,9 +71,28 @@ impl Liveness {
         self.last_check = Some(now);
     }
 
-    /// A heartbeat from `node`.
+    /// A heartbeat from `node` (counted).
     pub fn heartbeat(&mut self, node: &str, now: Instant) {
         self.deadlines.insert(node.to_string(), now + self.ttl);
+        self.count(node).received += 1;
+    }
+
+    /// `node` was marked down for silence: the verdict of [`Liveness::tick`] is in the store (counted).
+    pub fn marked_down(&mut self, node: &str) {
+        self.count(node).missed += 1;
+    }
+
+    /// `node`'s counts, made on first use (no allocation once the node is known).
+    fn count(&mut self, node: &str) -> &mut BeatCounts {
+        if !self.counts.contains_key(node) {
+            self.counts.insert(node.to_string(), BeatCounts::default());
+        }
+        self.counts.get_mut(node).unwrap_or_else(|| unreachable!("inserted above"))
+    }
+
+    /// The counts of every node heard from or marked down since this manager started.
+    pub fn counts(&self) -> impl Iterator<Item = (&str, BeatCounts)> {
+        self.counts.iter().map(|(id, c)| (id.as_str(), *c))
     }
 
     /// A node just joined: it has yet to start its agent and dial the leader with its new certificate, which on a
@@ -82,7 +117,8 @@ impl Liveness {
     pub fn tick(&mut self, state: &ClusterState, leader: &str, now: Instant) -> Vec<Op> {
         self.set_ttl(Duration::from_nanos(3 * heartbeat_period_ns(state).max(1) as u64));
         let mut ops = self.expired(state, now);
-        self.heartbeat(leader, now);
+        // the leader's own check: a deadline, not a heartbeat received
+        self.deadlines.insert(leader.to_string(), now + self.ttl);
         ops.retain(|op| !matches!(op, Op::SetNodeStatus { id, .. } if id == leader));
         ops
     }
@@ -131,6 +167,7 @@ impl Liveness {
             tracing::warn!(heard, ready, held, "heard from fewer than half of the ready nodes; verdicts held for one more TTL");
         }
         self.deadlines.retain(|id, _| state.nodes.contains_key(id));
+        self.counts.retain(|id, _| state.nodes.contains_key(id));
         ops
     }
 }
@@ -273,6 +310,23 @@ mod tests {
         }
         assert!(down.is_empty(), "{down:?}");
         assert_eq!(l.tick(&s, "leader", at(6000)).len(), 1);
+    }
+
+    #[test]
+    fn heartbeats_and_down_verdicts_are_counted_per_node_and_forgotten_with_the_node() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Duration::from_secs(3));
+        let s = st(&[("leader", "ready"), ("a", "ready")]);
+        l.heartbeat("a", t0);
+        l.heartbeat("a", t0);
+        l.marked_down("a");
+        // the leader's own check is no heartbeat received
+        l.tick(&s, "leader", t0);
+        let counts: HashMap<&str, BeatCounts> = l.counts().collect();
+        assert_eq!(counts, HashMap::from([("a", BeatCounts { received: 2, missed: 1 })]));
+        // removed from the store: forgotten
+        l.expired(&st(&[("leader", "ready")]), t0);
+        assert_eq!(l.counts().count(), 0);
     }
 
     #[test]

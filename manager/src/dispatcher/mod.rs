@@ -25,7 +25,7 @@ pub mod status;
 
 pub use assignments::{assignments_for, digest};
 pub use heartbeat::manager_peers;
-pub use liveness::Liveness;
+pub use liveness::{BeatCounts, Liveness};
 pub(crate) use sent::Sent;
 
 use crate::store::ClusterState;

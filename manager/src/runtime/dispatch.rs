@@ -5,13 +5,14 @@
 
 use super::{lock, werr, Manager};
 use crate::dispatcher::assignments::{DISPATCH_GAP, LONG_POLL};
-use crate::dispatcher::status::{own_updates, StatusBatch, Update, STATUS_BATCH};
+use crate::dispatcher::status::{assignment_delays, own_updates, StatusBatch, Update, STATUS_BATCH};
 use crate::dispatcher::{heartbeat, Sent, UNKNOWN_NODE};
 use crate::store::ClusterState;
 use skep_api::wire::{ErrorKind, Heartbeat, Response};
 use skep_pki::PeerIdentity;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -100,16 +101,23 @@ impl Manager {
         if !self.leader_ready() {
             return self.not_leader();
         }
-        let mine = own_updates(&self.local_state(), &id.node_id, updates);
+        let state = self.local_state();
+        let mine = own_updates(&state, &id.node_id, updates);
         if mine.is_empty() {
             return Response::Ok;
         }
+        let delays = assignment_delays(&state, &mine, SystemTime::now());
+        drop(state);
         let (tx, rx) = oneshot::channel();
         if self.inner.status_tx.send((mine, tx)).await.is_err() {
             return werr(ErrorKind::Unavailable, "shutting down");
         }
         match rx.await {
-            Ok(true) => Response::Ok,
+            Ok(true) => {
+                // observed once recorded: a report that failed is sent again, and measured then
+                delays.into_iter().for_each(|d| self.inner.metrics.assignment_duration.observe(d));
+                Response::Ok
+            }
             _ => werr(ErrorKind::Unavailable, "status not recorded; retry"),
         }
     }

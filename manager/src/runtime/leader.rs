@@ -36,8 +36,14 @@ impl Manager {
             }
             let ops = self.lock_live().tick(&state, &self.inner.cfg.node_id, Instant::now());
             for op in ops {
-                if let Err(e) = self.propose_local(op).await {
-                    tracing::debug!("marking node down: {e}");
+                let node = match &op {
+                    crate::store::Op::SetNodeStatus { id, .. } => Some(id.clone()),
+                    _ => None,
+                };
+                match self.propose_local(op).await {
+                    // counted once recorded: a verdict that failed is proposed again by the next tick
+                    Ok(_) => node.into_iter().for_each(|n| self.lock_live().marked_down(&n)),
+                    Err(e) => tracing::debug!("marking node down: {e}"),
                 }
             }
             if let Err(e) = self.demote(&state).await {

@@ -117,7 +117,7 @@ struct Inner {
     /// This leader was demoted and is handing leadership over: it serves no reads, writes or nodes meanwhile, so
     /// that nothing it sends keeps the followers from electing its successor.
     handing_over: std::sync::atomic::AtomicBool,
-    /// Leader changes and proposal latency, recorded as they happen (the daemon's `/metrics` reads them).
+    /// Leader changes, proposal and assignment latency, recorded as they happen (the daemon's `/metrics` reads them).
     metrics: ManagerMetrics,
 }
 

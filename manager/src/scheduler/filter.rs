@@ -4,10 +4,106 @@
 //! `n` nodes failed it), as in swarmkit's `manager/scheduler/filter.go`. The `Pipeline` runs them in order, stops at
 //! the first failure for a node and counts failures per filter; `Pipeline::explain` lists the failing filters from
 //! most to fewest failures: `no suitable node (insufficient memory on 2 nodes; 1 node not available for new tasks)`.
+//!
+//! That text is what the store keeps (`Status.Err`, as Docker shows it). [`PendingReason`] is its bounded form, for
+//! `/metrics`: the reason of the first phrase (the filter most nodes failed), read back from the text by
+//! [`PendingReason::of`]; each filter names its reason, and a test holds every filter's phrase to it.
 
 use super::constraint::{self, eq_fold, normalize_arch, Constraint};
 use super::nodeinfo::NodeInfo;
 use skep_api::docker::TaskSpec;
+
+/// Why a task waits for a node: the bounded form of the scheduler's `no suitable node (…)` verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum PendingReason {
+    /// No verdict yet: the scheduler has not looked at the task (it does within a round).
+    Unscheduled,
+    /// There is no node at all.
+    NoNodes,
+    /// The nodes are down or not active (paused, drained).
+    NodesUnavailable,
+    /// The placement constraints hold on no node.
+    Constraints,
+    /// The memory reservation fits on no node.
+    InsufficientMemory,
+    /// The CPU reservation fits on no node.
+    InsufficientCpu,
+    /// No node has one of the placement's platforms.
+    Platform,
+    /// Every node has the service's maximum of replicas.
+    MaxReplicas,
+    /// The node the task is bound to (a global service's) has left the swarm.
+    NodeGone,
+    /// Any other verdict (a constraint that does not parse, which the API refuses before it is stored).
+    Other,
+}
+
+impl PendingReason {
+    /// Every reason, in order.
+    pub const ALL: [PendingReason; 10] = [
+        PendingReason::Unscheduled,
+        PendingReason::NoNodes,
+        PendingReason::NodesUnavailable,
+        PendingReason::Constraints,
+        PendingReason::InsufficientMemory,
+        PendingReason::InsufficientCpu,
+        PendingReason::Platform,
+        PendingReason::MaxReplicas,
+        PendingReason::NodeGone,
+        PendingReason::Other,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PendingReason::Unscheduled => "unscheduled",
+            PendingReason::NoNodes => "no_nodes",
+            PendingReason::NodesUnavailable => "nodes_unavailable",
+            PendingReason::Constraints => "constraints",
+            PendingReason::InsufficientMemory => "insufficient_memory",
+            PendingReason::InsufficientCpu => "insufficient_cpu",
+            PendingReason::Platform => "platform",
+            PendingReason::MaxReplicas => "max_replicas",
+            PendingReason::NodeGone => "node_gone",
+            PendingReason::Other => "other",
+        }
+    }
+
+    /// The reason of a pending task's `Status.Err` as the scheduler writes it: its first phrase's.
+    pub fn of(err: &str) -> PendingReason {
+        if err.is_empty() {
+            return PendingReason::Unscheduled;
+        }
+        let Some(rest) = err.strip_prefix(NO_SUITABLE_NODE) else { return PendingReason::Other };
+        let Some(first) = rest.strip_prefix(" (") else {
+            return if rest.is_empty() { PendingReason::NoNodes } else { PendingReason::Other };
+        };
+        let first = first.split([';', ')']).next().unwrap_or_default();
+        let phrases = [
+            (UNAVAILABLE_PHRASE, PendingReason::NodesUnavailable),
+            (CONSTRAINTS_PHRASE, PendingReason::Constraints),
+            (MEMORY_PHRASE, PendingReason::InsufficientMemory),
+            (CPU_PHRASE, PendingReason::InsufficientCpu),
+            (PLATFORM_PHRASE, PendingReason::Platform),
+            (MAX_REPLICAS_PHRASE, PendingReason::MaxReplicas),
+            (NOT_IN_SWARM, PendingReason::NodeGone),
+        ];
+        phrases.iter().find(|(p, _)| first.contains(p)).map_or(PendingReason::Other, |(_, r)| *r)
+    }
+}
+
+/// How every verdict of a task that fits nowhere starts.
+pub(crate) const NO_SUITABLE_NODE: &str = "no suitable node";
+/// The filters' phrases, which [`PendingReason::of`] reads back.
+const UNAVAILABLE_PHRASE: &str = "not available for new tasks";
+const CONSTRAINTS_PHRASE: &str = "scheduling constraints not satisfied";
+const MEMORY_PHRASE: &str = "insufficient memory";
+const CPU_PHRASE: &str = "insufficient CPU";
+const PLATFORM_PHRASE: &str = "unsupported platform";
+const MAX_REPLICAS_PHRASE: &str = "max replicas per node limit exceed";
+/// A pinned task's node is gone (`no suitable node (node ID is not in the swarm)`).
+pub(crate) const NOT_IN_SWARM: &str = "is not in the swarm";
 
 /// One node check.
 pub(crate) trait Filter {
@@ -15,6 +111,9 @@ pub(crate) trait Filter {
     fn check(&self, node: &NodeInfo) -> bool;
     /// The phrase for the "no suitable node (…)" message when `nodes` nodes failed this filter.
     fn explain(&self, nodes: usize) -> String;
+    /// The reason a task waits when this filter is the one most nodes failed.
+    #[cfg_attr(not(test), allow(dead_code))]
+    fn reason(&self) -> PendingReason;
 }
 
 /// `1 node` / `3 nodes`.
@@ -34,7 +133,10 @@ impl Filter for ReadyFilter {
         node.ready
     }
     fn explain(&self, nodes: usize) -> String {
-        format!("{} not available for new tasks", nodes_phrase(nodes))
+        format!("{} {UNAVAILABLE_PHRASE}", nodes_phrase(nodes))
+    }
+    fn reason(&self) -> PendingReason {
+        PendingReason::NodesUnavailable
     }
 }
 
@@ -46,7 +148,10 @@ impl Filter for AvailabilityFilter {
         node.active
     }
     fn explain(&self, nodes: usize) -> String {
-        format!("{} not available for new tasks", nodes_phrase(nodes))
+        format!("{} {UNAVAILABLE_PHRASE}", nodes_phrase(nodes))
+    }
+    fn reason(&self) -> PendingReason {
+        PendingReason::NodesUnavailable
     }
 }
 
@@ -60,7 +165,10 @@ impl Filter for ConstraintFilter {
         self.constraints.iter().all(|c| c.matches(node))
     }
     fn explain(&self, nodes: usize) -> String {
-        format!("scheduling constraints not satisfied on {}", nodes_phrase(nodes))
+        format!("{CONSTRAINTS_PHRASE} on {}", nodes_phrase(nodes))
+    }
+    fn reason(&self) -> PendingReason {
+        PendingReason::Constraints
     }
 }
 
@@ -74,7 +182,10 @@ impl Filter for MemoryFilter {
         self.bytes <= node.free_memory()
     }
     fn explain(&self, nodes: usize) -> String {
-        format!("insufficient memory on {}", nodes_phrase(nodes))
+        format!("{MEMORY_PHRASE} on {}", nodes_phrase(nodes))
+    }
+    fn reason(&self) -> PendingReason {
+        PendingReason::InsufficientMemory
     }
 }
 
@@ -88,7 +199,10 @@ impl Filter for CpuFilter {
         self.nano_cpus <= node.free_cpus()
     }
     fn explain(&self, nodes: usize) -> String {
-        format!("insufficient CPU on {}", nodes_phrase(nodes))
+        format!("{CPU_PHRASE} on {}", nodes_phrase(nodes))
+    }
+    fn reason(&self) -> PendingReason {
+        PendingReason::InsufficientCpu
     }
 }
 
@@ -105,7 +219,10 @@ impl Filter for PlatformFilter {
             .any(|(os, arch)| (arch.is_empty() || *arch == node.arch) && (os.is_empty() || eq_fold(os, &node.os)))
     }
     fn explain(&self, nodes: usize) -> String {
-        format!("unsupported platform on {}", nodes_phrase(nodes))
+        format!("{PLATFORM_PHRASE} on {}", nodes_phrase(nodes))
+    }
+    fn reason(&self) -> PendingReason {
+        PendingReason::Platform
     }
 }
 
@@ -121,7 +238,10 @@ impl Filter for MaxReplicasFilter {
     }
     fn explain(&self, _nodes: usize) -> String {
         // swarmkit's wording, which carries no count.
-        "max replicas per node limit exceed".to_string()
+        MAX_REPLICAS_PHRASE.to_string()
+    }
+    fn reason(&self) -> PendingReason {
+        PendingReason::MaxReplicas
     }
 }
 
@@ -302,9 +422,44 @@ impl Pipeline {
         let parts: Vec<String> =
             failing.into_iter().filter_map(|(stage, n)| stages[stage].map(|f| f.explain(n))).collect();
         if parts.is_empty() {
-            "no suitable node".to_string()
+            NO_SUITABLE_NODE.to_string()
         } else {
-            format!("no suitable node ({})", parts.join("; "))
+            format!("{NO_SUITABLE_NODE} ({})", parts.join("; "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_filters_verdict_reads_back_as_its_reason() {
+        let filters: [&dyn Filter; 7] = [
+            &ReadyFilter,
+            &AvailabilityFilter,
+            &ConstraintFilter { constraints: vec![] },
+            &MemoryFilter { bytes: 1 },
+            &CpuFilter { nano_cpus: 1 },
+            &PlatformFilter { platforms: vec![] },
+            &MaxReplicasFilter { service: 0, max: 1 },
+        ];
+        for f in filters {
+            for n in [1, 3] {
+                let alone = format!("{NO_SUITABLE_NODE} ({})", f.explain(n));
+                assert_eq!(PendingReason::of(&alone), f.reason(), "{alone}");
+                // the first phrase decides
+                let first = format!("{NO_SUITABLE_NODE} ({}; {})", f.explain(n), MemoryFilter { bytes: 1 }.explain(1));
+                assert_eq!(PendingReason::of(&first), f.reason(), "{first}");
+            }
+        }
+        assert_eq!(PendingReason::of(""), PendingReason::Unscheduled);
+        assert_eq!(PendingReason::of(NO_SUITABLE_NODE), PendingReason::NoNodes);
+        let gone = format!("{NO_SUITABLE_NODE} (node abc {NOT_IN_SWARM})");
+        assert_eq!(PendingReason::of(&gone), PendingReason::NodeGone);
+        assert_eq!(PendingReason::of("constraint expression 'x' is not valid"), PendingReason::Other);
+        assert_eq!(PendingReason::of("no suitable nodes anywhere"), PendingReason::Other);
+        let labels: std::collections::BTreeSet<_> = PendingReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(labels.len(), PendingReason::ALL.len());
     }
 }

@@ -31,7 +31,8 @@ pub use constraint::{check_constraints, node_matches, normalize_arch, validate_c
 pub use pending::schedule;
 
 use crate::store::ClusterState;
-use filter::{reservations, static_key, Pipeline, StaticKey, StaticPass};
+pub use filter::PendingReason;
+use filter::{reservations, static_key, Pipeline, StaticKey, StaticPass, NOT_IN_SWARM, NO_SUITABLE_NODE};
 use nodeinfo::NodeInfo;
 use skep_api::docker::{Placement, Task, TaskSpec, TaskState};
 use spread::{Branch, Preference};
@@ -167,7 +168,7 @@ impl Scheduler {
             Err(e) => return no_fit(e),
         };
         let Some(&ix) = self.positions.get(&task.node_id) else {
-            return no_fit(format!("no suitable node (node {} is not in the swarm)", task.node_id));
+            return no_fit(format!("{NO_SUITABLE_NODE} (node {} {NOT_IN_SWARM})", task.node_id));
         };
         let node = &mut self.nodes[ix as usize];
         if !pipeline.process(node) {

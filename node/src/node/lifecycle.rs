@@ -122,6 +122,7 @@ impl NodeHandle {
                 .unwrap_or_else(|| format!("sk{}", &state.node_id[..state.node_id.len().min(8)])),
             underlay,
             state_dir: skep_worker::network::state_dir(&self.inner.paths.swarm.join("worker")),
+            dns_queries: self.inner.dns_queries.clone(),
         };
         match skep_worker::network::NetAgent::new(cfg).await {
             Ok(n) => Some(Arc::new(n)),

@@ -127,6 +127,8 @@ struct NodeInner {
     kek: std::sync::Mutex<Option<SecretKey>>,
     /// Set while this node is a locked manager: its membership, waiting for `swarm unlock` to start it.
     locked: std::sync::Mutex<Option<Membership>>,
+    /// Where the tasks' DNS servers count their answers (kept across networking agents).
+    dns_queries: skep_worker::network::QueryCounters,
 }
 
 /// The cluster port's transport settings.
@@ -177,6 +179,7 @@ impl NodeHandle {
                 task_watch: Default::default(),
                 kek: Default::default(),
                 locked: Default::default(),
+                dns_queries: Default::default(),
             }),
         })
     }
@@ -199,6 +202,15 @@ impl NodeHandle {
     /// What the metrics see of the task manager: its tasks' states, its engine's start latency.
     pub fn task_watch(&self) -> &skep_worker::tasks::TaskWatch {
         &self.inner.task_watch
+    }
+
+    /// What the metrics see of the data plane: the DNS servers' answers, and the networking agent when one runs (the
+    /// node is in a swarm and networking could start).
+    pub async fn net_watch(
+        &self,
+    ) -> (&skep_worker::network::QueryCounters, Option<Arc<skep_worker::network::NetAgent>>) {
+        let net = self.inner.running.read().await.as_ref().and_then(|r| r.net.clone());
+        (&self.inner.dns_queries, net)
     }
 
     /// The registry client, with this daemon's insecure registries.

@@ -10,8 +10,8 @@ use tokio::process::Command;
 
 use super::error::NftError;
 use super::rules::{
-    render_dns_redirect, render_host_ports, render_ingress, render_removal, render_vips, HostPort, IngressPort, VipRule,
-    HOST_PORTS_TABLE, INGRESS_TABLE, VIP_TABLE,
+    parse_port_counters, render_dns_redirect, render_host_ports, render_ingress, render_removal, render_vips, HostPort,
+    IngressPort, PortCount, VipRule, HOST_PORTS_TABLE, INGRESS_TABLE, VIP_TABLE,
 };
 
 /// How long one nft run may take before it is killed. A replace of a few thousand rules takes milliseconds; this
@@ -72,6 +72,14 @@ pub async fn remove_ingress(ns: Option<&Path>) -> Result<(), NftError> {
 /// Deletes the host-mode table from `ns`; an absent table is fine.
 pub async fn remove_host_ports(ns: Option<&Path>) -> Result<(), NftError> {
     apply(ns, &render_removal(HOST_PORTS_TABLE)).await
+}
+
+/// The new connections the ingress table in `ns` DNATed to each published port (its rules' counters; they restart
+/// when the table is replaced). `timeout` bounds the `nft` run (a scrape should not wait [`NFT_TIMEOUT`]).
+pub async fn ingress_connections(ns: Option<&Path>, timeout: Duration) -> Result<Vec<PortCount>, NftError> {
+    let list = run_nft(ns, &["list", "table", "ip", INGRESS_TABLE], None);
+    let stdout = tokio::time::timeout(timeout, list).await.map_err(|_| NftError::Timeout(timeout))??;
+    Ok(parse_port_counters(&String::from_utf8_lossy(&stdout)))
 }
 
 /// Every table in `ns`, skep's and others' (for teardown checks).

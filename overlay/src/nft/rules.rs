@@ -229,7 +229,10 @@ fn render_port_table(table: &str, ports: &[PortDnat<'_>], masquerade_via: Option
         for p in &served {
             line(s, 1, format_args!("chain {} {{", port_chain(p)));
             // `meta l4proto` gives nft the protocol context a port in a nat statement needs.
-            line(s, 2, format_args!("meta l4proto {} dnat to {} : {}", p.proto, balance(p.backends), p.target_port));
+            // `counter`: a nat chain sees only a connection's first packet, so it counts new connections (read
+            // back by `parse_port_counters`; it restarts when the table is replaced)
+            let (proto, to) = (p.proto, balance(p.backends));
+            line(s, 2, format_args!("meta l4proto {proto} counter dnat to {to} : {}", p.target_port));
             line(s, 1, format_args!("}}"));
         }
         if let Some(ifname) = masquerade_via {
@@ -267,6 +270,45 @@ fn render_port_table(table: &str, ports: &[PortDnat<'_>], masquerade_via: Option
     }
     line(s, 0, format_args!("}}"));
     Ok(out)
+}
+
+/// New connections DNATed to a published port, as a port table's counters tell them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortCount {
+    /// TCP or UDP.
+    pub proto: Proto,
+    /// The published port.
+    pub port: u16,
+    /// Connections (a UDP flow is one) DNATed since the table was last replaced.
+    pub connections: u64,
+}
+
+/// The per-port counters of a port table as `nft list table` prints it ([`render_ingress`] and
+/// [`render_host_ports`] put a `counter` in each port's chain, named `tcp_PORT` / `udp_PORT`). Other chains and
+/// lines are skipped; so is a port chain without a counter.
+pub fn parse_port_counters(listing: &str) -> Vec<PortCount> {
+    let mut out = Vec::new();
+    let mut chain: Option<(Proto, u16)> = None;
+    for line in listing.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("chain ").and_then(|l| l.strip_suffix(" {")) {
+            chain = name.split_once('_').and_then(|(proto, port)| {
+                let proto = match proto {
+                    "tcp" => Proto::Tcp,
+                    "udp" => Proto::Udp,
+                    _ => return None,
+                };
+                Some((proto, port.parse().ok()?))
+            });
+            continue;
+        }
+        let Some((proto, port)) = chain else { continue };
+        let packets = line.split_once("counter packets ").and_then(|(_, rest)| rest.split(' ').next()?.parse().ok());
+        if let Some(connections) = packets {
+            out.push(PortCount { proto, port, connections });
+            chain = None;
+        }
+    }
+    out
 }
 
 /// The DNAT target for `backends` (not empty): the address itself for one, else round robin over all of them.

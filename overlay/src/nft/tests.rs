@@ -94,10 +94,10 @@ table ip skep_ingress {
 \t\tmeta l4proto . th dport vmap { tcp . 8080 : jump tcp_8080, udp . 53 : jump udp_53 }
 \t}
 \tchain tcp_8080 {
-\t\tmeta l4proto tcp dnat to numgen inc mod 3 map { 0 : 10.0.0.5, 1 : 10.0.0.6, 2 : 10.0.0.7 } : 80
+\t\tmeta l4proto tcp counter dnat to numgen inc mod 3 map { 0 : 10.0.0.5, 1 : 10.0.0.6, 2 : 10.0.0.7 } : 80
 \t}
 \tchain udp_53 {
-\t\tmeta l4proto udp dnat to 10.0.0.5 : 5353
+\t\tmeta l4proto udp counter dnat to 10.0.0.5 : 5353
 \t}
 \tchain postrouting {
 \t\ttype nat hook postrouting priority 100; policy accept;
@@ -133,7 +133,7 @@ fn host_ports_render_with_and_without_masquerade() {
     let kept = render_host_ports(&ports, None).unwrap();
     assert!(kept.starts_with("table ip skep_hostports {}\ndelete table ip skep_hostports\n"), "{kept}");
     assert!(kept.contains("meta l4proto . th dport vmap { tcp . 9090 : jump tcp_9090, tcp . 9091 : jump tcp_9091 }"));
-    assert!(kept.contains("\t\tmeta l4proto tcp dnat to 10.0.0.5 : 81\n"), "{kept}");
+    assert!(kept.contains("\t\tmeta l4proto tcp counter dnat to 10.0.0.5 : 81\n"), "{kept}");
     assert!(!kept.contains("masquerade"), "{kept}");
     assert!(!kept.contains("reject"), "{kept}");
 
@@ -169,4 +169,42 @@ fn invalid_ports_and_interfaces_are_refused() {
 #[test]
 fn removal_declares_then_deletes() {
     assert_eq!(render_removal(INGRESS_TABLE), "table ip skep_ingress {}\ndelete table ip skep_ingress\n");
+}
+
+#[test]
+fn port_counters_are_read_from_a_listing() {
+    // as nft 1.0.6 lists a table rendered by `render_ingress`
+    let listing = "\
+table ip skep_ingress {
+\tchain prerouting {
+\t\ttype nat hook prerouting priority dstnat; policy accept;
+\t\tfib daddr type local jump published
+\t}
+
+\tchain published {
+\t\tmeta l4proto . th dport vmap { tcp . 8080 : jump tcp_8080, udp . 53 : jump udp_53 }
+\t}
+
+\tchain tcp_8080 {
+\t\tmeta l4proto tcp counter packets 12 bytes 720 dnat to numgen inc mod 2 map { 0 : 10.0.0.5, 1 : 10.0.0.6 }:80
+\t}
+
+\tchain udp_53 {
+\t\tmeta l4proto udp counter packets 0 bytes 0 dnat to 10.0.0.5:5353
+\t}
+
+\tchain tcp_9 {
+\t\tmeta l4proto tcp dnat to 10.0.0.5:9
+\t}
+}
+";
+    assert_eq!(
+        parse_port_counters(listing),
+        [
+            PortCount { proto: Proto::Tcp, port: 8080, connections: 12 },
+            PortCount { proto: Proto::Udp, port: 53, connections: 0 },
+        ]
+    );
+    assert!(parse_port_counters("").is_empty());
+    assert!(parse_port_counters("chain tcp_x {\n counter packets 3 bytes 1\n").is_empty());
 }
