@@ -139,6 +139,12 @@ fn check_spec(spec: &SwarmSpec) -> Result<(), ControlError> {
     if !spec.ca_config.signing_ca_cert.is_empty() || !spec.ca_config.signing_ca_key.is_empty() {
         return unsupported("CAConfig.SigningCACert");
     }
+    // `swarm ca --rotate` bumps it; it is stored as 0 and never rotated, so any other value asks for a rotation
+    if spec.ca_config.force_rotate != 0 {
+        return Err(ControlError::NotImplemented(
+            "CAConfig.ForceRotate: root CA rotation (swarm ca --rotate) is not supported by skep yet".into(),
+        ));
+    }
     if spec.task_defaults.log_driver.as_ref().is_some_and(|d| !d.name.is_empty() || !d.options.is_empty()) {
         return unsupported("TaskDefaults.LogDriver");
     }
@@ -318,5 +324,17 @@ mod tests {
         assert_eq!(run(&s, &SwarmSpec::default(), false, &mut key), "");
         assert_eq!(run(&s, &SwarmSpec::default(), true, &mut key), "");
         assert!(validate_spec(locked).is_ok());
+    }
+
+    #[test]
+    fn a_root_ca_rotation_is_refused_not_stored() {
+        let s = state(&[("m1", "ready")], &[]);
+        let mut rotate = SwarmSpec::default();
+        rotate.ca_config.force_rotate = 1;
+        let err = update_swarm(&s, 0, rotate.clone(), Rotation::default(), &mut String::new, &mut String::new);
+        let err = err.unwrap_err();
+        assert_eq!(err.status(), 501);
+        assert!(err.to_string().contains("swarm ca --rotate"), "{err}");
+        assert_eq!(validate_spec(rotate).unwrap_err().status(), 501);
     }
 }
