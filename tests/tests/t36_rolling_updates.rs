@@ -71,8 +71,12 @@ fn a_start_first_update_keeps_every_replica_serving_and_a_failing_update_rolls_b
     })?;
     let text = format!("{}{}", out.ok()?, out.stderr);
     ensure!(text.contains("converged"), "update progress did not converge: {text}");
-    let st = update_status(&c, "web")?;
-    ensure!(st["State"] == "completed" && st["Message"] == "update completed", "UpdateStatus: {st}");
+    // the CLI sees the tasks converge a moment before the updater records its verdict in the store
+    let st = wait_until("the update recorded completed", Duration::from_secs(10), || -> Result<Value> {
+        let st = update_status(&c, "web")?;
+        ensure!(st["State"] == "completed" && st["Message"] == "update completed", "UpdateStatus: {st}");
+        Ok(st)
+    })?;
     ensure!(st["StartedAt"].is_string() && st["CompletedAt"].is_string(), "UpdateStatus times: {st}");
     let after = running_ids(&c.wait_running(0, "web", 3, Duration::from_secs(10))?);
     ensure!(after.iter().all(|id| !before.contains(id)), "every task was replaced: {before:?} → {after:?}");
