@@ -61,6 +61,13 @@ pub enum Request {
     },
     /// Manager → any node: records of a task this node runs or ran (`docker service logs`; long poll when following).
     TaskLogs(crate::logs::LogsRequest),
+    /// Node → manager: the cluster's root of trust and the CA that signs certificates now (a root CA rotation
+    /// changes them). Long poll: answered when the state differs from `known` (its [`CaState::digest`]), or after
+    /// about 25 s. Appended last, so that the other requests keep their encoding.
+    CaWatch {
+        /// Digest of the state the node has (0: none).
+        known: u64,
+    },
 }
 
 /// Which Raft RPC a [`Request::Raft`] carries.
@@ -155,6 +162,30 @@ pub enum Response {
     Error(WireError),
     /// Records of a task's logs.
     TaskLogs(crate::logs::LogsBatch),
+    /// The answer to [`Request::CaWatch`].
+    Ca(CaState),
+}
+
+/// The cluster's root of trust as nodes follow it (see [`Request::CaWatch`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaState {
+    /// Digest of the other fields (send it back as `known`); never 0.
+    pub digest: u64,
+    /// The root CA every node should trust, PEM.
+    pub trust_root_pem: String,
+    /// The public key (SubjectPublicKeyInfo DER, base64, as `TLSInfo.CertIssuerPublicKey`) of the CA that signs node
+    /// certificates now: a node whose certificate another key issued renews it.
+    pub issuer_public_key: String,
+}
+
+impl CaState {
+    /// A state with its digest computed.
+    pub fn new(trust_root_pem: String, issuer_public_key: String) -> CaState {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&trust_root_pem, &issuer_public_key).hash(&mut h);
+        CaState { digest: h.finish() | 1, trust_root_pem, issuer_public_key }
+    }
 }
 
 /// Digest of an assignment set from its `(task ID, desired state)` pairs in ascending ID order: what a node must act

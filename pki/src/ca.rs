@@ -76,7 +76,7 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], PkiError> {
 }
 
 /// A random positive 128-bit serial number.
-fn random_serial() -> Result<SerialNumber, PkiError> {
+pub(crate) fn random_serial() -> Result<SerialNumber, PkiError> {
     let mut bytes: [u8; 16] = random_bytes()?;
     bytes[0] &= 0x7f; // keep the DER INTEGER positive
     bytes[0] |= 0x40; // and exactly 16 bytes long
@@ -247,6 +247,11 @@ impl RootCa {
     /// The CA key (PKCS#8 PEM), where this node holds it.
     pub fn key_pem(&self) -> Option<&str> {
         self.key_pem.as_deref()
+    }
+
+    /// The parsed signing key, where this node holds it.
+    pub(crate) fn signing_key(&self) -> Option<&KeyPair> {
+        self.key.as_deref()
     }
 
     /// The CA certificate, DER.

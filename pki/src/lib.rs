@@ -12,6 +12,7 @@
 //! - [`token`]: [`JoinToken`] (`SWMTKN-1-<digest>-<secret>`).
 //! - [`tls`]: rustls server, client and join-client configurations.
 //! - [`api_tls`]: rustls configurations of the daemon's Docker API over TCP (`--tlsverify`), from the operator's files.
+//! - [`rotation`]: root CA rotation: [`RootCa::cross_sign`], the `TLSInfo` of a cluster and of a node.
 //! - [`seal`]: [`SecretKey`]: encryption at rest (the Raft data key, the autolock unlock key `SWMKEY-1-…`).
 //! - [`error`] holds [`PkiError`].
 //! - `base36`, `pem`: encodings (private).
@@ -27,6 +28,7 @@ pub mod error;
 pub mod identity;
 pub mod node;
 mod pem;
+pub mod rotation;
 pub mod seal;
 pub mod tls;
 pub mod token;
@@ -42,6 +44,7 @@ pub use identity::{
     role_ou, PeerIdentity,
 };
 pub use node::{NodeKey, NodeTls};
+pub use rotation::node_tls_info;
 pub use seal::SecretKey;
 pub use tls::JoinTrust;
 pub use token::JoinToken;

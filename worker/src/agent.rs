@@ -32,8 +32,9 @@ pub enum AgentEvent {
 pub struct AgentConfig {
     /// This node's cluster address (`IP:port`), reported in heartbeats.
     pub addr: String,
-    /// This node's description.
-    pub description: NodeDescription,
+    /// This node's description; a change (a renewed certificate changes its `TLSInfo`) is sent with the next
+    /// heartbeat, which goes at once.
+    pub description: watch::Receiver<NodeDescription>,
     /// Managers known at start.
     pub managers: Vec<Peer>,
     /// Heartbeat period until a manager says otherwise.
@@ -55,12 +56,16 @@ pub async fn run(leader: LeaderCaller, cfg: AgentConfig, events: mpsc::Sender<Ag
     let mut managers = cfg.managers.clone();
     let mut period = cfg.period;
     let mut send_description = true;
+    let mut description = cfg.description.clone();
     loop {
         if *stop.borrow() {
             return;
         }
+        if description.has_changed().unwrap_or(false) {
+            send_description = true;
+        }
         let req = Request::Heartbeat(Heartbeat {
-            description: send_description.then(|| cfg.description.clone()),
+            description: send_description.then(|| description.borrow_and_update().clone()),
             addr: cfg.addr.clone(),
             manager_ready: cfg.manager_ready.as_ref().and_then(|f| f()),
         });
@@ -93,9 +98,16 @@ pub async fn run(leader: LeaderCaller, cfg: AgentConfig, events: mpsc::Sender<Ag
         };
         // after a failed round, try again soon (an election takes about a second)
         let wait = if answered { period } else { Duration::from_millis(200) };
+        let changed = async {
+            if description.changed().await.is_err() {
+                // nobody updates the description: only the timer and `stop` wake us
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
+            _ = changed => send_description = true,
         }
     }
 }

@@ -146,7 +146,7 @@ async fn join_worker(
     let leader = LeaderCaller::new(endpoint.clone(), skep_pki::NODE_SAN, reply.managers.iter().filter_map(|p| p.addr.parse().ok()).collect());
     let cfg = AgentConfig {
         addr: addr.to_string(),
-        description: description(i),
+        description: watch::channel(description(i)).1,
         managers: reply.managers.clone(),
         period: Duration::from_millis(reply.heartbeat_ms.clamp(100, 60_000)),
         manager_ready: None,

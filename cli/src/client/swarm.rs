@@ -1,4 +1,5 @@
-//! `skep swarm …`: init, join, join-token, leave, update, and `inspect` (a skep extra printing `GET /swarm`).
+//! `skep swarm …`: init, join, join-token, leave, update, unlock, unlock-key, ca, and `inspect` (a skep extra printing
+//! `GET /swarm`), `backup` and `restore`.
 
 use super::{opts, query, seg, ApiClient};
 use anyhow::{bail, Context, Result};
@@ -25,6 +26,8 @@ pub enum SwarmCmd {
     Unlock,
     /// Manage the unlock key
     UnlockKey(UnlockKeyArgs),
+    /// Display and rotate the root CA
+    Ca(CaArgs),
     /// Write this manager's swarm state and identity to FILE (mode 0600; it holds every secret of the swarm)
     Backup(BackupArgs),
     /// Bring a swarm back from a backup on this daemon (outside any swarm), as its only manager
@@ -40,6 +43,29 @@ pub struct UnlockKeyArgs {
     /// Rotate the unlock key
     #[arg(long)]
     pub rotate: bool,
+}
+
+/// `skep swarm ca`.
+#[derive(Args, Debug, Clone)]
+pub struct CaArgs {
+    /// Rotate the swarm CA - if no certificate or key are provided, new ones will be generated
+    #[arg(long)]
+    pub rotate: bool,
+    /// Path to the PEM-formatted root CA certificate to use for the new cluster
+    #[arg(long, value_name = "pem-file")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Path to the PEM-formatted root CA key to use for the new cluster
+    #[arg(long, value_name = "pem-file")]
+    pub ca_key: Option<std::path::PathBuf>,
+    /// Validity period for node certificates (ns|us|ms|s|m|h)
+    #[arg(long, value_name = "DURATION", value_parser = opts::parse_go_duration)]
+    pub cert_expiry: Option<i64>,
+    /// Exit immediately instead of waiting for the root rotation to converge
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Suppress progress output
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// `skep swarm backup`.
@@ -218,6 +244,7 @@ pub async fn run(c: &ApiClient, cmd: SwarmCmd, out: &mut dyn Write) -> Result<()
             unlock(c, &mut std::io::stdin().lock(), prompt).await
         }
         SwarmCmd::UnlockKey(a) => unlock_key(c, a, out).await,
+        SwarmCmd::Ca(a) => ca(c, a, out).await,
         SwarmCmd::Backup(a) => backup(c, a, out).await,
         SwarmCmd::Restore(a) => restore(c, a, out).await,
     }
@@ -434,6 +461,86 @@ pub async fn unlock_key(c: &ApiClient, a: UnlockKeyArgs, out: &mut dyn Write) ->
         return Ok(());
     }
     print_unlock_command(out, &key.unlock_key)
+}
+
+/// Largest PEM file `swarm ca` reads.
+const MAX_PEM: u64 = 1 << 20;
+
+fn read_pem(path: &std::path::Path) -> Result<String> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.len() > MAX_PEM {
+        bail!("{} is larger than a PEM file can be here ({MAX_PEM} bytes)", path.display());
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if !text.contains("-----BEGIN ") {
+        bail!("{} is not a PEM file", path.display());
+    }
+    Ok(text)
+}
+
+/// `swarm ca`: GET /swarm; without `--rotate` print the trust root, with it POST /swarm/update (`ForceRotate` bumped,
+/// or the given root) and, unless `--detach`, follow GET /swarm and GET /nodes every 200 ms until every node holds a
+/// certificate from the new root and trusts it, as the docker CLI does; then print the new trust root.
+pub async fn ca(c: &ApiClient, a: CaArgs, out: &mut dyn Write) -> Result<()> {
+    let mut sw: Swarm = c.get("/swarm").await?;
+    if !a.rotate {
+        for (given, flag) in [(a.ca_cert.is_some(), "ca-cert"), (a.ca_key.is_some(), "ca-key"), (a.cert_expiry.is_some(), "cert-expiry")] {
+            if given {
+                bail!("`--{flag}` flag requires the `--rotate` flag to update the CA");
+            }
+        }
+        return print_trust_root(&sw, out);
+    }
+    if a.ca_cert.is_some() && a.ca_key.is_none() {
+        bail!("the --ca-cert flag requires that a --ca-key flag and/or --external-ca flag be provided as well");
+    }
+    let spec = &mut sw.cluster.spec;
+    if let Some(d) = a.cert_expiry {
+        spec.ca_config.node_cert_expiry = Some(d);
+    }
+    spec.ca_config.signing_ca_cert = a.ca_cert.as_deref().map(read_pem).transpose()?.unwrap_or_default();
+    spec.ca_config.signing_ca_key = a.ca_key.as_deref().map(read_pem).transpose()?.unwrap_or_default();
+    if spec.ca_config.signing_ca_cert.is_empty() && spec.ca_config.signing_ca_key.is_empty() {
+        spec.ca_config.force_rotate += 1;
+    }
+    post_swarm_update(c, &sw, Rotate::default()).await?;
+    if a.detach {
+        return Ok(());
+    }
+    let mut shown = None;
+    loop {
+        let sw: Swarm = c.get("/swarm").await?;
+        let nodes: Vec<Node> = c.get("/nodes").await?;
+        let want = &sw.cluster.tls_info;
+        let certs = nodes
+            .iter()
+            .filter(|n| {
+                let t = &n.description.tls_info;
+                t.cert_issuer_public_key == want.cert_issuer_public_key && t.cert_issuer_subject == want.cert_issuer_subject
+            })
+            .count();
+        let certs_done = certs == nodes.len() && !sw.cluster.root_rotation_in_progress;
+        let roots = if certs_done { nodes.iter().filter(|n| n.description.tls_info.trust_root == want.trust_root).count() } else { 0 };
+        let now = (certs, roots, nodes.len());
+        if !a.quiet && shown != Some(now) {
+            writeln!(out, "  rotated TLS certificates: {certs}/{} nodes", nodes.len())?;
+            writeln!(out, "  rotated CA certificates:  {roots}/{} nodes", nodes.len())?;
+            shown = Some(now);
+        }
+        if certs_done && roots == nodes.len() {
+            return print_trust_root(&sw, out);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+fn print_trust_root(sw: &Swarm, out: &mut dyn Write) -> Result<()> {
+    let root = sw.cluster.tls_info.trust_root.trim();
+    if root.is_empty() {
+        bail!("No CA information available");
+    }
+    writeln!(out, "{root}")?;
+    Ok(())
 }
 
 /// `swarm inspect`: GET /swarm, printed as docker prints inspect output (an indented array).

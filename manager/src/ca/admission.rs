@@ -5,7 +5,7 @@
 //! joiner. A renewal is allowed to any node in the store, with the role the store gives it, except that a demoted
 //! manager keeps its manager certificate until it has left the Raft membership: with a worker certificate it could no
 //! longer take part in the Raft calls that remove it. Certificates are valid for the cluster spec's
-//! `CAConfig.NodeCertExpiry`.
+//! `CAConfig.NodeCertExpiry`, signed by the root that signs now (the new one during a root CA rotation).
 
 use crate::dispatcher::UNKNOWN_NODE;
 use crate::store::{ClusterRecord, ClusterState, Op};
@@ -106,7 +106,7 @@ pub fn admit(state: &ClusterState, request: AdmissionRequest<'_>, now: SystemTim
 fn join(state: &ClusterState, j: &JoinRequest, from: SocketAddr, node_id: &str, now: SystemTime) -> Result<Admitted, AdmissionError> {
     let cluster = state.cluster.as_ref().ok_or(AdmissionError::NotInitialised)?;
     let token = JoinToken::parse(j.token.trim()).map_err(|_| AdmissionError::BadToken)?;
-    let ca = root_ca(cluster)?;
+    let ca = trust_root(cluster)?;
     if token.ca_digest != ca.digest() {
         return Err(AdmissionError::BadToken);
     }
@@ -118,7 +118,7 @@ fn join(state: &ClusterState, j: &JoinRequest, from: SocketAddr, node_id: &str, 
     } else {
         return Err(AdmissionError::BadToken);
     };
-    let cert_pem = sign(&ca, cluster, &j.csr_pem, node_id, node_role, now)?;
+    let cert_pem = sign(cluster, &j.csr_pem, node_id, node_role, now)?;
     let cluster_addr = if j.advertise_addr.is_empty() {
         SocketAddr::new(from.ip(), defaults::CLUSTER_PORT).to_string()
     } else {
@@ -146,8 +146,7 @@ fn renew(state: &ClusterState, node_id: &str, csr_pem: &str, now: SystemTime) ->
     };
     // A demoted manager keeps its manager certificate until it has left the Raft membership.
     let r = if rec.node.spec.role == NodeRole::Manager || rec.raft_id.is_some() { NodeRole::Manager } else { NodeRole::Worker };
-    let ca = root_ca(cluster)?;
-    let cert_pem = sign(&ca, cluster, csr_pem, node_id, r, now)?;
+    let cert_pem = sign(cluster, csr_pem, node_id, r, now)?;
     Ok(Admitted {
         node_id: node_id.to_string(),
         role: r,
@@ -158,12 +157,21 @@ fn renew(state: &ClusterState, node_id: &str, csr_pem: &str, now: SystemTime) ->
     })
 }
 
-fn root_ca(cluster: &ClusterRecord) -> Result<RootCa, AdmissionError> {
-    RootCa::from_pem(&cluster.ca_cert_pem, Some(&cluster.ca_key_pem)).map_err(|e| AdmissionError::RootCa(e.to_string()))
+fn trust_root(cluster: &ClusterRecord) -> Result<RootCa, AdmissionError> {
+    RootCa::from_pem(&cluster.ca_cert_pem, None).map_err(|e| AdmissionError::RootCa(e.to_string()))
 }
 
-/// Sign a certificate for `cluster`, valid for its spec's `NodeCertExpiry` from `now`.
-fn sign(ca: &RootCa, cluster: &ClusterRecord, csr_pem: &str, node_id: &str, r: NodeRole, now: SystemTime) -> Result<String, AdmissionError> {
+/// Sign a certificate for `cluster`, valid for its spec's `NodeCertExpiry` from `now`, by the root that signs now:
+/// during a root CA rotation the new root, with its cross-signed certificate after the leaf
+/// ([`rotation::signer`](super::rotation::signer)).
+fn sign(cluster: &ClusterRecord, csr_pem: &str, node_id: &str, r: NodeRole, now: SystemTime) -> Result<String, AdmissionError> {
+    let (ca, chain) = super::rotation::signer(cluster).map_err(|e| AdmissionError::RootCa(e.to_string()))?;
     let validity = Duration::from_nanos(cluster.info.spec.node_cert_expiry_ns().max(0) as u64);
-    ca.sign_csr_at(csr_pem, node_id, r, &cluster.info.id, validity, now).map_err(|e| AdmissionError::InvalidCsr(e.to_string()))
+    let leaf = ca
+        .sign_csr_at(csr_pem, node_id, r, &cluster.info.id, validity, now)
+        .map_err(|e| AdmissionError::InvalidCsr(e.to_string()))?;
+    Ok(match chain {
+        Some(cross) => format!("{}\n{}", leaf.trim_end(), cross.trim_end()) + "\n",
+        None => leaf,
+    })
 }

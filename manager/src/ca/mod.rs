@@ -7,9 +7,11 @@
 //!
 //! # Layout
 //! - [`admission`]: [`admit`] for joins and renewals, its request and error types.
+//! - [`rotation`]: root CA rotation: what `swarm update` asks, the new root, who signs, when it is finished.
 //! - `tests`: every refusal and both roles, against a real CA.
 
 pub mod admission;
+pub mod rotation;
 #[cfg(test)]
 mod tests;
 

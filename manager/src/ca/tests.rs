@@ -171,3 +171,21 @@ fn a_renewal_from_an_unknown_node_is_refused_as_retryable() {
     assert_eq!(e.kind(), ErrorKind::Unavailable);
     assert_eq!(e.to_string(), crate::dispatcher::UNKNOWN_NODE);
 }
+
+#[test]
+fn during_a_root_rotation_certificates_come_from_the_new_root_with_the_cross_signed_one_after_them() {
+    use super::rotation::{make, RootTarget};
+    let f = fixture();
+    let mut s = f.state.clone();
+    s.nodes.insert("w1".into(), record("w1", NodeRole::Worker, None));
+    let r = make(s.cluster.as_ref().unwrap(), RootTarget::Generate).unwrap();
+    s.cluster.as_mut().unwrap().root_rotation = Some(r.clone());
+    let new = RootCa::from_pem(&r.ca_cert_pem, None).unwrap();
+    for a in [renew(&s, "w1", &csr()).unwrap(), join(&s, &join_request(&f.tokens.worker)).unwrap()] {
+        // the trust root sent with it is still the current one, and the old tokens still admit
+        assert_eq!(a.ca_pem, f.ca.cert_pem());
+        let info = skep_pki::node_tls_info(&a.cert_pem, &a.ca_pem).unwrap();
+        assert_eq!(info, f.ca.tls_info(&new), "issued by the new root, trusting the current one");
+        assert!(a.cert_pem.contains(r.cross_signed_pem.trim()), "the cross-signed root follows the leaf");
+    }
+}

@@ -109,6 +109,7 @@ pub fn init_op(s: InitSettings, c: NewCluster) -> Op {
         ca_cert_pem: c.ca_cert_pem,
         ca_key_pem: c.ca_key_pem,
         unlock_key: if autolock { c.unlock_key } else { String::new() },
+        root_rotation: None,
     };
     let mut node = Node { id: c.node_id, description: c.description, ..Default::default() };
     node.spec.role = NodeRole::Manager;

@@ -23,7 +23,8 @@ pub mod services;
 
 pub use error::{ControlError, MANAGER_NOT_READY, NO_LEADER};
 
-use crate::store::{ClusterState, Op};
+use crate::ca::{self, rotation::RootChange, rotation::RootTarget};
+use crate::store::{ClusterRecord, ClusterState, Op, RootCaChange, RootRotation};
 use error::{invalid, precondition};
 use skep_api::docker::{defaults, Availability, JoinTokens, NodeRole, NodeSpec, NodeSpecUpdate, NodeState, SwarmSpec};
 
@@ -93,22 +94,39 @@ pub struct Rotation {
     pub unlock_key: bool,
 }
 
-/// `POST /swarm/update?version=N&rotate…`: the new spec (defaults filled in), tokens (rotated as asked) and unlock
-/// key: a new one when autolock is turned on or the key is rotated, none when autolock is off (as swarmkit: asking to
-/// rotate it then changes nothing).
+/// What makes the new root of a root CA rotation ([`ca::rotation::make`] in the daemon; a stand-in in tests).
+pub type NewRoot<'a> = &'a mut dyn FnMut(&ClusterRecord, RootTarget) -> Result<RootRotation, ControlError>;
+
+/// `POST /swarm/update?version=N&rotate…`: the new spec (defaults filled in), tokens (rotated as asked), unlock key (a
+/// new one when autolock is turned on or the key is rotated, none when autolock is off: as swarmkit, asking to rotate
+/// it then changes nothing) and a root CA rotation when the spec asks for one ([`ca::rotation::requested`]). The
+/// signing CA certificate and key given are never stored in the spec (nor shown again), as in Docker.
 pub fn update_swarm(
     state: &ClusterState,
     version: u64,
-    spec: SwarmSpec,
+    mut spec: SwarmSpec,
     rotate: Rotation,
     new_token: &mut dyn FnMut() -> String,
     new_unlock_key: &mut dyn FnMut() -> String,
+    new_root: NewRoot<'_>,
 ) -> Result<Op, ControlError> {
     let c = state.cluster.as_ref().ok_or_else(|| ControlError::Unavailable(MANAGER_NOT_READY.into()))?;
     if c.info.version.index != version {
         return Err(ControlError::OutOfSequence);
     }
-    let spec = check_spec(&spec).map(|()| spec.as_updated())?;
+    check_spec(&spec)?;
+    let root_ca = match ca::rotation::requested(c, &spec)? {
+        None => None,
+        Some(RootChange::Rotate(target)) => Some(Box::new(RootCaChange::Start(new_root(c, target)?))),
+        Some(RootChange::Cancel) => {
+            let root = skep_pki::RootCa::from_pem(&c.ca_cert_pem, None)
+                .map_err(|e| ControlError::Internal(format!("the stored root CA: {e}")))?;
+            Some(Box::new(RootCaChange::Cancel { tls_info: root.tls_info(&root) }))
+        }
+    };
+    spec.ca_config.signing_ca_cert.clear();
+    spec.ca_config.signing_ca_key.clear();
+    let spec = spec.as_updated();
     let mut tokens: JoinTokens = c.tokens.clone();
     if rotate.worker_token {
         tokens.worker = new_token();
@@ -121,12 +139,18 @@ pub fn update_swarm(
         true if c.unlock_key.is_empty() || rotate.unlock_key => new_unlock_key(),
         true => c.unlock_key.clone(),
     };
-    Ok(Op::UpdateCluster { version, spec: Box::new(spec), tokens, unlock_key })
+    Ok(Op::UpdateCluster { version, spec: Box::new(spec), tokens, unlock_key, root_ca })
 }
 
-/// Check a swarm spec and fill in its defaults, as `swarm init` stores it.
+/// Check a swarm spec and fill in its defaults, as `swarm init` stores it. A root CA to start with is not supported
+/// (the swarm makes its own; `swarm ca --rotate --ca-cert --ca-key` moves to a given one).
 pub fn validate_spec(spec: SwarmSpec) -> Result<SwarmSpec, ControlError> {
     check_spec(&spec)?;
+    if !spec.ca_config.signing_ca_cert.is_empty() || !spec.ca_config.signing_ca_key.is_empty() {
+        return Err(ControlError::NotImplemented(
+            "CAConfig.SigningCACert at swarm init is not supported by skep: rotate to it with swarm ca --rotate".into(),
+        ));
+    }
     Ok(spec.with_defaults())
 }
 
@@ -135,15 +159,6 @@ fn check_spec(spec: &SwarmSpec) -> Result<(), ControlError> {
     let unsupported = |what: &str| Err(ControlError::NotImplemented(format!("{what} is not supported by skep")));
     if spec.ca_config.external_cas.as_ref().is_some_and(|v| !skep_api::docker::fields::is_zero(v)) {
         return unsupported("CAConfig.ExternalCAs");
-    }
-    if !spec.ca_config.signing_ca_cert.is_empty() || !spec.ca_config.signing_ca_key.is_empty() {
-        return unsupported("CAConfig.SigningCACert");
-    }
-    // `swarm ca --rotate` bumps it; it is stored as 0 and never rotated, so any other value asks for a rotation
-    if spec.ca_config.force_rotate != 0 {
-        return Err(ControlError::NotImplemented(
-            "CAConfig.ForceRotate: root CA rotation (swarm ca --rotate) is not supported by skep yet".into(),
-        ));
     }
     if spec.task_defaults.log_driver.as_ref().is_some_and(|d| !d.name.is_empty() || !d.options.is_empty()) {
         return unsupported("TaskDefaults.LogDriver");
@@ -282,7 +297,7 @@ mod tests {
             format!("T{n}")
         };
         let worker = Rotation { worker_token: true, ..Default::default() };
-        match update_swarm(&s, 0, SwarmSpec::default(), worker, &mut mk, &mut || unreachable!()).unwrap() {
+        match update_swarm(&s, 0, SwarmSpec::default(), worker, &mut mk, &mut || unreachable!(), &mut no_root).unwrap() {
             Op::UpdateCluster { tokens, spec, unlock_key, .. } => {
                 assert_eq!(unlock_key, "");
                 assert_eq!(tokens.worker, "T1");
@@ -292,7 +307,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let none = Rotation::default();
-        let err = update_swarm(&s, 9, SwarmSpec::default(), none, &mut String::new, &mut String::new).unwrap_err();
+        let err = update_swarm(&s, 9, SwarmSpec::default(), none, &mut String::new, &mut String::new, &mut no_root).unwrap_err();
         assert_eq!(err, ControlError::OutOfSequence);
         let mut short = SwarmSpec::default();
         short.ca_config.node_cert_expiry = Some(60 * 1_000_000_000);
@@ -312,7 +327,7 @@ mod tests {
         locked.encryption_config.auto_lock_managers = true;
         let run = |s: &ClusterState, spec: &SwarmSpec, rotate: bool, key: &mut dyn FnMut() -> String| {
             let r = Rotation { unlock_key: rotate, ..Default::default() };
-            match update_swarm(s, 0, spec.clone(), r, &mut String::new, key).unwrap() {
+            match update_swarm(s, 0, spec.clone(), r, &mut String::new, key, &mut no_root).unwrap() {
                 Op::UpdateCluster { unlock_key, .. } => unlock_key,
                 other => panic!("{other:?}"),
             }
@@ -326,15 +341,41 @@ mod tests {
         assert!(validate_spec(locked).is_ok());
     }
 
+    fn no_root(_: &ClusterRecord, _: RootTarget) -> Result<RootRotation, ControlError> {
+        panic!("no rotation asked for")
+    }
+
     #[test]
-    fn a_root_ca_rotation_is_refused_not_stored() {
-        let s = state(&[("m1", "ready")], &[]);
-        let mut rotate = SwarmSpec::default();
-        rotate.ca_config.force_rotate = 1;
-        let err = update_swarm(&s, 0, rotate.clone(), Rotation::default(), &mut String::new, &mut String::new);
-        let err = err.unwrap_err();
-        assert_eq!(err.status(), 501);
-        assert!(err.to_string().contains("swarm ca --rotate"), "{err}");
-        assert_eq!(validate_spec(rotate).unwrap_err().status(), 501);
+    fn a_root_ca_rotation_is_carried_in_the_update_and_the_given_root_is_not_stored_in_the_spec() {
+        let mut s = state(&[("m1", "ready")], &[]);
+        let root = skep_pki::RootCa::generate("c1").unwrap();
+        let c = s.cluster.as_mut().unwrap();
+        c.ca_cert_pem = root.cert_pem().into();
+        c.ca_key_pem = root.key_pem().unwrap().into();
+        let mut asked = Vec::new();
+        let mut made = |_: &ClusterRecord, t: RootTarget| {
+            asked.push(t);
+            Ok(RootRotation { ca_cert_pem: "NEW".into(), ..Default::default() })
+        };
+        let mut force = SwarmSpec::default();
+        force.ca_config.force_rotate = 1;
+        let op = update_swarm(&s, 0, force, Rotation::default(), &mut String::new, &mut String::new, &mut made).unwrap();
+        let Op::UpdateCluster { root_ca: Some(change), spec, .. } = op else { panic!("{op:?}") };
+        assert!(matches!(*change, RootCaChange::Start(ref r) if r.ca_cert_pem == "NEW"));
+        assert_eq!(spec.ca_config.force_rotate, 1, "stored, so that the next --rotate bumps it again");
+        let other = skep_pki::RootCa::generate("c1").unwrap();
+        let mut given = SwarmSpec::default();
+        given.ca_config.signing_ca_cert = other.cert_pem().into();
+        given.ca_config.signing_ca_key = other.key_pem().unwrap().into();
+        let op = update_swarm(&s, 0, given.clone(), Rotation::default(), &mut String::new, &mut String::new, &mut made);
+        let Op::UpdateCluster { root_ca: Some(_), spec, .. } = op.unwrap() else { panic!() };
+        assert!(spec.ca_config.signing_ca_cert.is_empty() && spec.ca_config.signing_ca_key.is_empty());
+        assert_eq!(asked.len(), 2);
+        // a root at swarm init is refused; external CAs everywhere
+        assert_eq!(validate_spec(given).unwrap_err().status(), 501);
+        let mut external = SwarmSpec::default();
+        external.ca_config.external_cas = Some(serde_json::json!([{"Protocol": "cfssl", "URL": "https://ca"}]));
+        let e = update_swarm(&s, 0, external, Rotation::default(), &mut String::new, &mut String::new, &mut no_root);
+        assert_eq!(e.unwrap_err().status(), 501);
     }
 }

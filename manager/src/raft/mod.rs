@@ -272,6 +272,7 @@ mod tests {
                     spec: Box::new(spec),
                     tokens: Default::default(),
                     unlock_key: String::new(),
+                    root_ca: None,
                 },
             },
             Command { at: "u".into(), op: Op::KvPut { key: "k".into(), value: vec![1, 2] } },

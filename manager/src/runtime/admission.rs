@@ -1,4 +1,4 @@
-//! The `Join` and `RenewCert` RPCs: [`ca::admit`] decides, this proposes the new node (for a join) and answers.
+//! The `Join`, `RenewCert` and `CaWatch` RPCs: [`ca::admit`] decides, this proposes the new node (for a join) and answers.
 //! A join is served by the leader only (it writes the store); a renewal by any manager, from its own replica.
 
 use super::{werr, Manager};
@@ -9,6 +9,9 @@ use skep_pki::PeerIdentity;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 use tokio::time::Instant;
+
+/// How long a `CaWatch` waits for a change before answering with the same state.
+const CA_LONG_POLL: std::time::Duration = std::time::Duration::from_secs(25);
 
 impl Manager {
     pub(super) async fn handle_join(&self, j: JoinRequest, from: SocketAddr) -> Response {
@@ -40,6 +43,30 @@ impl Manager {
             managers: manager_peers(&self.local_state()),
             heartbeat_ms: (heartbeat_period_ns(&state) / 1_000_000) as u64,
         })
+    }
+
+    /// `CaWatch`: the cluster's CA state from this manager's replica, once it differs from the caller's `known`, or
+    /// after [`CA_LONG_POLL`] anyway.
+    pub(super) async fn handle_ca_watch(&self, known: u64) -> Response {
+        let mut changes = self.inner.sm.subscribe();
+        let mut stop = self.inner.stop.subscribe();
+        let deadline = Instant::now() + CA_LONG_POLL;
+        loop {
+            let state = changes.borrow_and_update().cluster.as_ref().map(ca::rotation::ca_state);
+            let Some(state) = state else {
+                return werr(ErrorKind::Unavailable, "the swarm is not initialised");
+            };
+            if state.digest != known {
+                return Response::Ca(state);
+            }
+            tokio::select! {
+                r = tokio::time::timeout_at(deadline, changes.changed()) => match r {
+                    Ok(Ok(())) => continue,
+                    _ => return Response::Ca(state),
+                },
+                _ = stop.changed() => return werr(ErrorKind::Unavailable, "the manager is shutting down"),
+            }
+        }
     }
 
     pub(super) fn handle_renew(&self, id: PeerIdentity, csr_pem: &str) -> Response {

@@ -1,12 +1,13 @@
 //! The leader's periodic duties, every 200 ms once it is ready: liveness verdicts
 //! ([`Liveness::tick`](crate::dispatcher::Liveness::tick)) and the role manager's demotions
-//! ([`role_manager::demotions`]; a demoted leader hands leadership over first). A manager that becomes the leader
+//! ([`role_manager::demotions`]; a demoted leader hands leadership over first), and the end of a root CA rotation
+//! once every node holds a certificate from the new root ([`ca::rotation::finished`](crate::ca::rotation::finished)). A manager that becomes the leader
 //! first gives every node a full TTL of grace.
 
 use super::Manager;
 use crate::control::ControlError;
 use crate::role_manager;
-use crate::store::ClusterState;
+use crate::store::{ClusterState, Op, RootRotation};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -49,7 +50,25 @@ impl Manager {
             if let Err(e) = self.demote(&state).await {
                 tracing::debug!("role reconciliation: {e}");
             }
+            if let Some(r) = crate::ca::rotation::finished(&state) {
+                if let Err(e) = self.finish_root_rotation(r).await {
+                    tracing::warn!("finishing the root CA rotation (the next tick tries again): {e}");
+                }
+            }
         }
+    }
+
+    /// Every node holds a certificate from the rotation's new root: make it the trust root, with new join tokens
+    /// (they name the root's digest).
+    async fn finish_root_rotation(&self, r: &RootRotation) -> Result<(), ControlError> {
+        let root = skep_pki::RootCa::from_pem(&r.ca_cert_pem, None)
+            .map_err(|e| ControlError::Internal(format!("the rotation's root CA: {e}")))?;
+        let token = || skep_pki::JoinToken::generate(&root.digest()).to_string();
+        let tokens = skep_api::docker::JoinTokens { worker: token(), manager: token() };
+        let op = Op::FinishRootRotation { ca_cert_pem: r.ca_cert_pem.clone(), tokens, tls_info: root.tls_info(&root) };
+        self.propose_local(op).await?;
+        tracing::info!(digest = %root.digest(), "root CA rotation finished: every node holds a certificate from the new root");
+        Ok(())
     }
 
     /// Carry out the demotions `state` calls for, stopping at the first failure (the next tick tries again). The

@@ -40,6 +40,10 @@ impl Manager {
             Request::Leave => self.handle_leave(node()?).await,
             Request::Assignments { known } => self.handle_assignments(node()?, known).await,
             Request::TaskStatus { updates } => self.handle_task_status(node()?, updates).await,
+            Request::CaWatch { known } => {
+                node()?;
+                self.handle_ca_watch(known).await
+            }
             // served by the node itself ([`rpc::RpcHandler`]), manager or not
             Request::TaskLogs(_) => return Err(WireError::new(ErrorKind::Unavailable, "task logs are not a manager call")),
         })

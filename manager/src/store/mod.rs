@@ -95,6 +95,36 @@ pub struct ClusterRecord {
     /// empty without autolock.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub unlock_key: String,
+    /// A root CA rotation in progress (`swarm ca --rotate`): the root that signs node certificates until every node
+    /// holds one of its certificates, when it becomes the trust root (see [`crate::ca::rotation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_rotation: Option<RootRotation>,
+}
+
+/// The new root of a root CA rotation in progress.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RootRotation {
+    /// The new root CA certificate, PEM.
+    pub ca_cert_pem: String,
+    /// Its key, PEM.
+    pub ca_key_pem: String,
+    /// The new root cross-signed by the current trust root: sent after every certificate the new root signs, so that
+    /// nodes still trusting the current root accept them.
+    pub cross_signed_pem: String,
+    /// The cluster's `TLSInfo` while the rotation runs: the current trust root, the new root as the issuer.
+    pub tls_info: skep_api::docker::TlsInfo,
+}
+
+/// A change to the root CA that `swarm update` asks for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RootCaChange {
+    /// Start this rotation, replacing any in progress.
+    Start(RootRotation),
+    /// Cancel the rotation in progress; the cluster's `TLSInfo` becomes this (the trust root as the issuer).
+    Cancel {
+        /// The cluster's `TLSInfo` from now on.
+        tls_info: skep_api::docker::TlsInfo,
+    },
 }
 
 /// A node and its Raft identity.
@@ -187,6 +217,21 @@ pub enum Op {
         /// The unlock key from now on (the proposer makes a new one when asked to, or on turning autolock on).
         #[serde(default)]
         unlock_key: String,
+        /// A root CA rotation to start (`swarm ca --rotate`, replacing any in progress) or to cancel; `None`: no
+        /// change.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        root_ca: Option<Box<RootCaChange>>,
+    },
+    /// The leader ends a root CA rotation once every node holds a certificate from the new root: the new root becomes
+    /// the trust root and the join tokens change (they name the root's digest). Only if the rotation in progress is
+    /// still the one to the root `ca_cert_pem`.
+    FinishRootRotation {
+        /// The new root's certificate, PEM (as in the rotation in progress).
+        ca_cert_pem: String,
+        /// The join tokens from now on, naming the new root.
+        tokens: JoinTokens,
+        /// The cluster's `TLSInfo` from now on.
+        tls_info: skep_api::docker::TlsInfo,
     },
     /// `service create`: name uniqueness is checked again at apply time.
     CreateService {
@@ -509,7 +554,7 @@ impl ClusterState {
                 self.catching_up.remove(id);
                 self.release_node_ips(id);
             }
-            Op::UpdateCluster { version, spec, tokens, unlock_key } => {
+            Op::UpdateCluster { version, spec, tokens, unlock_key, root_ca } => {
                 let c = self.cluster.as_mut().ok_or_else(|| StoreError::Invalid("no swarm".into()))?;
                 if c.info.version.index != *version {
                     return Err(StoreError::OutOfSequence);
@@ -517,6 +562,36 @@ impl ClusterState {
                 c.info.spec = (**spec).clone();
                 c.tokens = tokens.clone();
                 c.unlock_key = unlock_key.clone();
+                match root_ca.as_deref() {
+                    Some(RootCaChange::Start(r)) => {
+                        c.info.tls_info = r.tls_info.clone();
+                        c.info.root_rotation_in_progress = true;
+                        c.root_rotation = Some(r.clone());
+                    }
+                    Some(RootCaChange::Cancel { tls_info }) => {
+                        c.info.tls_info = tls_info.clone();
+                        c.info.root_rotation_in_progress = false;
+                        c.root_rotation = None;
+                    }
+                    None => {}
+                }
+                c.info.version = v;
+                c.info.updated_at = at.to_owned();
+            }
+            Op::FinishRootRotation { ca_cert_pem, tokens, tls_info } => {
+                let c = self.cluster.as_mut().ok_or_else(|| StoreError::Invalid("no swarm".into()))?;
+                let r = match c.root_rotation.take() {
+                    Some(r) if r.ca_cert_pem == *ca_cert_pem => r,
+                    other => {
+                        c.root_rotation = other;
+                        return Err(StoreError::Conflict("the root CA rotation to finish is no longer in progress".into()));
+                    }
+                };
+                c.ca_cert_pem = r.ca_cert_pem;
+                c.ca_key_pem = r.ca_key_pem;
+                c.tokens = tokens.clone();
+                c.info.tls_info = tls_info.clone();
+                c.info.root_rotation_in_progress = false;
                 c.info.version = v;
                 c.info.updated_at = at.to_owned();
             }

@@ -77,6 +77,7 @@ pub async fn cluster() -> Fixture {
         ca_cert_pem: ca.cert_pem().into(),
         ca_key_pem: ca.key_pem().unwrap().into(),
         unlock_key: String::new(),
+        root_rotation: None,
     };
     let mut node = Node { id: node_id, ..Default::default() };
     node.spec.role = NodeRole::Manager;

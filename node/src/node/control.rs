@@ -58,7 +58,8 @@ impl NodeHandle {
                     String::new()
                 }
             };
-            let op = control::update_swarm(st, version, spec, rotate, new_token, new_unlock_key)?;
+            let new_root = &mut skep_manager::ca::rotation::make;
+            let op = control::update_swarm(st, version, spec, rotate, new_token, new_unlock_key, new_root)?;
             if let Some(e) = failed {
                 return Err(ControlError::Internal(format!("making an unlock key: {e}")));
             }

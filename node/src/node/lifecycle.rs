@@ -1,7 +1,7 @@
 //! Starting and stopping the swarm components, and the transitions between "in a swarm" and not: `swarm init`,
 //! `swarm join`, `swarm leave`, and a restart from what is on disk.
 
-use super::{msg, tls_info, transport_config, NodeHandle, Running};
+use super::{msg, transport_config, NodeHandle, Running};
 use skep_manager::rpc::RpcHandler;
 use crate::addr::{parse_addr, pick_advertise};
 use crate::error::{ApiError, ApiResult};
@@ -82,9 +82,10 @@ impl NodeHandle {
         }
         *self.inner.manager.write().await = manager.clone();
         let (ev_tx, ev_rx) = mpsc::channel(64);
+        let (description, description_rx) = watch::channel(self.description(&tls.cert_pem, &tls.ca_pem));
         let cfg = AgentConfig {
             addr: state.advertise_addr.clone(),
-            description: self.description(&tls.ca_pem),
+            description: description_rx,
             managers: state.managers.clone(),
             period: Duration::from_secs(1),
             manager_ready: Some(self.manager_ready()),
@@ -100,8 +101,9 @@ impl NodeHandle {
         };
         tasks.push(tokio::spawn(skep_worker::tasks::run(engine, tm, stop_rx.clone())));
         tasks.push(tokio::spawn(self.clone().supervise(ev_rx, stop_rx.clone())));
-        tasks.push(tokio::spawn(self.clone().renew_loop(stop_rx)));
-        Ok(Running { state, leader, endpoint, manager, stop, tasks, net, logs })
+        tasks.push(tokio::spawn(self.clone().renew_loop(stop_rx.clone())));
+        tasks.push(tokio::spawn(self.clone().ca_loop(leader.clone(), stop_rx)));
+        Ok(Running { state, leader, endpoint, manager, stop, tasks, net, logs, description })
     }
 
     /// The networking agent; without it (not root, no netlink) the node runs only tasks without networks.
@@ -318,9 +320,9 @@ impl NodeHandle {
                 ingress_id,
                 ca_cert_pem: ca.cert_pem().to_string(),
                 ca_key_pem: ca.key_pem().unwrap_or_default().to_string(),
-                tls_info: tls_info(&ca),
+                tls_info: ca.tls_info(&ca),
                 tokens,
-                description: self.description(ca.cert_pem()),
+                description: self.description(&cert, ca.cert_pem()),
                 advertise,
                 unlock_key: SecretKey::generate().map_err(crypto)?.to_unlock_key(),
             },

@@ -30,9 +30,8 @@ use crate::error::{ApiError, ApiResult};
 use anyhow::Context as _;
 use crate::state::{Membership, Paths};
 use crate::sysinfo;
-use skep_api::docker::TlsInfo;
 use skep_manager::runtime::Manager;
-use skep_pki::{RootCa, SecretKey};
+use skep_pki::SecretKey;
 use skep_transport::{Endpoint, LeaderCaller, TransportConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -91,6 +90,8 @@ struct Running {
     net: Option<Arc<skep_worker::network::NetAgent>>,
     /// This node's task logs (its engine's).
     logs: Arc<dyn skep_manager::rpc::TaskLogSource>,
+    /// What the agent reports about this node; a renewed certificate changes its `TLSInfo`.
+    description: watch::Sender<skep_api::docker::NodeDescription>,
 }
 
 /// The node. Cheap to clone.
@@ -291,24 +292,12 @@ impl NodeHandle {
         }
     }
 
-    /// Bind the endpoint, start the manager (if `state.raft_id`), serve RPCs, start the agent and the supervisor.
-    ///
-    fn description(&self, ca_pem: &str) -> skep_api::docker::NodeDescription {
+    /// What this node reports about itself, with the `TLSInfo` of its certificate chain and trust root.
+    fn description(&self, cert_pem: &str, ca_pem: &str) -> skep_api::docker::NodeDescription {
         let mut d = sysinfo::describe(&self.inner.opts.engine);
-        if let Ok(ca) = RootCa::from_pem(ca_pem, None) {
-            d.tls_info = tls_info(&ca);
+        if let Ok(info) = skep_pki::node_tls_info(cert_pem, ca_pem) {
+            d.tls_info = info;
         }
         d
-    }
-}
-
-/// The `TLSInfo` of a node description and of the cluster: the root CA and its subject and key, base64 (DER).
-fn tls_info(ca: &RootCa) -> TlsInfo {
-    use base64::Engine as _;
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    TlsInfo {
-        trust_root: ca.cert_pem().to_string(),
-        cert_issuer_subject: b64(&ca.subject_der()),
-        cert_issuer_public_key: b64(&ca.public_key_der()),
     }
 }

@@ -1,10 +1,11 @@
 //! What the agent reports, acted on: a promotion (a manager certificate, then Raft), a demotion (a worker
-//! certificate, Raft stopped and its log deleted), removal from the swarm, and certificate renewal before expiry.
+//! certificate, Raft stopped and its log deleted), removal from the swarm, certificate renewal before expiry, and the
+//! root of trust followed through a root CA rotation.
 
 use super::NodeHandle;
 use skep_api::docker::NodeRole;
-use skep_api::wire::{Request, Response};
-use skep_pki::{NodeKey, NodeTls};
+use skep_api::wire::{CaState, Request, Response};
+use skep_pki::{NodeKey, NodeTls, RootCa};
 use skep_transport::{LeaderCaller, Policy};
 use skep_worker::agent::AgentEvent;
 use std::net::SocketAddr;
@@ -80,10 +81,83 @@ impl NodeHandle {
     pub(super) async fn install_tls(&self, tls: &NodeTls) -> anyhow::Result<()> {
         let server = skep_pki::tls::server_config(tls)?;
         let client = skep_pki::tls::client_config(tls)?;
+        let info = skep_pki::node_tls_info(&tls.cert_pem, &tls.ca_pem)?;
+        self.inner.paths.save_tls(tls, self.kek().as_ref())?;
         if let Some(r) = self.inner.running.read().await.as_ref() {
             r.endpoint.set_tls(Some(server), client)?;
+            // the agent reports the new issuer and trust root with its next heartbeat (it goes at once)
+            r.description.send_if_modified(|d| {
+                let changed = d.tls_info != info;
+                d.tls_info = info;
+                changed
+            });
         }
-        self.inner.paths.save_tls(tls, self.kek().as_ref())?;
+        Ok(())
+    }
+
+    /// Follow the cluster's root of trust (root CA rotation, see `skep_manager::ca::rotation`): ask a manager for it
+    /// (a long poll that answers on a change), renew the certificate when another root signs now, and trust the new
+    /// root once the rotation is finished. A manager of an older build does not know the call: asked again later.
+    pub(super) async fn ca_loop(self, leader: LeaderCaller, mut stop: watch::Receiver<bool>) {
+        let mut known = 0;
+        loop {
+            let req = Request::CaWatch { known };
+            let reply = tokio::select! {
+                r = leader.call(&req, Policy::one_round(Duration::from_secs(40))) => r,
+                _ = stop.changed() => return,
+            };
+            let retry = match reply {
+                Ok(Response::Ca(state)) => match self.follow_ca(&leader, &state).await {
+                    Ok(()) => {
+                        known = state.digest;
+                        None
+                    }
+                    Err(e) => Some(format!("following the root CA: {e:#}")),
+                },
+                Ok(Response::Error(e)) => Some(format!("root CA state: {}", e.message)),
+                Ok(other) => Some(format!("root CA state: unexpected answer {other:?}")),
+                Err(e) => Some(format!("root CA state: {e}")),
+            };
+            if let Some(why) = retry {
+                tracing::debug!("{why}; asking again in a few seconds");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+
+    /// Act on the cluster's CA state: renew if another root signs now, trust the cluster's trust root.
+    async fn follow_ca(&self, leader: &LeaderCaller, state: &CaState) -> anyhow::Result<()> {
+        // not while a role change renews and installs its own certificate
+        let _g = self.inner.lifecycle.lock().await;
+        let kek = self.kek();
+        let mut tls = self.inner.paths.load_tls(kek.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mine = skep_pki::node_tls_info(&tls.cert_pem, &tls.ca_pem)?;
+        anyhow::ensure!(!state.trust_root_pem.is_empty() && !state.issuer_public_key.is_empty(), "no CA state yet");
+        let mut changed = false;
+        if mine.cert_issuer_public_key != state.issuer_public_key {
+            tls = self.renew(leader).await?;
+            // a manager that has not applied the rotation yet signs with the previous root: ask again later
+            let got = skep_pki::node_tls_info(&tls.cert_pem, &tls.ca_pem)?;
+            anyhow::ensure!(got.cert_issuer_public_key == state.issuer_public_key, "the renewed certificate is not from the new root yet");
+            tracing::info!("node certificate renewed from the rotated root CA");
+            changed = true;
+        }
+        let same_root = |a: &str, b: &str| match (RootCa::from_pem(a, None), RootCa::from_pem(b, None)) {
+            (Ok(a), Ok(b)) => a.cert_der() == b.cert_der(),
+            _ => false,
+        };
+        if !same_root(&tls.ca_pem, &state.trust_root_pem) {
+            RootCa::from_pem(&state.trust_root_pem, None)?;
+            tls.ca_pem = state.trust_root_pem.clone();
+            tracing::info!("trusting the swarm's new root CA");
+            changed = true;
+        }
+        if changed {
+            self.install_tls(&tls).await?;
+        }
         Ok(())
     }
 
