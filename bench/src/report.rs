@@ -90,26 +90,84 @@ pub fn failover_table(rows: &[(System, Vec<Trial>)]) -> String {
     let _ = writeln!(s, "### Leader failover (SIGKILL leader → first acknowledged write through a survivor)\n");
     let _ = writeln!(s, "| system | trials | acknowledged | p50 s | p99 s | max s | min s |");
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    let mut first = Vec::new();
     for (sys, trials) in rows {
-        let mut h = crate::store::new_hist();
-        for t in trials.iter().filter_map(|t| t.recovery) {
-            h.saturating_record(t.as_micros().max(1) as u64);
+        let h = hist(trials.iter().filter_map(|t| t.recovery));
+        secs_row(&mut s, &format!("{sys:?}").to_lowercase(), trials.len(), &h, None);
+        first.push((*sys, h));
+    }
+    failover_ratios(&mut s, &first);
+    let _ = writeln!(
+        s,
+        "\n### One client write through the other survivor right after the kill (skep: `POST /configs/create`)\n"
+    );
+    let _ = writeln!(s, "| system | trials | acknowledged | p50 s | p99 s | max s | min s | refusals |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut client = Vec::new();
+    for (sys, trials) in rows {
+        let h = hist(trials.iter().filter_map(|t| t.client_write));
+        let refusals = trials.iter().map(|t| t.client_refusals).sum::<u32>();
+        secs_row(&mut s, &format!("{sys:?}").to_lowercase(), trials.len(), &h, Some(refusals));
+        client.push((*sys, h));
+    }
+    failover_ratios(&mut s, &client);
+    // the first few refusals of each system (etcd's are all alike)
+    for (sys, trials) in rows {
+        let name = format!("{sys:?}").to_lowercase();
+        let refused: Vec<_> = trials.iter().enumerate().filter(|(_, t)| t.client_first_refusal.is_some()).collect();
+        for (i, t) in refused.iter().take(3) {
+            let e = t.client_first_refusal.as_deref().unwrap_or_default();
+            let _ = writeln!(s, "\n{name} trial {}: client write refused {} time(s), first {e}", i + 1, t.client_refusals);
         }
-        let ok = h.len();
-        let sec = |us: u64| if ok > 0 { format!("{:.3}", us as f64 / 1e6) } else { "n/a".into() };
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            format!("{sys:?}").to_lowercase(),
-            trials.len(),
-            ok,
-            sec(h.value_at_quantile(0.5)),
-            sec(h.value_at_quantile(0.99)),
-            sec(h.max()),
-            sec(h.min()),
-        );
+        if refused.len() > 3 {
+            let _ = writeln!(s, "\n{name}: {} more trials with refusals", refused.len() - 3);
+        }
     }
     s
+}
+
+fn hist(d: impl Iterator<Item = Duration>) -> Histogram<u64> {
+    let mut h = crate::store::new_hist();
+    for t in d {
+        h.saturating_record(t.as_micros().max(1) as u64);
+    }
+    h
+}
+
+/// One row of seconds: trials, acknowledged, p50, p99, max, min (and refusals, if given).
+fn secs_row(s: &mut String, name: &str, trials: usize, h: &Histogram<u64>, refusals: Option<u32>) {
+    let ok = h.len();
+    let sec = |us: u64| if ok > 0 { format!("{:.3}", us as f64 / 1e6) } else { "n/a".into() };
+    let _ = write!(
+        s,
+        "| {name} | {trials} | {ok} | {} | {} | {} | {} |",
+        sec(h.value_at_quantile(0.5)),
+        sec(h.value_at_quantile(0.99)),
+        sec(h.max()),
+        sec(h.min()),
+    );
+    match refusals {
+        Some(r) => {
+            let _ = writeln!(s, " {r} |");
+        }
+        None => {
+            let _ = writeln!(s);
+        }
+    }
+}
+
+/// p50 and p99 of skep over etcd, when both ran.
+fn failover_ratios(s: &mut String, rows: &[(System, Histogram<u64>)]) {
+    let find = |sys: System| rows.iter().find(|(x, h)| *x == sys && !h.is_empty()).map(|(_, h)| h);
+    if let (Some(k), Some(e)) = (find(System::Skep), find(System::Etcd)) {
+        let q = |h: &Histogram<u64>, x: f64| h.value_at_quantile(x) as f64;
+        let _ = writeln!(
+            s,
+            "\nskep/etcd: p50 {}, p99 {}",
+            ratio(q(k, 0.5), q(e, 0.5)),
+            ratio(q(k, 0.99), q(e, 0.99))
+        );
+    }
 }
 
 pub fn fsync_table(rows: &[(&'static str, Histogram<u64>)], count: usize) -> String {

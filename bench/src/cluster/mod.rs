@@ -40,6 +40,15 @@ impl Cluster {
         }
     }
 
+    /// A write as a user's command makes it: skep, a Docker API write that reads then proposes (`POST
+    /// /configs/create` named `key`, like `docker config create`); etcd, the same put as [`Cluster::put_req`].
+    pub fn client_write_req(&self, key: &str, value: &Value) -> Req {
+        match self {
+            Cluster::Skep(_) => skep::config_create_req(key, value),
+            Cluster::Etcd(_) => etcd::put_req(key, value),
+        }
+    }
+
     /// Index of the current leader, asked of every running member (bounded).
     pub async fn leader(&self) -> anyhow::Result<usize> {
         match self {

@@ -28,6 +28,17 @@ pub fn put_req(key: &str, value: &Value) -> Req {
     }
 }
 
+/// `POST /configs/create` of a config named `name` holding `value` (the Docker API's control path: a linearizable
+/// read, then a proposal).
+pub fn config_create_req(name: &str, value: &Value) -> Req {
+    Req {
+        method: hyper::Method::POST,
+        path: "/configs/create".into(),
+        content_type: "application/json",
+        body: serde_json::json!({ "Name": name, "Data": value.base64 }).to_string().into(),
+    }
+}
+
 impl SkepCluster {
     /// Starts three daemons under `root`, `swarm init` on the first, `swarm join` as managers on the others; with
     /// `plaintext`, their Raft files are not encrypted (the daemon's benchmark switch, see docs/design/security.md).
@@ -44,7 +55,9 @@ impl SkepCluster {
                 "-H".into(),
                 format!("unix://{}", dir.join("skep.sock").display()),
             ];
-            let mut env = vec![("RUST_LOG".to_string(), "warn".to_string())];
+            // `SKEP_BENCH_LOG` sets the daemons' RUST_LOG (e.g. to see elections with `--keep`)
+            let log = std::env::var("SKEP_BENCH_LOG").unwrap_or_else(|_| "warn".into());
+            let mut env = vec![("RUST_LOG".to_string(), log)];
             if plaintext {
                 env.push(("SKEP_BENCH_PLAINTEXT_RAFT".to_string(), "1".to_string()));
             }

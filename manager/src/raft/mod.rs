@@ -204,9 +204,10 @@ impl RaftTiming {
     /// heartbeat interval as the hard deadline of every AppendEntries and of the leadership confirmation behind a
     /// linearizable read (follower fsync and round trip included), and 100 ms is too tight on a busy host.
     /// openraft makes a follower wait for the leader's lease (`election_timeout_max`) plus its own election timeout
-    /// (random in [min, max], drawn once per node) after the last heartbeat before it campaigns. With min = 35% and
-    /// max = 50% of ElectionTick, the default ElectionTick 10 (1 s) starts an election 0.85–1.0 s after the leader's
-    /// last heartbeat.
+    /// (random in [min, max]) after the last heartbeat before it campaigns. With min = 35% and max = 50% of
+    /// ElectionTick, the default ElectionTick 10 (1 s) starts an election 0.85–1.0 s after the leader's last
+    /// heartbeat: openraft checks that only on its tick (every 1.5 heartbeats, which also paces the heartbeats: 375
+    /// ms), so the manager checks it every 20 ms as well (`runtime::election`).
     pub fn from_ticks(heartbeat_tick: i64, election_tick: i64, snapshot_interval: u64, keep: u64) -> RaftTiming {
         let tick = skep_api::docker::defaults::RAFT_TICK_MS;
         let hb = heartbeat_tick.clamp(1, 100) as u64 * 250;

@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use skep_api::wire::{RaftKind, Request, Response};
 use skep_transport::Endpoint;
+use std::sync::{Arc, Mutex};
 
 type NodeId = u64;
 
@@ -35,12 +36,25 @@ pub const MAX_RAFT_PAYLOAD: usize = skep_transport::codec::DEFAULT_MAX_FRAME - 6
 #[derive(Clone)]
 pub struct Network {
     endpoint: Endpoint,
+    greater_log: GreaterLog,
 }
+
+/// See [`Network::greater_log`].
+pub type GreaterLog = Arc<Mutex<Option<tokio::time::Instant>>>;
 
 impl Network {
     /// Over this endpoint.
     pub fn new(endpoint: Endpoint) -> Network {
-        Network { endpoint }
+        Network { endpoint, greater_log: Default::default() }
+    }
+
+    /// When a voter last refused a vote request of this manager's and its log was longer: the next election waits
+    /// longer, as openraft's own timer does (`smaller_log_timeout`), so that the voter with the longer log is
+    /// elected instead of this one campaigning again and again. The election timer (`runtime::election`) reads it;
+    /// openraft keeps the same fact to itself (as a flag cleared only by its next election, so that a refusal seen
+    /// once, e.g. by a restarted manager, still delays an election much later).
+    pub fn greater_log(&self) -> GreaterLog {
+        self.greater_log.clone()
     }
 }
 
@@ -48,7 +62,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Peer {
-        Peer { endpoint: self.endpoint.clone(), target, member: node.clone() }
+        Peer { endpoint: self.endpoint.clone(), target, member: node.clone(), greater_log: self.greater_log.clone() }
     }
 }
 
@@ -57,6 +71,8 @@ pub struct Peer {
     endpoint: Endpoint,
     target: NodeId,
     member: Member,
+    /// See [`Network::greater_log`].
+    greater_log: GreaterLog,
 }
 
 impl Peer {
@@ -139,7 +155,13 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        self.call(RaftKind::Vote, &rpc, &option).await
+        let r: Result<VoteResponse<NodeId>, _> = self.call(RaftKind::Vote, &rpc, &option).await;
+        if let Ok(resp) = &r {
+            if !resp.vote_granted && resp.last_log_id > rpc.last_log_id {
+                *self.greater_log.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now());
+            }
+        }
+        r
     }
 
     /// Pause between replication attempts to a peer that could not be reached. openraft's default is 500 ms; a

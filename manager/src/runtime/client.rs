@@ -103,6 +103,52 @@ impl Manager {
         Some(LeaderCaller::new(self.inner.endpoint.clone(), skep_pki::NODE_SAN, vec![addr]))
     }
 
+    /// Send `req` to `at`, the `(term, leader)` Raft names, bounded by `deadline` (and [`FORWARD_TIMEOUT`]); `None`
+    /// when Raft names another leader (or none: an election started) before the answer, or does not know the
+    /// leader's address.
+    ///
+    /// The call is given up as soon as the leader changes: a killed leader neither answers nor refuses, so a call to
+    /// it lasts until the transport gives up on the silent connection (1 s) or on a handshake with the dead address
+    /// (2 s), and the retry after it met the same dead leader again if the election had not ended by then; a write
+    /// through a follower right after a leader kill took 4-6 s that way, for an election of about one. Giving up a
+    /// call that may have reached a leader is safe: reads only ask for an index, and writes are sent as `Op::Once`,
+    /// applied once however many copies reach a leader.
+    async fn forward(
+        &self,
+        at: (u64, u64),
+        req: &Request,
+        deadline: Instant,
+    ) -> Option<Result<Response, skep_transport::LeaderError>> {
+        let caller = self.to_leader(at.1)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::select! {
+            biased;
+            r = caller.call(req, Policy::one_round(left.min(FORWARD_TIMEOUT))) => Some(r),
+            () = self.leader_moved(at) => {
+                tracing::debug!(term = at.0, leader = at.1, "leader changed during a forwarded call; giving it up");
+                None
+            }
+        }
+    }
+
+    /// Resolves once Raft no longer names `from` (a `(term, leader)`) as the leader.
+    async fn leader_moved(&self, from: (u64, u64)) {
+        let mut rx = self.inner.raft.metrics();
+        loop {
+            let now = {
+                let m = rx.borrow_and_update();
+                m.current_leader.map(|l| (m.current_term, l))
+            };
+            if now != Some(from) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                // Raft has stopped: the call's own bound ends it
+                return std::future::pending().await;
+            }
+        }
+    }
+
     /// A linearizable view of the store.
     pub async fn read(&self) -> Result<Arc<ClusterState>, ControlError> {
         let deadline = Instant::now() + LEADER_WAIT;
@@ -117,12 +163,12 @@ impl Manager {
                     Ok(Err(e)) => tracing::debug!("read: leadership not confirmed: {e}"),
                     Err(_) => return Err(ControlError::Unavailable(NO_LEADER.into())),
                 }
-            } else if let Some(forward) = self.to_leader(leader) {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match forward.call(&Request::ReadIndex, Policy::one_round(left.min(FORWARD_TIMEOUT))).await {
-                    Ok(Response::ReadIndex { index }) => return self.read_at(index, deadline).await,
-                    Ok(other) => tracing::debug!("read index: {other:?}"),
-                    Err(e) => tracing::debug!("read index: {e}"),
+            } else {
+                match self.forward((term, leader), &Request::ReadIndex, deadline).await {
+                    Some(Ok(Response::ReadIndex { index })) => return self.read_at(index, deadline).await,
+                    Some(Ok(other)) => tracing::debug!("read index: {other:?}"),
+                    Some(Err(e)) => tracing::debug!("read index: {e}"),
+                    None => {}
                 }
             }
             failed = Some((term, leader));
@@ -152,6 +198,8 @@ impl Manager {
         let cmd = Command { at: now_string(), op: Op::Once { request, op: Box::new(op) } };
         let deadline = Instant::now() + LEADER_WAIT;
         let mut failed = None;
+        // the command's JSON for forwarding, made once
+        let mut command: Option<Vec<u8>> = None;
         loop {
             let (term, leader) = self.leader_after(failed, deadline).await?;
             if leader == self.inner.cfg.raft_id && self.handing_over() {
@@ -162,22 +210,26 @@ impl Manager {
                     Err(WriteError::Refused(e)) => return Err(ControlError::InvalidArgument(e.to_string())),
                     Err(e) => tracing::debug!("proposal not taken here: {e}"),
                 }
-            } else if let Some(forward) = self.to_leader(leader) {
-                let command =
-                    crate::raft::command_json(&cmd).map_err(|e| ControlError::InvalidArgument(e.to_string()))?;
-                let left = deadline.saturating_duration_since(Instant::now());
-                match forward.call(&Request::Propose { command }, Policy::one_round(left.min(FORWARD_TIMEOUT))).await {
-                    Ok(Response::Proposed { result }) => {
+            } else {
+                let json = match command.take() {
+                    Some(j) => j,
+                    None => crate::raft::command_json(&cmd).map_err(|e| ControlError::InvalidArgument(e.to_string()))?,
+                };
+                let sent = self.forward((term, leader), &Request::Propose { command: json.clone() }, deadline).await;
+                command = Some(json);
+                match sent {
+                    Some(Ok(Response::Proposed { result })) => {
                         let r: ApplyResult = decode(&result).map_err(|e| ControlError::Internal(e.to_string()))?;
                         return r.map_err(ControlError::from);
                     }
-                    Ok(Response::Error(e)) if e.kind == ErrorKind::InvalidArgument => {
+                    Some(Ok(Response::Error(e))) if e.kind == ErrorKind::InvalidArgument => {
                         return Err(ControlError::InvalidArgument(e.message))
                     }
-                    Ok(Response::Error(e)) => return Err(ControlError::Internal(e.message)),
-                    Ok(other) => return Err(ControlError::Internal(format!("unexpected reply {other:?}"))),
+                    Some(Ok(Response::Error(e))) => return Err(ControlError::Internal(e.message)),
+                    Some(Ok(other)) => return Err(ControlError::Internal(format!("unexpected reply {other:?}"))),
                     // nobody took it, or a copy may be in a dead leader's log: ask the next leader (applied once)
-                    Err(e) => tracing::debug!("forwarding a proposal: {e}"),
+                    Some(Err(e)) => tracing::debug!("forwarding a proposal: {e}"),
+                    None => {}
                 }
             }
             failed = Some((term, leader));

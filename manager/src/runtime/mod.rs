@@ -16,6 +16,7 @@
 //! - `admission`: the `Join` and `RenewCert` RPCs, driving [`ca::admit`](crate::ca::admit).
 //! - `dispatch`: the node session RPCs (heartbeat, assignments long poll, task status) and the loops behind them,
 //!   driving the [`dispatcher`](crate::dispatcher).
+//! - `election`: a follower's election timer, checked more finely than openraft's own.
 //! - `leader`: the leader's periodic duties: liveness verdicts and the role manager's demotions.
 //! - `metrics`: what the manager measures of itself for the daemon's `/metrics` ([`Manager::raft_status`],
 //!   [`ManagerMetrics`]).
@@ -43,6 +44,7 @@ mod admission;
 mod batch;
 mod client;
 mod dispatch;
+mod election;
 mod leader;
 mod membership;
 mod metrics;
@@ -144,7 +146,9 @@ impl Manager {
         let config = Arc::new(
             cfg.timing.config("skep").validate().map_err(|e| StartError::Raft(e.to_string()))?,
         );
-        let raft = Raft::new(cfg.raft_id, config, Network::new(endpoint.clone()), log, sm.clone())
+        let network = Network::new(endpoint.clone());
+        let greater_log = network.greater_log();
+        let raft = Raft::new(cfg.raft_id, config, network, log, sm.clone())
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let ttl = Duration::from_millis(3 * skep_api::docker::defaults::HEARTBEAT_PERIOD_NS as u64 / 1_000_000);
@@ -170,6 +174,7 @@ impl Manager {
             }),
         };
         tokio::spawn(m.clone().leader_loop());
+        tokio::spawn(m.clone().election_loop(greater_log));
         tokio::spawn(m.clone().task_loop());
         tokio::spawn(m.clone().status_loop(status_rx));
         tokio::spawn(m.clone().dispatch_loop());
