@@ -333,7 +333,10 @@ fn the_deepest_and_largest_accepted_specs_replicate_snapshot_and_restart_a_remov
         ensure!(r.status == 201, "{} {}", r.status, r.body);
         Ok(())
     })?;
-    let v = api(&c, 2, "GET", "/v1.50/services/largest", None)?.json()?;
+    // manager 2 may still be reading its log back when the other two already write: wait for it to serve
+    let v = wait_until("the largest service read through manager 2 after its restart", T, || {
+        api(&c, 2, "GET", "/v1.50/services/largest", None)?.json()
+    })?;
     let env = v["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"].as_array().context("no Env")?;
     let total: usize = env.iter().filter_map(|e| e.as_str()).map(str::len).sum();
     ensure!(total >= room, "the largest spec came back with {total} bytes of environment");
