@@ -340,10 +340,10 @@ impl LogStore {
             w.set_meta(meta, sync)
         };
         if !sync {
-            return Ok(apply(&mut *self.wal())?);
+            return Ok(apply(&mut self.wal())?);
         }
         let wal = self.shared.wal.clone();
-        blocking(move || Ok(apply(&mut *lock(&wal))?)).await
+        blocking(move || Ok(apply(&mut lock(&wal))?)).await
     }
 
     /// Entries in `start..end`: from the in-memory tail where it covers them, the rest from disk.
