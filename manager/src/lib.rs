@@ -10,7 +10,7 @@
 //!
 //! # Layout
 //! - [`store`]: cluster state and commands; `apply` is pure and deterministic.
-//! - [`raft`]: openraft's type config, the redb log store, the state machine and the Raft network over QUIC.
+//! - [`raft`]: openraft's type config, the segment log store, the state machine and the Raft network over QUIC.
 //! - [`control`]: swarm, node, service and network operations: a request checked against a state, as a store op.
 //! - [`orchestrator`]: services into tasks (replicated, global, restarts, updates, the reaper), and the shape of a
 //!   round's proposals.

@@ -386,7 +386,8 @@ fn the_deepest_and_largest_accepted_specs_replicate_snapshot_and_restart_a_remov
                 let mode = meta.permissions().mode() & 0o777;
                 ensure!(!secret || mode & 0o077 == 0, "{} holds a key or token and is {mode:o}", p.display());
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if ["raft.redb", "snapshot.json", "tasks.json", "node.key", "state.json"].contains(&name) {
+                let segment = name.ends_with(".seg");
+                if segment || ["snapshot.json", "tasks.json", "node.key", "state.json"].contains(&name) {
                     ensure!(mode == 0o600, "{} is {mode:o}", p.display());
                 }
             }

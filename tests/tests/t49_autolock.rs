@@ -58,7 +58,8 @@ fn nothing_in_plaintext(c: &Cluster, i: usize, needles: &[&str]) -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     let swarm = c.host(i).dir.join("swarm");
     let all = files(&swarm);
-    ensure!(all.iter().any(|p| p.ends_with("raft.redb")), "no Raft log under {}", swarm.display());
+    let segment = |p: &std::path::PathBuf| p.extension().is_some_and(|e| e == "seg");
+    ensure!(all.iter().any(segment), "no Raft log segment under {}", swarm.display());
     for p in all {
         let body = std::fs::read(&p).unwrap_or_default();
         for n in needles {

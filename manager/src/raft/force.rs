@@ -8,7 +8,7 @@
 //! this manager had received but not applied (not known committed) are dropped: the cluster keeps every write this
 //! manager knew to be committed. The old files are kept beside the new ones, renamed, for an operator who wants them.
 
-use super::log_store::{LogStore, LogStoreError};
+use super::log_store::{LogStore, LogStoreError, LEGACY_FILE, LOG_DIR};
 use super::state_machine::{write_snapshot_file, SnapshotError};
 use super::Member;
 use crate::store::ClusterState;
@@ -73,7 +73,7 @@ pub async fn single_member(
 ) -> Result<(), ForceError> {
     let last = last_applied.ok_or(ForceError::NoState)?;
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    for name in ["raft.redb", "snapshot.json"] {
+    for name in [LEGACY_FILE, LOG_DIR, "snapshot.json"] {
         let p = dir.join(name);
         if p.exists() {
             std::fs::rename(&p, dir.join(format!("{name}.{KEPT_SUFFIX}-{stamp}")))?;
@@ -86,7 +86,7 @@ pub async fn single_member(
         snapshot_id: format!("force-new-cluster-{}-{}", last.leader_id, last.index),
     };
     write_snapshot_file(&dir.join("snapshot.json"), &meta, &keep_only_voter(state, raft_id), dek.as_ref())?;
-    let mut log = LogStore::open(&dir.join("raft.redb"), dek)?;
+    let mut log = LogStore::open(dir, dek)?;
     log.save_vote(&Vote::new(last.leader_id.term, raft_id)).await.map_err(|e| ForceError::Log(e.to_string()))?;
     Ok(())
 }
@@ -120,7 +120,7 @@ mod tests {
         assert_eq!(membership.membership().voter_ids().collect::<Vec<_>>(), vec![3]);
         assert_eq!(membership.membership().get_node(&3), Some(&me));
         assert_eq!(sm.state().next_raft_id, 7);
-        let mut log = LogStore::open(&dir.path().join("raft.redb"), Some(dek)).unwrap();
+        let mut log = LogStore::open(dir.path(), Some(dek)).unwrap();
         assert!(log.encrypted());
         assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(5, 3)));
         assert!(log.try_get_log_entries(0..100).await.unwrap().is_empty());

@@ -1,38 +1,38 @@
-//! The Raft log, vote and committed index in redb.
+//! The Raft log, vote and committed index: openraft's log storage over the segment log of [`super::wal`].
 //!
-//! Every append is one redb write transaction, committed with `Durability::Immediate` (fsync) before openraft is told
-//! the entries are flushed, so an acknowledged write is on disk on a quorum. Each stored entry and each metadata record
-//! is `[crc32 LE][bincode]`; a checksum mismatch on read is a storage error, never silently used data.
+//! An append writes its entries at the end of the current segment and hands openraft's flush callback to the sync
+//! thread, which fsyncs once for every append written before it (group fsync) and only then reports them flushed:
+//! an acknowledged write is on disk on a quorum, and a lone write costs one `fdatasync` of one appended record
+//! rather than a redb commit. The vote, truncations and purges are fsynced before they return; the committed index
+//! is a hint (openraft learns it again from the leader) and reaches the disk with the next fsync. Every record is
+//! checksummed (see [`super::wal`] on torn tails and damage).
 //!
 //! Entries are encrypted with the manager's data key when it has one (AES-256-GCM, `skep_pki::seal`; the entry's
 //! index is bound into each one): the log holds the CA key, the join tokens and the secrets. The log records whether
-//! it is encrypted (meta `cipher`, written when the log is made): a log an older skep wrote in plaintext stays
-//! plaintext and is still read. The vote and indexes are not secret and are only checksummed.
+//! it is encrypted when it is made: a log an older skep wrote in plaintext stays plaintext and is still read. The
+//! vote and indexes are not secret and are only checksummed.
+//!
+//! A log in the format before this one (a redb file, `raft.redb`: one write transaction per append) is moved into a
+//! new segment log when it is opened, entries as they were sealed, and the redb file is then deleted.
 //!
 //! The newest entries are also kept in memory (`Tail`, bounded in bytes): openraft reads every entry back right
-//! after appending it, once per follower to replicate it and once to apply it, and decoding those from redb was most
+//! after appending it, once per follower to replicate it and once to apply it, and decoding those from disk was most
 //! of a busy leader's work.
 
+use super::wal::{self, Cipher, Meta, Wal, WalError};
 use super::{decode, encode, TypeConfig};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use skep_pki::SecretKey;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
-const LOG: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("log");
-const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
-const KEY_VOTE: &str = "vote";
-const KEY_COMMITTED: &str = "committed";
-const KEY_PURGED: &str = "last_purged";
-const KEY_CIPHER: &str = "cipher";
-/// The `cipher` record of an encrypted log.
-const CIPHER_AES: &str = "aes-256-gcm";
-/// The `cipher` record of a plaintext one.
-const CIPHER_NONE: &str = "none";
+/// The segment log's directory under the Raft directory.
+pub const LOG_DIR: &str = "raft.log";
+/// The log of the format before it (redb), moved into [`LOG_DIR`] on open.
+pub const LEGACY_FILE: &str = "raft.redb";
 
 type NodeId = u64;
 type SErr = StorageError<NodeId>;
@@ -64,40 +64,23 @@ pub enum LogStoreError {
     /// Encoding failed.
     #[error("cannot encode: {0}")]
     Encode(#[from] bincode::error::EncodeError),
-    /// redb failed.
-    #[error("redb: {0}")]
-    Db(String),
+    /// The segment log failed.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// Reading the log of the older format failed.
+    #[error("the raft log of the older format ({LEGACY_FILE}): {0}")]
+    Legacy(String),
     /// The log is encrypted and no data key was given, or an entry does not decrypt with it.
     #[error("{0}")]
     Key(String),
 }
 
-fn db_err(e: impl std::fmt::Display) -> LogStoreError {
-    LogStoreError::Db(e.to_string())
+fn legacy_err(e: impl std::fmt::Display) -> LogStoreError {
+    LogStoreError::Legacy(e.to_string())
 }
 
-/// Seal bytes with a CRC32.
-fn seal(payload: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(payload.len() + 4);
-    v.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    v.extend_from_slice(payload);
-    v
-}
-
-/// Check and strip a CRC32.
-fn unseal<'a>(what: &str, b: &'a [u8]) -> Result<&'a [u8], LogStoreError> {
-    if b.len() < 4 {
-        return Err(LogStoreError::Truncated { what: what.into() });
-    }
-    let (crc, payload) = b.split_at(4);
-    if crc32fast::hash(payload).to_le_bytes() != crc {
-        return Err(LogStoreError::Checksum { what: what.into() });
-    }
-    Ok(payload)
-}
-
-fn decode_sealed<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T, LogStoreError> {
-    decode(unseal(what, b)?).map_err(|source| LogStoreError::Decode { what: what.into(), source })
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LogStoreError + '_ {
+    move |source| WalError::Io { path: path.display().to_string(), source }.into()
 }
 
 /// Bytes of encoded entries the in-memory tail holds at most.
@@ -193,13 +176,32 @@ impl Tail {
     }
 }
 
-/// The log store. Cheap to clone; clones share the database and the tail.
+/// What the log store's clones share.
+struct Shared {
+    wal: Arc<Mutex<Wal>>,
+    tail: Mutex<Tail>,
+    /// The data key entries are encrypted with; `None` for a plaintext log.
+    dek: Option<SecretKey>,
+    /// Flush callbacks to the sync thread; taken on drop, which ends the thread.
+    sync_tx: Option<Mutex<mpsc::Sender<LogFlushed<TypeConfig>>>>,
+    syncer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.sync_tx.take();
+        // the thread ends once it has reported what it was given; joined so that the files are closed when the
+        // last clone is gone
+        if let Some(h) = self.syncer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The log store. Cheap to clone; clones share the segment log and the tail.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Database>,
-    tail: Arc<std::sync::Mutex<Tail>>,
-    /// The data key entries are encrypted with; `None` for a plaintext log.
-    dek: Option<Arc<SecretKey>>,
+    shared: Arc<Shared>,
 }
 
 /// What an entry's encryption is bound to: its place in the log.
@@ -209,137 +211,142 @@ fn entry_aad(index: u64) -> [u8; 16] {
     a
 }
 
-impl LogStore {
-    /// Open (or create) the log at `path`. A new log is encrypted with `dek` if one is given; an existing one is read
-    /// as it was made (an encrypted one needs its key; a plaintext one, from before encryption, stays plaintext).
-    pub fn open(path: &Path, dek: Option<SecretKey>) -> Result<LogStore, LogStoreError> {
-        // the log holds the CA key and the join tokens: the file is made 0600 before redb writes into it (and an
-        // older, wider one is narrowed)
-        {
-            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-            let f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(db_err)?;
-            f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(db_err)?;
-        }
-        let db = Database::create(path).map_err(db_err)?;
-        let tx = db.begin_write().map_err(db_err)?;
-        {
-            tx.open_table(LOG).map_err(db_err)?;
-            tx.open_table(META).map_err(db_err)?;
-        }
-        tx.commit().map_err(db_err)?;
-        let mut store = LogStore { db: Arc::new(db), tail: Default::default(), dek: None };
-        let cipher: Option<String> = store.read_meta(KEY_CIPHER)?;
-        let encrypted = match cipher.as_deref() {
-            Some(CIPHER_AES) => true,
-            Some(CIPHER_NONE) => false,
-            Some(other) => return Err(LogStoreError::Key(format!("the Raft log's cipher {other:?} is unknown"))),
-            // made by a skep from before encryption if it holds anything; a new log otherwise
-            None if store.is_empty()? => {
-                let name = if dek.is_some() { CIPHER_AES } else { CIPHER_NONE };
-                store.put_meta_now(KEY_CIPHER, &name.to_string())?;
-                dek.is_some()
-            }
-            None => false,
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // every critical section leaves its data whole (the log marks itself failed on an error part-way)
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An entry from its stored form (`dek`: the log is encrypted).
+fn open_entry(dek: Option<&SecretKey>, index: u64, stored: &[u8]) -> Result<Entry<TypeConfig>, LogStoreError> {
+    let what = || format!("log entry {index}");
+    let decode_it = |b: &[u8]| decode(b).map_err(|source| LogStoreError::Decode { what: what(), source });
+    match dek {
+        Some(k) => decode_it(
+            &k.open(&entry_aad(index), stored).map_err(|e| LogStoreError::Key(format!("{}: {e}", what())))?,
+        ),
+        None => decode_it(stored),
+    }
+}
+
+/// fsync whatever was written to the log, then report every callback given so far, until the store is dropped.
+fn sync_loop(wal: Arc<Mutex<Wal>>, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        // the file is fsynced outside the lock, so appends go on meanwhile; a roll fsyncs the segment it closes
+        let file = {
+            let w = lock(&wal);
+            w.check().map(|()| w.current())
         };
-        if encrypted {
-            let dek = dek.ok_or_else(|| {
+        let res = file.map_err(|e| e.to_string()).and_then(|file| {
+            file.sync_data().map_err(|e| {
+                let why = format!("fsync of the raft log: {e}");
+                lock(&wal).fail(why.clone());
+                why
+            })
+        });
+        for cb in batch {
+            cb.log_io_completed(res.clone().map_err(std::io::Error::other));
+        }
+    }
+}
+
+impl LogStore {
+    /// Open (or create) the log in the Raft directory `dir` (in [`LOG_DIR`], moving a [`LEGACY_FILE`] into it). A new
+    /// log is encrypted with `dek` if one is given; an existing one is read as it was made (an encrypted one needs its
+    /// key; a plaintext one, from before encryption, stays plaintext).
+    pub fn open(dir: &Path, dek: Option<SecretKey>) -> Result<LogStore, LogStoreError> {
+        let log_dir = dir.join(LOG_DIR);
+        let legacy = dir.join(LEGACY_FILE);
+        if !log_dir.exists() {
+            // made whole under another name, then renamed: a crash part-way leaves no half-made log
+            let tmp = dir.join(format!("{LOG_DIR}.tmp"));
+            if tmp.exists() {
+                std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+            }
+            if legacy.exists() {
+                migrate(&legacy, &tmp, dek.as_ref())?;
+            } else {
+                let cipher = if dek.is_some() { Cipher::Aes256Gcm } else { Cipher::None };
+                Wal::create(&tmp, cipher, Meta::default())?;
+            }
+            std::fs::rename(&tmp, &log_dir).map_err(io_err(&log_dir))?;
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+        }
+        let wal = Wal::open(&log_dir)?;
+        if legacy.exists() {
+            // everything it held is in the new log
+            std::fs::remove_file(&legacy).map_err(io_err(&legacy))?;
+        }
+        let dek = match wal.cipher() {
+            Cipher::Aes256Gcm => Some(dek.ok_or_else(|| {
                 LogStoreError::Key("the Raft log is encrypted and this manager has no data key for it".into())
-            })?;
-            store.dek = Some(Arc::new(dek));
-        } else if dek.is_some() {
-            tracing::warn!(log = %path.display(), "this Raft log was written without encryption by an older skep and \
-                stays so; demoting and promoting this manager again makes it anew, encrypted");
-        }
-        Ok(store)
-    }
-
-    /// Whether the log has no entries, vote or purge record (just made).
-    fn is_empty(&self) -> Result<bool, LogStoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let log = tx.open_table(LOG).map_err(db_err)?;
-        let meta = tx.open_table(META).map_err(db_err)?;
-        Ok(log.is_empty().map_err(db_err)? && meta.is_empty().map_err(db_err)?)
-    }
-
-    /// Write a meta record at once, durably (while opening).
-    fn put_meta_now<T: serde::Serialize>(&self, key: &str, v: &T) -> Result<(), LogStoreError> {
-        let bytes = seal(&encode(v)?);
-        let tx = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut t = tx.open_table(META).map_err(db_err)?;
-            t.insert(key, bytes.as_slice()).map_err(db_err)?;
-        }
-        tx.commit().map_err(db_err)
+            })?),
+            Cipher::None => {
+                if dek.is_some() {
+                    tracing::warn!(log = %log_dir.display(), "this Raft log was written without encryption by an \
+                        older skep and stays so; demoting and promoting this manager again makes it anew, encrypted");
+                }
+                None
+            }
+        };
+        let wal = Arc::new(Mutex::new(wal));
+        let (tx, rx) = mpsc::channel();
+        let w = wal.clone();
+        let syncer = std::thread::Builder::new()
+            .name("raft-log-sync".into())
+            .spawn(move || sync_loop(w, rx))
+            .map_err(io_err(&log_dir))?;
+        let shared = Shared {
+            wal,
+            tail: Default::default(),
+            dek,
+            sync_tx: Some(Mutex::new(tx)),
+            syncer: Some(syncer),
+        };
+        Ok(LogStore { shared: Arc::new(shared) })
     }
 
     /// Whether entries are encrypted.
     pub fn encrypted(&self) -> bool {
-        self.dek.is_some()
+        self.shared.dek.is_some()
     }
 
-    /// An entry's stored form: encrypted (if the log is) and checksummed.
-    fn seal_entry(&self, index: u64, encoded: &[u8]) -> Result<Vec<u8>, LogStoreError> {
-        match &self.dek {
-            Some(k) => {
-                let c = k.seal(&entry_aad(index), encoded).map_err(|e| LogStoreError::Key(e.to_string()))?;
-                Ok(seal(&c))
-            }
-            None => Ok(seal(encoded)),
+    /// An entry's stored form: encrypted if the log is.
+    fn seal_entry(&self, index: u64, encoded: Vec<u8>) -> Result<Vec<u8>, LogStoreError> {
+        match &self.shared.dek {
+            Some(k) => k.seal(&entry_aad(index), &encoded).map_err(|e| LogStoreError::Key(e.to_string())),
+            None => Ok(encoded),
         }
     }
 
-    /// An entry from its stored form.
-    fn open_entry(&self, index: u64, stored: &[u8]) -> Result<Entry<TypeConfig>, LogStoreError> {
-        let what = || format!("log entry {index}");
-        let payload = unseal(&what(), stored)?;
-        let decode_it = |b: &[u8]| decode(b).map_err(|source| LogStoreError::Decode { what: what(), source });
-        match &self.dek {
-            Some(k) => decode_it(
-                &k.open(&entry_aad(index), payload).map_err(|e| LogStoreError::Key(format!("{}: {e}", what())))?,
-            ),
-            None => decode_it(payload),
-        }
+    fn wal(&self) -> MutexGuard<'_, Wal> {
+        lock(&self.shared.wal)
     }
 
-    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, LogStoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let t = tx.open_table(META).map_err(db_err)?;
-        match t.get(key).map_err(db_err)? {
-            Some(v) => Ok(Some(decode_sealed(key, v.value())?)),
-            None => Ok(None),
-        }
+    fn lock_tail(&self) -> MutexGuard<'_, Tail> {
+        lock(&self.shared.tail)
     }
 
-    async fn write_meta<T: serde::Serialize>(&self, key: &'static str, v: &T) -> Result<(), LogStoreError> {
-        self.write_meta_with(key, v, redb::Durability::Immediate).await
-    }
-
-    async fn write_meta_with<T: serde::Serialize>(
+    /// Change the state record (fsynced before this returns when `sync`).
+    async fn update_meta(
         &self,
-        key: &'static str,
-        v: &T,
-        durability: redb::Durability,
+        sync: bool,
+        f: impl FnOnce(&mut Meta) + Send + 'static,
     ) -> Result<(), LogStoreError> {
-        let bytes = seal(&encode(v)?);
-        let db = self.db.clone();
-        blocking(move || {
-            let mut tx = db.begin_write().map_err(db_err)?;
-            tx.set_durability(durability);
-            {
-                let mut t = tx.open_table(META).map_err(db_err)?;
-                t.insert(key, bytes.as_slice()).map_err(db_err)?;
-            }
-            tx.commit().map_err(db_err)
-        })
-        .await
+        let apply = move |w: &mut Wal| {
+            let mut meta = w.meta().clone();
+            f(&mut meta);
+            w.set_meta(meta, sync)
+        };
+        if !sync {
+            return Ok(apply(&mut self.wal())?);
+        }
+        let wal = self.shared.wal.clone();
+        blocking(move || Ok(apply(&mut lock(&wal))?)).await
     }
 
-    fn lock_tail(&self) -> std::sync::MutexGuard<'_, Tail> {
-        // the tail is only ever changed by whole operations under the lock; a panic elsewhere leaves it consistent
-        self.tail.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Entries in `start..end`: from the in-memory tail where it covers them, the rest from redb.
+    /// Entries in `start..end`: from the in-memory tail where it covers them, the rest from disk.
     fn read_range(&self, start: u64, end: Option<u64>) -> Result<Vec<Entry<TypeConfig>>, LogStoreError> {
         self.read_range_within(start, end, usize::MAX)
     }
@@ -352,8 +359,9 @@ impl LogStore {
         end: Option<u64>,
         budget: usize,
     ) -> Result<Vec<Entry<TypeConfig>>, LogStoreError> {
-        // the tail's part first, in one look: what lies below its first entry was flushed before that entry was
-        // appended, so reading it from redb afterwards is safe; no more of it is cloned than the budget can take
+        // the tail's part first, in one look: what lies below its first entry was written to the log before that
+        // entry was appended, so reading it from disk afterwards is safe; no more of it is cloned than the budget can
+        // take
         let (first, from_tail): (Option<u64>, Vec<_>) = {
             let t = self.lock_tail();
             let first = t.first();
@@ -375,27 +383,22 @@ impl LogStore {
         Ok(out)
     }
 
-    /// Entries of redb in `start..end`, while their stored sizes fit `budget` (which they are counted against).
+    /// Entries on disk in `start..end`, while their stored sizes fit `budget` (which they are counted against).
     fn read_disk(
         &self,
         start: u64,
         end: Option<u64>,
         budget: &mut Budget,
     ) -> Result<Vec<Entry<TypeConfig>>, LogStoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let t = tx.open_table(LOG).map_err(db_err)?;
-        let iter = match end {
-            Some(e) => t.range(start..e),
-            None => t.range(start..),
-        }
-        .map_err(db_err)?;
+        let locs = self.wal().locate(start, end);
         let mut out = Vec::new();
-        for item in iter {
-            let (k, v) = item.map_err(db_err)?;
-            if !budget.admit(v.value().len()) {
+        for (index, file, loc) in locs {
+            if !budget.admit(loc.size()) {
                 break;
             }
-            out.push(self.open_entry(k.value(), v.value())?);
+            let stored = wal::read_entry(&file, loc, index)
+                .map_err(|why| LogStoreError::Checksum { what: format!("log entry {index}: {why}") })?;
+            out.push(open_entry(self.shared.dek.as_ref(), index, &stored)?);
         }
         Ok(out)
     }
@@ -404,42 +407,95 @@ impl LogStore {
         if let Some(id) = self.lock_tail().last_id() {
             return Ok(Some(id));
         }
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let t = tx.open_table(LOG).map_err(db_err)?;
-        let last = t.last().map_err(db_err)?;
-        match last {
-            Some((k, v)) => {
-                let e = self.open_entry(k.value(), v.value())?;
-                Ok(Some(e.log_id))
+        let Some(last) = self.wal().last_index() else { return Ok(None) };
+        Ok(self.read_disk(last, None, &mut Budget::new(usize::MAX))?.last().map(|e| e.log_id))
+    }
+
+    /// Write sealed entries to the log (a full segment is closed first, off the async workers).
+    async fn write_entries(&self, rows: Vec<(u64, Vec<u8>)>) -> Result<(), LogStoreError> {
+        if self.wal().roll_due() {
+            let wal = self.shared.wal.clone();
+            blocking(move || Ok(lock(&wal).roll()?)).await?;
+        }
+        Ok(self.wal().append(rows.iter().map(|(i, b)| (*i, b.as_slice())))?)
+    }
+}
+
+/// Run blocking log work (fsyncs) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, LogStoreError> + Send + 'static,
+) -> Result<T, LogStoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| LogStoreError::Legacy(format!("storage task failed: {e}")))?
+}
+
+/// Move the redb log at `legacy` into a new segment log at `to`: its vote, committed and purged records and its
+/// entries as they were sealed, each checked (checksum, and that it opens with `dek`) on the way.
+fn migrate(legacy: &Path, to: &Path, dek: Option<&SecretKey>) -> Result<(), LogStoreError> {
+    use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
+    const LOG: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("log");
+    const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
+    let db = redb::Database::open(legacy).map_err(legacy_err)?;
+    let tx = db.begin_read().map_err(legacy_err)?;
+    let log = tx.open_table(LOG).map_err(legacy_err)?;
+    let meta_t = tx.open_table(META).map_err(legacy_err)?;
+    fn get<T: serde::de::DeserializeOwned>(
+        t: &redb::ReadOnlyTable<&'static str, &'static [u8]>,
+        key: &str,
+    ) -> Result<Option<T>, LogStoreError> {
+        match t.get(key).map_err(legacy_err)? {
+            Some(v) => {
+                let b = unseal(key, v.value())?;
+                Ok(Some(decode(b).map_err(|source| LogStoreError::Decode { what: key.into(), source })?))
             }
             None => Ok(None),
         }
     }
-
-    /// Delete entries with index in `range` (inclusive start, exclusive end; `None` = to the end).
-    async fn delete(&self, start: u64, end: Option<u64>) -> Result<(), LogStoreError> {
-        let db = self.db.clone();
-        blocking(move || {
-            let tx = db.begin_write().map_err(db_err)?;
-            {
-                let mut t = tx.open_table(LOG).map_err(db_err)?;
-                match end {
-                    Some(e) => t.retain_in(start..e, |_, _| false),
-                    None => t.retain_in(start.., |_, _| false),
-                }
-                .map_err(db_err)?;
-            }
-            tx.commit().map_err(db_err)
-        })
-        .await
+    let empty = log.is_empty().map_err(legacy_err)? && meta_t.is_empty().map_err(legacy_err)?;
+    let cipher = match get::<String>(&meta_t, "cipher")?.as_deref() {
+        Some("aes-256-gcm") => Cipher::Aes256Gcm,
+        Some("none") => Cipher::None,
+        Some(other) => return Err(LogStoreError::Key(format!("the Raft log's cipher {other:?} is unknown"))),
+        // made by a skep from before encryption if it holds anything; a new log otherwise
+        None if empty && dek.is_some() => Cipher::Aes256Gcm,
+        None => Cipher::None,
+    };
+    let dek = match cipher {
+        Cipher::Aes256Gcm => Some(dek.ok_or_else(|| {
+            LogStoreError::Key("the Raft log is encrypted and this manager has no data key for it".into())
+        })?),
+        Cipher::None => None,
+    };
+    let meta = Meta {
+        vote: get::<Vote<NodeId>>(&meta_t, "vote")?,
+        committed: get::<Option<LogId<NodeId>>>(&meta_t, "committed")?.flatten(),
+        purged: get::<LogId<NodeId>>(&meta_t, "last_purged")?,
+    };
+    let mut wal = Wal::create(to, cipher, meta)?;
+    for item in log.iter().map_err(legacy_err)? {
+        let (k, v) = item.map_err(legacy_err)?;
+        let index = k.value();
+        let stored = unseal(&format!("log entry {index}"), v.value())?;
+        open_entry(dek, index, stored)?;
+        if wal.roll_due() {
+            wal.roll()?;
+        }
+        wal.append([(index, stored)])?;
     }
+    wal.sync()?;
+    tracing::info!(from = %legacy.display(), to = %to.display(), "the Raft log moved to the segment log format");
+    Ok(())
 }
 
-/// Run blocking redb work off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, LogStoreError> + Send + 'static,
-) -> Result<T, LogStoreError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| LogStoreError::Db(format!("storage task failed: {e}")))?
+/// Check and strip the CRC32 the older format put before each record.
+fn unseal<'a>(what: &str, b: &'a [u8]) -> Result<&'a [u8], LogStoreError> {
+    if b.len() < 4 {
+        return Err(LogStoreError::Truncated { what: what.into() });
+    }
+    let (crc, payload) = b.split_at(4);
+    if crc32fast::hash(payload).to_le_bytes() != crc {
+        return Err(LogStoreError::Checksum { what: what.into() });
+    }
+    Ok(payload)
 }
 
 fn range_start_end<RB: RangeBounds<u64>>(range: &RB) -> (u64, Option<u64>) {
@@ -477,8 +533,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SErr> {
-        let purged: Option<LogId<NodeId>> =
-            self.read_meta(KEY_PURGED).map_err(|e| StorageIOError::read_logs(AnyError::new(&e)))?;
+        let purged = self.wal().meta().purged;
         let last = self.last_entry_id().map_err(|e| StorageIOError::read_logs(AnyError::new(&e)))?;
         Ok(LogState { last_purged_log_id: purged, last_log_id: last.or(purged) })
     }
@@ -488,25 +543,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), SErr> {
-        self.write_meta(KEY_VOTE, vote).await.map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+        let vote = *vote;
+        self.update_meta(true, move |m| m.vote = Some(vote))
+            .await
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, SErr> {
-        self.read_meta(KEY_VOTE).map_err(|e| StorageIOError::read_vote(AnyError::new(&e)).into())
+        Ok(self.wal().meta().vote)
     }
 
     /// The committed index is a hint for faster recovery (openraft re-learns it from the leader), so it is written
-    /// without an fsync of its own: it reaches the disk with the next durable commit.
+    /// without an fsync of its own: it reaches the disk with the next one. It follows in the log the entries it
+    /// covers, so a crash that loses them loses it too (see [`super::wal`] on torn tails).
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SErr> {
-        self.write_meta_with(KEY_COMMITTED, &committed, redb::Durability::None)
+        self.update_meta(false, move |m| m.committed = committed)
             .await
             .map_err(|e| StorageIOError::write(AnyError::new(&e)).into())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, SErr> {
-        let c: Option<Option<LogId<NodeId>>> =
-            self.read_meta(KEY_COMMITTED).map_err(|e| StorageIOError::read(AnyError::new(&e)))?;
-        Ok(c.flatten())
+        Ok(self.wal().meta().committed)
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), SErr>
@@ -518,30 +575,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut kept = Vec::new();
         for e in entries {
             let b = encode(&e).map_err(|err| StorageIOError::write_log_entry(e.log_id, AnyError::new(&err)))?;
+            let len = b.len();
             let row = self
-                .seal_entry(e.log_id.index, &b)
+                .seal_entry(e.log_id.index, b)
                 .map_err(|err| StorageIOError::write_log_entry(e.log_id, AnyError::new(&err)))?;
             rows.push((e.log_id.index, row));
-            kept.push((e, b.len()));
+            kept.push((e, len));
         }
         // readable at once (openraft may read an entry before it is flushed); gone again if the write fails
         let from = kept.first().map(|(e, _)| e.log_id.index);
         self.lock_tail().push(kept);
-        let db = self.db.clone();
-        let res = blocking(move || {
-            let tx = db.begin_write().map_err(db_err)?;
-            {
-                let mut t = tx.open_table(LOG).map_err(db_err)?;
-                for (i, b) in &rows {
-                    t.insert(*i, b.as_slice()).map_err(db_err)?;
-                }
-            }
-            tx.commit().map_err(db_err)
-        })
-        .await;
-        match res {
+        match self.write_entries(rows).await {
             Ok(()) => {
-                callback.log_io_completed(Ok(()));
+                // flushed (reported) by the sync thread's next fsync
+                let sent = match &self.shared.sync_tx {
+                    Some(tx) => lock(tx).send(callback).map_err(|e| e.0),
+                    None => Err(callback),
+                };
+                if let Err(callback) = sent {
+                    callback.log_io_completed(Err(std::io::Error::other("the raft log's sync thread is gone")));
+                }
                 Ok(())
             }
             Err(e) => {
@@ -556,30 +609,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
         self.lock_tail().truncate(log_id.index);
-        self.delete(log_id.index, None).await.map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
+        let wal = self.shared.wal.clone();
+        blocking(move || Ok(lock(&wal).truncate(log_id.index)?))
+            .await
+            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
-        self.write_meta(KEY_PURGED, &log_id)
+        let wal = self.shared.wal.clone();
+        blocking(move || Ok(lock(&wal).purge(log_id)?))
             .await
             .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
         self.lock_tail().purge(log_id.index);
-        self.delete(0, Some(log_id.index + 1)).await.map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redb::{Database, TableDefinition};
 
-    #[test]
-    fn seal_detects_a_flipped_bit_and_truncation() {
-        let s = seal(b"hello");
-        assert_eq!(unseal("x", &s).unwrap(), b"hello");
-        let mut bad = s.clone();
-        bad[6] ^= 1;
-        assert!(matches!(unseal("x", &bad), Err(LogStoreError::Checksum { .. })));
-        assert!(matches!(unseal("x", &s[..3]), Err(LogStoreError::Truncated { .. })));
+    const OLD_LOG: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("log");
+    const OLD_META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
+
+    /// Bytes with the CRC32 the older format put before each record.
+    fn crc_sealed(payload: &[u8]) -> Vec<u8> {
+        let mut v = crc32fast::hash(payload).to_le_bytes().to_vec();
+        v.extend_from_slice(payload);
+        v
     }
 
     fn entry(index: u64) -> (Entry<TypeConfig>, usize) {
@@ -609,19 +667,22 @@ mod tests {
         assert_eq!(t.bytes, TAIL_BYTES / 4);
     }
 
+    /// Write entries straight to the log on disk, sealed as the store seals them, bypassing the tail.
+    fn put_on_disk(store: &LogStore, entries: impl IntoIterator<Item = Entry<TypeConfig>>) {
+        let rows: Vec<(u64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|e| (e.log_id.index, store.seal_entry(e.log_id.index, encode(&e).unwrap()).unwrap()))
+            .collect();
+        let mut w = store.wal();
+        w.append(rows.iter().map(|(i, b)| (*i, b.as_slice()))).unwrap();
+        w.sync().unwrap();
+    }
+
     #[tokio::test]
     async fn reads_join_what_is_on_disk_with_the_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = LogStore::open(&dir.path().join("raft.redb"), None).unwrap();
-        let tx = store.db.begin_write().unwrap();
-        {
-            let mut t = tx.open_table(LOG).unwrap();
-            for i in 1..=3u64 {
-                let (e, _) = entry(i);
-                t.insert(i, seal(&encode(&e).unwrap()).as_slice()).unwrap();
-            }
-        }
-        tx.commit().unwrap();
+        let mut store = LogStore::open(dir.path(), None).unwrap();
+        put_on_disk(&store, (1..=3).map(|i| entry(i).0));
         store.lock_tail().push((4..=5).map(entry).collect());
         let got = |v: Vec<Entry<TypeConfig>>| v.iter().map(|e| e.log_id.index).collect::<Vec<_>>();
         assert_eq!(got(store.try_get_log_entries(2..5).await.unwrap()), vec![2, 3, 4]);
@@ -644,83 +705,154 @@ mod tests {
         e
     }
 
-    fn file_has(path: &Path, needle: &str) -> bool {
-        std::fs::read(path).unwrap().windows(needle.len()).any(|w| w == needle.as_bytes())
+    /// Whether a file under `dir` holds `needle`.
+    fn files_have(dir: &Path, needle: &str) -> bool {
+        std::fs::read_dir(dir).unwrap().any(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                return files_have(&p, needle);
+            }
+            std::fs::read(p).unwrap().windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+    }
+
+    fn indexes(store: &LogStore) -> Vec<u64> {
+        store.read_disk(0, None, &mut Budget::new(usize::MAX)).unwrap().iter().map(|e| e.log_id.index).collect()
     }
 
     #[test]
     fn an_encrypted_log_keeps_no_plaintext_and_opens_with_its_key_only() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("raft.redb");
         let key = SecretKey::generate().unwrap();
         let marker = "SWMTKN-1-marker-in-the-log";
         {
-            let store = LogStore::open(&path, Some(key.clone())).unwrap();
+            let store = LogStore::open(dir.path(), Some(key.clone())).unwrap();
             assert!(store.encrypted());
-            let tx = store.db.begin_write().unwrap();
-            {
-                let mut t = tx.open_table(LOG).unwrap();
-                for i in 1..=3u64 {
-                    let b = encode(&entry_with(i, marker)).unwrap();
-                    t.insert(i, store.seal_entry(i, &b).unwrap().as_slice()).unwrap();
-                }
-            }
-            tx.commit().unwrap();
-            let got = store.read_disk(0, None, &mut Budget::new(usize::MAX)).unwrap();
-            assert_eq!(got.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), vec![1, 2, 3]);
+            put_on_disk(&store, (1..=3).map(|i| entry_with(i, marker)));
+            assert_eq!(indexes(&store), vec![1, 2, 3]);
             // an entry moved to another index does not open there
-            let moved = store.seal_entry(7, &encode(&entry_with(7, marker)).unwrap()).unwrap();
-            assert!(matches!(store.open_entry(8, &moved), Err(LogStoreError::Key(_))));
+            let moved = store.seal_entry(7, encode(&entry_with(7, marker)).unwrap()).unwrap();
+            assert!(matches!(open_entry(Some(&key), 8, &moved), Err(LogStoreError::Key(_))));
         }
-        assert!(!file_has(&path, marker), "the marker is in the log file in plaintext");
-        let err = LogStore::open(&path, None).err().expect("opened without its key");
+        assert!(!files_have(dir.path(), marker), "the marker is in the log in plaintext");
+        let err = LogStore::open(dir.path(), None).err().expect("opened without its key");
         assert!(err.to_string().contains("no data key"), "{err}");
-        let wrong = LogStore::open(&path, Some(SecretKey::generate().unwrap())).unwrap();
+        let wrong = LogStore::open(dir.path(), Some(SecretKey::generate().unwrap())).unwrap();
         assert!(matches!(wrong.read_disk(0, None, &mut Budget::new(usize::MAX)), Err(LogStoreError::Key(_))));
         drop(wrong);
-        let again = LogStore::open(&path, Some(key)).unwrap();
+        let again = LogStore::open(dir.path(), Some(key)).unwrap();
         assert_eq!(again.last_entry_id().unwrap().map(|l| l.index), Some(3));
+    }
+
+    /// A redb log as the format before the segment log wrote it: `meta` (each value CRC32-sealed bincode) and
+    /// entries sealed with `key` (or plaintext), each with a CRC32 in front.
+    fn write_legacy(path: &Path, key: Option<&SecretKey>, meta: &[(&str, Vec<u8>)], entries: &[Entry<TypeConfig>]) {
+        let db = Database::create(path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut m = tx.open_table(OLD_META).unwrap();
+            for (k, v) in meta {
+                m.insert(*k, crc_sealed(v).as_slice()).unwrap();
+            }
+            let mut t = tx.open_table(OLD_LOG).unwrap();
+            for e in entries {
+                let i = e.log_id.index;
+                let b = encode(e).unwrap();
+                let stored = match key {
+                    Some(k) => k.seal(&entry_aad(i), &b).unwrap(),
+                    None => b,
+                };
+                t.insert(i, crc_sealed(&stored).as_slice()).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_log_of_the_redb_format_is_moved_into_the_segment_log_with_its_vote_and_encryption() {
+        use openraft::CommittedLeaderId;
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretKey::generate().unwrap();
+        let marker = "SWMTKN-1-in-the-old-log";
+        let vote = Vote::new(4, 2);
+        let purged = LogId::new(CommittedLeaderId::new(3, 1), 9);
+        let committed = Some(LogId::new(CommittedLeaderId::new(4, 2), 11));
+        let meta = [
+            ("cipher", encode(&"aes-256-gcm".to_string()).unwrap()),
+            ("vote", encode(&vote).unwrap()),
+            ("last_purged", encode(&purged).unwrap()),
+            ("committed", encode(&committed).unwrap()),
+        ];
+        let entries: Vec<_> = (10..=12).map(|i| entry_with(i, marker)).collect();
+        write_legacy(&dir.path().join(LEGACY_FILE), Some(&key), &meta, &entries);
+        // without its key it is refused, and left as it was
+        assert!(LogStore::open(dir.path(), None).is_err());
+        assert!(dir.path().join(LEGACY_FILE).exists() && !dir.path().join(LOG_DIR).exists());
+
+        let mut store = LogStore::open(dir.path(), Some(key.clone())).unwrap();
+        assert!(store.encrypted());
+        assert!(!dir.path().join(LEGACY_FILE).exists(), "the old file is gone once moved");
+        assert!(!files_have(dir.path(), marker), "the marker is in the log in plaintext");
+        assert_eq!(store.read_vote().await.unwrap(), Some(vote));
+        assert_eq!(store.read_committed().await.unwrap(), committed);
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(purged));
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(12));
+        let got = store.try_get_log_entries(10..).await.unwrap();
+        assert_eq!(got, entries);
+        drop(store);
+        // and opens again as a segment log
+        assert_eq!(indexes(&LogStore::open(dir.path(), Some(key)).unwrap()), vec![10, 11, 12]);
     }
 
     #[test]
     fn a_plaintext_log_from_before_encryption_is_still_read_and_stays_plaintext() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("raft.redb");
-        {
-            // as an older skep made it: entries, no cipher record
-            let db = Database::create(&path).unwrap();
-            let tx = db.begin_write().unwrap();
-            {
-                let mut t = tx.open_table(LOG).unwrap();
-                t.insert(1u64, seal(&encode(&entry_with(1, "old")).unwrap()).as_slice()).unwrap();
-                tx.open_table(META).unwrap();
-            }
-            tx.commit().unwrap();
-        }
-        let store = LogStore::open(&path, Some(SecretKey::generate().unwrap())).unwrap();
+        // as an older skep made it: entries, no cipher record
+        write_legacy(&dir.path().join(LEGACY_FILE), None, &[], &[entry_with(1, "old")]);
+        let store = LogStore::open(dir.path(), Some(SecretKey::generate().unwrap())).unwrap();
         assert!(!store.encrypted());
         assert_eq!(store.last_entry_id().unwrap().map(|l| l.index), Some(1));
         // a new log without a key is plaintext, and says so when opened again with one
-        let fresh = dir.path().join("plain.redb");
-        drop(LogStore::open(&fresh, None).unwrap());
-        assert!(!LogStore::open(&fresh, Some(SecretKey::generate().unwrap())).unwrap().encrypted());
+        let fresh = tempfile::tempdir().unwrap();
+        drop(LogStore::open(fresh.path(), None).unwrap());
+        assert!(!LogStore::open(fresh.path(), Some(SecretKey::generate().unwrap())).unwrap().encrypted());
     }
 
     #[test]
     fn a_corrupted_entry_on_disk_is_a_storage_error_not_data() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("raft.redb");
-        let store = LogStore::open(&path, None).unwrap();
-        let tx = store.db.begin_write().unwrap();
-        {
-            let mut t = tx.open_table(LOG).unwrap();
-            let mut b = seal(&encode(&Entry::<TypeConfig>::default()).unwrap());
-            let last = b.len() - 1;
-            b[last] ^= 0xff;
-            t.insert(1u64, b.as_slice()).unwrap();
-        }
-        tx.commit().unwrap();
+        let store = LogStore::open(dir.path(), None).unwrap();
+        put_on_disk(&store, [entry_with(1, "x")]);
+        let seg = store.wal().current();
+        let size = seg.metadata().unwrap().len();
+        std::os::unix::fs::FileExt::write_all_at(&*seg, b"\xff", size - 1).unwrap();
         let err = store.read_disk(0, None, &mut Budget::new(usize::MAX)).unwrap_err();
         assert!(matches!(err, LogStoreError::Checksum { .. }), "{err}");
+        drop(store);
+        // and when opened again: damage that is no torn write is fatal
+        let err = LogStore::open(dir.path(), None).err().expect("opened a damaged log");
+        assert!(matches!(err, LogStoreError::Wal(WalError::Corrupt { .. })), "{err}");
+    }
+
+    #[tokio::test]
+    async fn truncation_and_purge_are_durable_and_the_files_are_private() {
+        // appends through openraft's callback are exercised by its suite (`raft::suite`), which can make one
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretKey::generate().unwrap();
+        let mut store = LogStore::open(dir.path(), Some(key.clone())).unwrap();
+        put_on_disk(&store, (1..=50).map(|i| entry_with(i, "a")));
+        store.truncate(LogId::new(Default::default(), 41)).await.unwrap();
+        store.purge(LogId::new(Default::default(), 10)).await.unwrap();
+        drop(store);
+        let store = LogStore::open(dir.path(), Some(key)).unwrap();
+        assert_eq!(indexes(&store), (11..=40).collect::<Vec<_>>());
+        for p in std::fs::read_dir(dir.path().join(LOG_DIR)).unwrap() {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = p.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(dir.path().join(LOG_DIR)).unwrap().permissions().mode() & 0o777, 0o700);
     }
 }

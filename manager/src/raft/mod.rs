@@ -1,8 +1,8 @@
 //! Raft for the cluster store, on openraft 0.9 (storage v2).
 //!
 //! Raft node IDs are `u64`s handed out by the store, separate from node IDs; a member's [`Member`] info carries the
-//! node ID and the QUIC address. The log lives in redb ([`log_store`]), fsynced before an append is acknowledged and
-//! checksummed per entry; the state machine is in memory and snapshotted to a checksummed file ([`state_machine`]).
+//! node ID and the QUIC address. The log is an append-only segment log ([`log_store`], [`wal`]), fsynced before an
+//! append is acknowledged and checksummed per record; the state machine is in memory and snapshotted to a checksummed file ([`state_machine`]).
 //! Messages to other managers go over the QUIC transport ([`network`]).
 //!
 //! Store commands travel as JSON inside the bincode frames, because the Docker shapes hold free-form JSON values that
@@ -14,6 +14,7 @@ pub mod force;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
+pub mod wal;
 
 /// A Raft log entry's ID (term, leader, index), as backups and snapshots record it.
 pub use openraft::LogId;
@@ -302,7 +303,7 @@ mod tests {
 
 #[cfg(test)]
 mod suite {
-    //! openraft's storage conformance suite, run against our redb log store and snapshotting state machine.
+    //! openraft's storage conformance suite, run against our segment log store and snapshotting state machine.
     use super::log_store::LogStore;
     use super::state_machine::StateMachine;
     use super::TypeConfig;
@@ -319,7 +320,7 @@ mod suite {
             let io = |e: &dyn std::fmt::Display| StorageIOError::write(AnyError::error(e.to_string()));
             let dir = tempfile::tempdir().map_err(|e| io(&e))?;
             let dek = if self.encrypted { Some(skep_pki::SecretKey::generate().map_err(|e| io(&e))?) } else { None };
-            let log = LogStore::open(&dir.path().join("raft.redb"), dek.clone()).map_err(|e| io(&e))?;
+            let log = LogStore::open(dir.path(), dek.clone()).map_err(|e| io(&e))?;
             let sm = StateMachine::open(&dir.path().join("snapshot"), dek).map_err(|e| io(&e))?;
             Ok((dir, log, sm))
         }

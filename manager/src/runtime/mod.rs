@@ -141,7 +141,7 @@ impl Manager {
     /// Open the log and snapshot under `cfg.dir` and start Raft (not yet a member of anything, unless its log says so).
     pub async fn start(cfg: ManagerConfig, endpoint: Endpoint) -> Result<Manager, StartError> {
         std::fs::create_dir_all(&cfg.dir)?;
-        let log = LogStore::open(&cfg.dir.join("raft.redb"), cfg.dek.clone())?;
+        let log = LogStore::open(&cfg.dir, cfg.dek.clone())?;
         let sm = StateMachine::open(&cfg.dir.join("snapshot.json"), cfg.dek.clone())?;
         let config = Arc::new(
             cfg.timing.config("skep").validate().map_err(|e| StartError::Raft(e.to_string()))?,
