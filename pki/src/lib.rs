@@ -44,7 +44,7 @@ pub use identity::{
     role_ou, PeerIdentity,
 };
 pub use node::{NodeKey, NodeTls};
-pub use rotation::node_tls_info;
+pub use rotation::{node_tls_info, same_root_cert};
 pub use seal::SecretKey;
 pub use tls::JoinTrust;
 pub use token::JoinToken;

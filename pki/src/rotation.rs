@@ -69,6 +69,15 @@ impl RootCa {
     }
 }
 
+/// Whether two PEM texts hold the same single CA certificate, whatever their layout; `false` when either does not
+/// parse as one.
+pub fn same_root_cert(a: &str, b: &str) -> bool {
+    match (RootCa::from_pem(a, None), RootCa::from_pem(b, None)) {
+        (Ok(a), Ok(b)) => a.cert_der() == b.cert_der(),
+        _ => false,
+    }
+}
+
 /// `name` as rcgen writes it back: the same attributes with the same string types, so that the cross-signed
 /// certificate's subject is byte for byte the new root's (path building compares names as bytes).
 fn distinguished_name(name: &X509Name<'_>) -> Result<DistinguishedName, PkiError> {
@@ -220,6 +229,14 @@ mod tests {
         let key = NodeKey::generate().unwrap();
         let cert = given.sign_csr(&key.csr_pem().unwrap(), "n1", NodeRole::Worker, "cluster1", DAY).unwrap();
         assert_eq!(node_tls_info(&format!("{cert}{cross}"), old.cert_pem()).unwrap(), old.tls_info(&given));
+    }
+
+    #[test]
+    fn the_same_root_is_recognised_whatever_its_pem_layout() {
+        let a = RootCa::generate("cluster1").unwrap();
+        assert!(same_root_cert(a.cert_pem(), &a.cert_pem().replace('\n', "\r\n")));
+        assert!(!same_root_cert(a.cert_pem(), RootCa::generate("cluster1").unwrap().cert_pem()));
+        assert!(!same_root_cert("garbage", "garbage"));
     }
 
     #[test]

@@ -84,10 +84,11 @@ pub struct CaConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(rename = "ExternalCAs")]
     pub external_cas: Option<serde_json::Value>,
-    /// A new root CA certificate to rotate to: not supported by skep.
+    /// A new root CA certificate to rotate to (`swarm ca --rotate --ca-cert`), with its key below; never stored or
+    /// shown again. Without the key (an external CA) it is refused.
     #[serde(rename = "SigningCACert", skip_serializing_if = "super::is_empty_str")]
     pub signing_ca_cert: String,
-    /// Its key: not supported by skep.
+    /// The key of `SigningCACert` (`--ca-key`).
     #[serde(rename = "SigningCAKey", skip_serializing_if = "super::is_empty_str")]
     pub signing_ca_key: String,
     /// Bumped by `swarm ca --rotate`.
@@ -234,7 +235,7 @@ pub struct ClusterInfo {
     /// Root of trust.
     #[serde(rename = "TLSInfo")]
     pub tls_info: TlsInfo,
-    /// Whether a root CA rotation is going on (never, for now).
+    /// Whether a root CA rotation is going on (`swarm ca --rotate`, until every node has moved to the new root).
     pub root_rotation_in_progress: bool,
     /// Address pools for overlay networks.
     #[serde(deserialize_with = "null_default")]

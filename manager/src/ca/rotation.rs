@@ -21,7 +21,7 @@ use crate::control::ControlError;
 use crate::store::{ClusterRecord, ClusterState, RootRotation};
 use skep_api::docker::SwarmSpec;
 use skep_api::wire::CaState;
-use skep_pki::RootCa;
+use skep_pki::{same_root_cert, RootCa};
 
 /// The root a rotation moves to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,14 +50,6 @@ fn invalid(m: &str) -> ControlError {
     ControlError::InvalidArgument(format!("rpc error: code = InvalidArgument desc = {m}"))
 }
 
-/// The same certificate, whatever the PEM layout.
-fn same_cert(a: &str, b: &str) -> bool {
-    match (RootCa::from_pem(a, None), RootCa::from_pem(b, None)) {
-        (Ok(a), Ok(b)) => a.cert_der() == b.cert_der(),
-        _ => a.trim() == b.trim(),
-    }
-}
-
 /// What `spec` (as `POST /swarm/update` sent it) asks of the root CA of `cluster`; `None`: nothing.
 pub fn requested(cluster: &ClusterRecord, spec: &SwarmSpec) -> Result<Option<RootChange>, ControlError> {
     let ca = &spec.ca_config;
@@ -73,11 +65,11 @@ pub fn requested(cluster: &ClusterRecord, spec: &SwarmSpec) -> Result<Option<Roo
     }
     if !cert.is_empty() {
         if let Some(r) = &cluster.root_rotation {
-            if same_cert(cert, &r.ca_cert_pem) {
+            if same_root_cert(cert, &r.ca_cert_pem) {
                 return Ok(None);
             }
         }
-        if same_cert(cert, &cluster.ca_cert_pem) {
+        if same_root_cert(cert, &cluster.ca_cert_pem) {
             return Ok(cluster.root_rotation.as_ref().map(|_| RootChange::Cancel));
         }
         return Ok(Some(RootChange::Rotate(RootTarget::Given { cert_pem: cert.into(), key_pem: key.into() })));

@@ -145,11 +145,7 @@ impl NodeHandle {
             tracing::info!("node certificate renewed from the rotated root CA");
             changed = true;
         }
-        let same_root = |a: &str, b: &str| match (RootCa::from_pem(a, None), RootCa::from_pem(b, None)) {
-            (Ok(a), Ok(b)) => a.cert_der() == b.cert_der(),
-            _ => false,
-        };
-        if !same_root(&tls.ca_pem, &state.trust_root_pem) {
+        if !skep_pki::same_root_cert(&tls.ca_pem, &state.trust_root_pem) {
             RootCa::from_pem(&state.trust_root_pem, None)?;
             tls.ca_pem = state.trust_root_pem.clone();
             tracing::info!("trusting the swarm's new root CA");
