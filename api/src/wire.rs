@@ -68,6 +68,13 @@ pub enum Request {
         /// Digest of the state the node has (0: none).
         known: u64,
     },
+    /// Manager → leader: my Raft data was found corrupt and is set aside; take this Raft ID out of the membership and
+    /// give me a fresh one, so that I rejoin as a new voter from a snapshot. Appended last, so that the other requests
+    /// keep their encoding.
+    RaftReseat {
+        /// The Raft ID whose log and vote were lost.
+        raft_id: u64,
+    },
 }
 
 /// Which Raft RPC a [`Request::Raft`] carries.

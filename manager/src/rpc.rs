@@ -4,13 +4,13 @@
 //!
 //! A caller without a certificate may only attempt `Join` (the CA checks its token). Every other call needs the
 //! certificate of a node of this cluster that was not removed; the Raft calls (`Raft`, `Propose`, `ReadIndex`,
-//! `RaftJoin`) need a manager certificate. (A certificate of another CA never gets this far: the TLS handshake
-//! refuses it.)
+//! `RaftJoin`, `RaftReseat`) need a manager certificate. (A certificate of another CA never gets this far: the TLS
+//! handshake refuses it.)
 //!
 //! A certificate says what the node was when it was issued, for 90 days; the store says what it is now. So the
-//! manager calls also need the store's word: `Propose`, `ReadIndex` and `RaftJoin` a node whose current role in the
-//! store is manager, and `Raft` a node that is in the current Raft membership. A demoted manager loses them when its
-//! demotion (or its removal from the Raft membership) is applied, not when its certificate expires.
+//! manager calls also need the store's word: `Propose`, `ReadIndex`, `RaftJoin` and `RaftReseat` a node whose current
+//! role in the store is manager, and `Raft` a node that is in the current Raft membership. A demoted manager loses
+//! them when its demotion (or its removal from the Raft membership) is applied, not when its certificate expires.
 //!
 //! One call is the node's own, not its manager's: `TaskLogs` (a manager reading the output of this node's tasks for
 //! `docker service logs`) goes to the node's [`TaskLogSource`] on workers and managers alike, and needs a manager
@@ -114,8 +114,14 @@ pub fn authorize(
     if state.removed.contains(&id.node_id) {
         return refuse(ErrorKind::Removed, "this node was removed from the swarm");
     }
-    let manager_only =
-        matches!(req, Request::Raft { .. } | Request::Propose { .. } | Request::ReadIndex | Request::RaftJoin { .. });
+    let manager_only = matches!(
+        req,
+        Request::Raft { .. }
+            | Request::Propose { .. }
+            | Request::ReadIndex
+            | Request::RaftJoin { .. }
+            | Request::RaftReseat { .. }
+    );
     if manager_only && id.role != NodeRole::Manager {
         return refuse(ErrorKind::Unauthorized, "this call needs a manager certificate");
     }
@@ -123,7 +129,7 @@ pub fn authorize(
         Request::Raft { .. } if !in_raft(&id.node_id) => {
             refuse(ErrorKind::Unauthorized, "this node is not a member of the Raft cluster")
         }
-        Request::Propose { .. } | Request::ReadIndex | Request::RaftJoin { .. } => {
+        Request::Propose { .. } | Request::ReadIndex | Request::RaftJoin { .. } | Request::RaftReseat { .. } => {
             match state.nodes.get(&id.node_id) {
                 Some(rec) if rec.node.spec.role == NodeRole::Manager => Ok(()),
                 Some(_) => refuse(ErrorKind::Unauthorized, "this node is no longer a manager"),

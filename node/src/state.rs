@@ -32,6 +32,10 @@ pub struct Membership {
     pub advertise_addr: String,
     /// Managers known at last contact.
     pub managers: Vec<Peer>,
+    /// While this manager's corrupt Raft data is being rebuilt from the others: the Raft ID it lost. The node runs
+    /// as a worker until the store gives it another ID, and never takes this one back (see `RaftReseat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reseat: Option<u64>,
 }
 
 /// Paths under the data root.

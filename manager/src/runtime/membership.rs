@@ -1,5 +1,6 @@
 //! Raft membership: a new cluster's single member (bootstrap), a manager joining the voters (its own call, and the
-//! leader's side of it), a node leaving, and the removal of a voter (leave, demotion).
+//! leader's side of it), a node leaving, the removal of a voter (leave, demotion), and a manager whose Raft data was
+//! corrupt reseated under a fresh Raft ID.
 
 use super::{werr, Manager};
 use crate::control::ControlError;
@@ -120,6 +121,45 @@ impl Manager {
         match self.inner.raft.change_membership(ChangeMembers::AddVoterIds(set), false).await {
             Ok(_) => Response::Ok,
             Err(e) => werr(ErrorKind::Unavailable, format!("adding voter: {e}")),
+        }
+    }
+
+    /// `RaftReseat`: a manager found its Raft log or snapshot corrupt and set it aside. Its old Raft ID leaves the
+    /// membership first, then the store gives the node a fresh one; the node sees it as a promotion and joins with
+    /// an empty log, which the leader fills by snapshot. A fresh ID rather than the old one with an empty log: the
+    /// lost log may have held entries this voter helped commit, and its lost vote may have been granted this term,
+    /// so under the old ID it could vote a candidate in that lacks them. Idempotent: a retry after the store moved
+    /// on is answered `Ok`.
+    pub(super) async fn handle_raft_reseat(&self, id: PeerIdentity, old: u64) -> Response {
+        if !self.is_leader() {
+            return self.not_leader();
+        }
+        let state = self.local_state();
+        let Some(rec) = state.nodes.get(&id.node_id) else {
+            return werr(ErrorKind::Unavailable, UNKNOWN_NODE);
+        };
+        if rec.node.spec.role != NodeRole::Manager {
+            return werr(ErrorKind::InvalidArgument, "this node is not a manager");
+        }
+        match rec.raft_id {
+            Some(r) if r == old => {}
+            // already reseated (a retry) or the promotion is under way: the node follows the store
+            Some(_) => return Response::Ok,
+            None => return werr(ErrorKind::InvalidArgument, "this node has no raft id"),
+        }
+        if self.voters().len() <= 1 && self.voters().contains(&old) {
+            return werr(ErrorKind::InvalidArgument, "the only voter cannot be reseated");
+        }
+        if let Err(e) = self.remove_voter(old).await {
+            return werr(ErrorKind::Unavailable, e.to_string());
+        }
+        match self.propose(Op::ReseatRaftId { id: id.node_id.clone(), old }).await {
+            Ok(a) => {
+                tracing::warn!(node = %id.node_id, old, new = ?a.raft_id,
+                    "reseated a manager whose raft data was corrupt: it rejoins under a new raft id");
+                Response::Ok
+            }
+            Err(e) => werr(ErrorKind::Unavailable, e.to_string()),
         }
     }
 

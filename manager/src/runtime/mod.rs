@@ -91,6 +91,22 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
+impl StartError {
+    /// Whether the manager's Raft files are damaged (a checksum, a header or a record that does not hold), as
+    /// opposed to unreadable (I/O), locked out (a wrong data key) or refused by openraft. Damaged files can be set
+    /// aside and rebuilt from the other managers (`RaftReseat`); the others cannot.
+    pub fn is_corrupt(&self) -> bool {
+        use crate::raft::log_store::LogStoreError as L;
+        use crate::raft::state_machine::SnapshotError as S;
+        use crate::raft::wal::WalError as W;
+        matches!(
+            self,
+            StartError::Log(L::Checksum { .. } | L::Truncated { .. } | L::Decode { .. } | L::Wal(W::Corrupt { .. }))
+                | StartError::Snapshot(S::Corrupt { .. })
+        )
+    }
+}
+
 /// A running manager. Cheap to clone.
 #[derive(Clone)]
 pub struct Manager {

@@ -37,6 +37,7 @@ impl Manager {
             Request::Propose { command } => self.serve_propose(&command).await,
             Request::ReadIndex => self.serve_read_index().await,
             Request::RaftJoin { raft_id } => self.handle_raft_join(node()?, raft_id).await,
+            Request::RaftReseat { raft_id } => self.handle_raft_reseat(node()?, raft_id).await,
             Request::Leave => self.handle_leave(node()?).await,
             Request::Assignments { known } => self.handle_assignments(node()?, known).await,
             Request::TaskStatus { updates } => self.handle_task_status(node()?, updates).await,

@@ -201,6 +201,15 @@ pub enum Op {
         /// Node ID.
         id: String,
     },
+    /// A manager's Raft data was found corrupt and is being rebuilt from the others: it gets a fresh Raft ID (the old
+    /// one has left the membership, so its lost vote and log can never count again). Only while the node still
+    /// holds `old`: a retried request changes nothing.
+    ReseatRaftId {
+        /// Node ID.
+        id: String,
+        /// The Raft ID whose data was lost.
+        old: u64,
+    },
     /// `node rm`: forget the node and refuse its certificate from now on.
     RemoveNode {
         /// Node ID.
@@ -545,6 +554,17 @@ impl ClusterState {
                 let rec = self.node_mut(id)?;
                 rec.raft_id = None;
                 rec.node.version = v;
+            }
+            Op::ReseatRaftId { id, old } => {
+                let rec = self.node_mut(id)?;
+                if rec.node.spec.role != NodeRole::Manager || rec.raft_id != Some(*old) {
+                    return Err(StoreError::Invalid(format!("node {id} is not a manager with raft id {old}")));
+                }
+                let r = self.take_raft_id();
+                let rec = self.nodes.get_mut(id).expect("checked above");
+                rec.raft_id = Some(r);
+                rec.node.version = v;
+                raft_id = Some(r);
             }
             Op::RemoveNode { id } => {
                 if self.nodes.remove(id).is_none() {

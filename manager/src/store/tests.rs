@@ -52,6 +52,24 @@ fn managers_get_distinct_raft_ids_and_workers_none() {
 }
 
 #[test]
+fn a_reseated_manager_gets_a_fresh_raft_id_once_and_never_its_old_one() {
+    let mut s = initialised();
+    let a = s.apply(2, &cmd(Op::AddNode { node: Box::new(node("m2", "h2", NodeRole::Manager)), cluster_addr: "a".into() }));
+    assert_eq!(a.unwrap().raft_id, Some(2));
+    s.apply(3, &cmd(Op::AddNode { node: Box::new(node("w1", "h3", NodeRole::Worker)), cluster_addr: "b".into() })).unwrap();
+    let r = s.apply(4, &cmd(Op::ReseatRaftId { id: "m2".into(), old: 2 })).unwrap();
+    assert_eq!(r.raft_id, Some(3));
+    assert_eq!(s.nodes["m2"].raft_id, Some(3));
+    assert_eq!(s.nodes["m2"].node.spec.role, NodeRole::Manager);
+    // a retry names the old ID: refused, nothing changes (the leader answers the node from the store instead)
+    let before = s.nodes.clone();
+    assert!(matches!(s.apply(5, &cmd(Op::ReseatRaftId { id: "m2".into(), old: 2 })), Err(StoreError::Invalid(_))));
+    // a worker has no Raft ID to give up
+    assert!(matches!(s.apply(6, &cmd(Op::ReseatRaftId { id: "w1".into(), old: 3 })), Err(StoreError::Invalid(_))));
+    assert_eq!(s.nodes, before);
+}
+
+#[test]
 fn stale_version_is_out_of_sequence_and_changes_nothing() {
     let mut s = initialised();
     let before = s.nodes["m1"].clone();

@@ -70,14 +70,22 @@ impl NodeHandle {
                 .await;
             }));
         }
+        let mut state = state;
         let mut manager = None;
         if state.role == NodeRole::Manager {
             if let Some(raft_id) = state.raft_id {
-                let m = self.start_manager(&state, raft_id, &endpoint).await?;
-                if bootstrap {
-                    m.bootstrap().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                match self.start_manager(&state, raft_id, &endpoint).await {
+                    Ok(m) => {
+                        if bootstrap {
+                            m.bootstrap().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                        }
+                        manager = Some(m);
+                    }
+                    Err(e) if !bootstrap && super::repair::is_corrupt(&e) => {
+                        state = self.set_aside_corrupt_raft(state, raft_id, &e)?;
+                    }
+                    Err(e) => return Err(e),
                 }
-                manager = Some(m);
             }
         }
         *self.inner.manager.write().await = manager.clone();
@@ -102,6 +110,9 @@ impl NodeHandle {
         tasks.push(tokio::spawn(skep_worker::tasks::run(engine, tm, stop_rx.clone())));
         tasks.push(tokio::spawn(self.clone().supervise(ev_rx, stop_rx.clone())));
         tasks.push(tokio::spawn(self.clone().renew_loop(stop_rx.clone())));
+        if let Some(old) = state.reseat {
+            tasks.push(tokio::spawn(self.clone().reseat_loop(leader.clone(), old, stop_rx.clone())));
+        }
         tasks.push(tokio::spawn(self.clone().ca_loop(leader.clone(), stop_rx)));
         Ok(Running { state, leader, endpoint, manager, stop, tasks, net, logs, description })
     }
@@ -335,6 +346,7 @@ impl NodeHandle {
             listen_addr: listen.to_string(),
             advertise_addr: advertise.to_string(),
             managers: vec![Peer { node_id: node_id.clone(), addr: advertise.to_string() }],
+            reseat: None,
         };
         let tls = NodeTls { cert_pem: cert, key_pem: key.to_pem(), ca_pem: ca.cert_pem().to_string() };
         let paths = &self.inner.paths;
@@ -462,6 +474,7 @@ impl NodeHandle {
             listen_addr: listen.to_string(),
             advertise_addr: advertise.to_string(),
             managers: reply.managers.clone(),
+            reseat: None,
         };
         let paths = &self.inner.paths;
         paths.wipe()?;

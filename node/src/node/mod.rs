@@ -20,6 +20,7 @@ mod events;
 mod images;
 mod lifecycle;
 pub(crate) mod logs;
+mod repair;
 mod roles;
 mod volumes;
 pub use backup::{Backup, MAX_BACKUP};

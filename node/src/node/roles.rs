@@ -34,11 +34,14 @@ impl NodeHandle {
                     }
                 }
                 AgentEvent::Desired { role: desired, raft_id } => {
-                    let current = self.state().await.map(|s| (s.role, s.raft_id));
-                    let Some((current_role, current_raft)) = current else { continue };
-                    let promote = desired == NodeRole::Manager && current_role == NodeRole::Worker && raft_id.is_some();
+                    let current = self.state().await.map(|s| (s.role, s.reseat));
+                    let Some((current_role, reseat)) = current else { continue };
+                    // a manager whose Raft data was set aside waits for a fresh Raft ID: the lost one never comes back
+                    let promote = desired == NodeRole::Manager
+                        && current_role == NodeRole::Worker
+                        && raft_id.is_some()
+                        && raft_id != reseat;
                     let demote = desired == NodeRole::Worker && current_role == NodeRole::Manager && raft_id.is_none();
-                    let _ = current_raft;
                     if (promote || demote) && !self.inner.changing_role.swap(true, std::sync::atomic::Ordering::SeqCst) {
                         let this = self.clone();
                         tokio::spawn(async move {
@@ -173,6 +176,7 @@ impl NodeHandle {
         let mut new_state = state.clone();
         new_state.role = NodeRole::Manager;
         new_state.raft_id = Some(raft_id);
+        new_state.reseat = None;
         let m = self.start_manager(&new_state, raft_id, &endpoint).await?;
         *self.inner.manager.write().await = Some(m.clone());
         self.set_running(new_state.clone(), Some(m.clone())).await?;
