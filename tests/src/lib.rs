@@ -50,6 +50,7 @@ pub mod daemon;
 pub mod engine;
 pub mod faults;
 pub mod files;
+pub mod invariants;
 pub mod json;
 pub mod linearizability;
 pub mod netns;

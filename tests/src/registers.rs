@@ -8,10 +8,12 @@
 //! [`Registers::verdict`]: the history must be linearizable, which also proves no acknowledged write was lost once the
 //! test adds final reads through every manager after the fault healed.
 
+use crate::invariants::ServiceWatch;
 use crate::linearizability::{check, Model, Operation, Register, RegisterOp, RegisterOut, Verdict};
 use crate::Cluster;
 use anyhow::Context as _;
 use serde_json::Value;
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -253,21 +255,44 @@ impl Registers {
     }
 }
 
-/// Forms `n` managers, runs `case` with the cluster, an empty history over node 0's labels and the leader's host, and
-/// marks the test passed when it returns `Ok`. Skips (returns `Ok`) without namespaces.
+/// Forms `n` managers and one worker, starts the watched service on the worker (the managers drained,
+/// [`crate::invariants`]), runs `case` with the cluster, an empty history over node 0's labels and the leader's host
+/// while the worker's task programs are counted, checks the service's invariants, and marks the test passed when all
+/// of it is `Ok`. The managers are hosts `0..n`, the worker host `n`. Skips (returns `Ok`) without namespaces.
 pub fn managers(n: usize, case: impl FnOnce(&Cluster, &Registers, usize) -> anyhow::Result<()>) -> anyhow::Result<()> {
     if !crate::require_root_and_netns() {
         return Ok(());
     }
-    let mut c = Cluster::new(n)?;
-    c.form(n, 0)?;
+    let mut c = Cluster::new(n + 1)?;
+    c.form(n, 1)?;
+    let hosts: Vec<usize> = (0..n).collect();
+    let watch = ServiceWatch::start(&c, &hosts, n)?;
     let h = Registers::new(&c.node_id(0)?);
     let leader = c.leader_id(0)?;
     let leader = c.host_of(&leader).context("the leader's host")?;
     eprintln!("leader before the fault: {} ({})", c.host(leader).name, c.node_id(leader)?);
-    case(&c, &h, leader)?;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| watch.sample_until(&c, &stop));
+        // the sampler stops however the case ends, a panic included
+        let _stop = StopOnDrop(&stop);
+        case(&c, &h, leader)
+    })?;
+    watch.check(&c, SERVICE_SETTLE)?;
     c.pass();
     Ok(())
+}
+
+/// How long the watched service may take to settle after a case.
+pub const SERVICE_SETTLE: Duration = Duration::from_secs(60);
+
+/// Sets its flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The register model over `(key, op)` inputs (the key only partitions the history).

@@ -9,7 +9,8 @@
 
 use anyhow::{Context as _, Result};
 use skep_tests::faults::Link;
-use skep_tests::registers::Registers;
+use skep_tests::invariants::ServiceWatch;
+use skep_tests::registers::{Registers, SERVICE_SETTLE};
 use skep_tests::{require_root_and_netns, Cluster};
 use std::time::{Duration, Instant};
 
@@ -126,8 +127,10 @@ fn random_faults_for_minutes_keep_the_history_linearizable() -> Result<()> {
     };
     eprintln!("chaos: seed {seed} for {run_for:?} (replay with SKEP_CHAOS_SEED={seed})");
     let mut rng = Rng(seed);
-    let mut c = Cluster::new(3)?;
-    c.form(3, 0)?;
+    let mut c = Cluster::new(4)?;
+    c.form(3, 1)?;
+    // a service on the worker (host 4) that the faults on the managers must leave as it is
+    let watch = ServiceWatch::start(&c, &ALL, 3)?;
     let h = Registers::new(&c.node_id(0)?);
     let start = Instant::now();
     let mut round = 0;
@@ -144,11 +147,15 @@ fn random_faults_for_minutes_keep_the_history_linearizable() -> Result<()> {
             (None, _) => rng.below(3) as usize,
         };
         eprintln!("chaos round {round}: {fault:?} on {} ({}) for {hold:?}", c.host(at).name, if Some(at) == leader { "leader" } else { "follower" });
+        watch.sample(&c);
         apply(&mut c, &h, fault, at, hold, &format!("r{round}"))?;
+        watch.sample(&c);
         h.clients(&c, &ALL, CALM, &format!("r{round}-calm"));
+        watch.sample(&c);
     }
     let healed = h.now();
     h.settle(&c, &ALL, healed, RECOVER_BOUND)?;
+    watch.check(&c, SERVICE_SETTLE)?;
     eprintln!("chaos: seed {seed}, {round} faults, history linearizable");
     c.pass();
     Ok(())
