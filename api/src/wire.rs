@@ -86,6 +86,10 @@ pub enum RaftKind {
     Vote,
     /// InstallSnapshot (one chunk).
     Snapshot,
+    /// Pre-vote: would the receiver vote for the sender if it campaigned now? Asked before a manager raises its term,
+    /// so that a manager cut off from a live leader never deposes it when it comes back (Ongaro's thesis, §9.6).
+    /// Appended last, so that the other kinds keep their encoding.
+    PreVote,
 }
 
 /// A reply.

@@ -236,6 +236,8 @@ impl RaftTiming {
             max_payload_entries: 64,
             // a leader that hears from no quorum for this long stops acting as leader
             enable_heartbeat: true,
+            // elections start in `runtime::election`, after a pre-vote (`runtime::prevote`): openraft 0.9 has none
+            enable_elect: false,
             ..Default::default()
         }
     }

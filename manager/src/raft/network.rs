@@ -210,5 +210,10 @@ pub async fn serve(raft: &super::Raft, kind: RaftKind, payload: &[u8]) -> Respon
             Ok(req) => reply(&raft.install_snapshot(req).await),
             Err(e) => bad(e),
         },
+        // answered by the manager around openraft (`runtime::prevote`), which knows its log store
+        RaftKind::PreVote => Response::Error(skep_api::wire::WireError::new(
+            skep_api::wire::ErrorKind::Internal,
+            "pre-votes are not openraft's",
+        )),
     }
 }

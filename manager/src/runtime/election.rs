@@ -1,4 +1,4 @@
-//! A follower's election timer, checked every [`CHECK`] beside openraft's own.
+//! A follower's election timer, checked every [`CHECK`], in place of openraft's own.
 //!
 //! openraft 0.9 looks at its election timer only on its tick, every 1.5 heartbeat intervals (375 ms at skep's 250 ms
 //! heartbeat: `Raft::new` spawns `Tick` with `heartbeat_interval * 3 / 2`), and draws the random part of the timeout
@@ -12,15 +12,15 @@
 //! This task checks the condition openraft's timer checks (`RaftCore::handle_tick_election`: a voter that is not the
 //! leader; the time since its vote last changed or was refreshed by the leader, against the leader lease plus the
 //! random timeout, or the timeout alone when the vote is not committed; longer after a voter with a longer log
-//! refused it) every [`CHECK`], and starts the election through `Raft::trigger().elect()`; openraft's own timer still
-//! runs, whichever fires first campaigns. It differs in three ways: the random part is drawn afresh for each vote
-//! refresh; a candidate retrying after a failed round (its own uncommitted vote: no leader's lease to respect) draws
-//! from a wider range, [`RETRY_MIN`] up; and the longer-log penalty counts only for a refusal seen since the vote
-//! was last refreshed. It never campaigns while a leader's lease could still hold (the same lease and range as
-//! openraft's timer), so it adds no disruptive elections. It acts only once a leader or candidate has refreshed the
-//! vote since this manager started: a manager restarted on its data is left to openraft's slower timer, so that the
-//! leader has time to reach it before it campaigns. openraft 0.9 has no pre-vote; the leader lease is what keeps a
-//! live leader's voters from granting a vote.
+//! refused it) every [`CHECK`]. openraft's own timer is off (`enable_elect: false`): this task is the only one that
+//! starts elections, through `Raft::trigger().elect()`, and only after a pre-vote won ([`super::prevote`]), so a
+//! manager that cannot win never raises its term and never deposes a live leader when it comes back. It differs from
+//! openraft's timer in three more ways: the random part is drawn afresh for each vote refresh; a candidate retrying
+//! after a failed round (its own uncommitted vote: no leader's lease to respect) draws from a wider range,
+//! [`RETRY_MIN`] up; and the longer-log penalty counts only for a refusal seen since the vote was last refreshed.
+//! It never campaigns while a leader's lease could still hold (the same lease and range as openraft's timer). A
+//! manager restarted on its data counts its timeout from its start, so that the leader has time to reach it first;
+//! a lost pre-vote is asked again after a fresh random timeout. A lone voter elects itself at once.
 
 use super::Manager;
 use crate::raft::network::GreaterLog;
@@ -81,13 +81,16 @@ impl Manager {
     pub(super) async fn election_loop(self, greater_log: GreaterLog) {
         let timing = self.inner.cfg.timing;
         let me = self.inner.cfg.raft_id;
+        let started = Instant::now();
         let mut stop = self.inner.stop.subscribe();
         let mut tick = tokio::time::interval(CHECK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         // the vote refresh seen first (at start: not yet a sign that a leader reached this manager)
         let mut first: Option<Option<Instant>> = None;
-        // the vote refresh the random part was drawn for, and the draw
+        // the time the timeout counts from that the random part was drawn for, and the draw
         let mut drawn: Option<(Instant, Duration)> = None;
+        // after a lost pre-vote: the time the timeout counted from, and when to ask again
+        let mut retry: Option<(Instant, Instant)> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -99,13 +102,19 @@ impl Manager {
             {
                 let m = self.inner.raft.metrics().borrow().clone();
                 let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
-                // a leader does not campaign; a lone voter is left to openraft, which elects it at once; a leader
-                // handing over has elections switched off (`hand_over_leadership`), and so does this timer
+                // a leader does not campaign; a leader handing over has elections switched off
+                // (`hand_over_leadership`), and so does this timer
                 if matches!(m.state, ServerState::Leader | ServerState::Shutdown)
-                    || voters.len() < 2
                     || !voters.contains(&me)
                     || self.handing_over()
                 {
+                    continue;
+                }
+                // a lone voter elects itself at once, as openraft's timer did (one round, no pre-vote to ask)
+                if voters.len() == 1 {
+                    if m.state != ServerState::Candidate && self.inner.raft.trigger().elect().await.is_err() {
+                        return;
+                    }
                     continue;
                 }
             }
@@ -124,27 +133,36 @@ impl Manager {
                 Ok(s) => s,
                 Err(_) => return,
             };
-            if *first.get_or_insert(utime) == utime {
-                continue;
-            }
-            let Some(utime) = utime else { continue };
+            // not refreshed since this manager started: count from the start, so that a leader has time to reach
+            // a manager restarted on its data (and if it has not, the pre-vote finds out whether one lives)
+            let since = match utime {
+                Some(u) if *first.get_or_insert(utime) != utime => u,
+                u => u.map_or(started, |u| u.max(started)),
+            };
             let random = match drawn {
-                Some((at, r)) if at == utime => r,
+                Some((at, r)) if at == since => r,
                 _ => {
                     let r = draw(&timing, kind);
-                    drawn = Some((utime, r));
+                    drawn = Some((since, r));
                     r
                 }
             };
-            let refused = greater_log.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|at| at >= utime);
-            if Instant::now() < election_due(utime, kind, refused, &timing, random) {
+            let refused = greater_log.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|at| at >= since);
+            if Instant::now() < election_due(since, kind, refused, &timing, random) {
+                continue;
+            }
+            if retry.is_some_and(|(at, next)| at == since && Instant::now() < next) {
+                continue;
+            }
+            if !self.pre_vote(timing.election_max).await {
+                retry = Some((since, Instant::now() + draw(&timing, kind)));
                 continue;
             }
             tracing::debug!(
-                silent_ms = utime.elapsed().as_millis() as u64,
+                silent_ms = since.elapsed().as_millis() as u64,
                 ?kind,
                 refused,
-                "election timeout passed: campaigning"
+                "election timeout passed, pre-vote won: campaigning"
             );
             if self.inner.raft.trigger().elect().await.is_err() {
                 return;

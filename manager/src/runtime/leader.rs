@@ -96,12 +96,10 @@ impl Manager {
         let rc = self.inner.raft.runtime_config();
         self.inner.handing_over.store(true, std::sync::atomic::Ordering::SeqCst);
         rc.heartbeat(false);
-        rc.elect(false);
         let me = self.inner.cfg.raft_id;
         let mut metrics = self.inner.raft.metrics();
         let moved = tokio::time::timeout(HAND_OVER, metrics.wait_for(|m| m.current_leader != Some(me))).await;
         rc.heartbeat(true);
-        rc.elect(true);
         self.inner.handing_over.store(false, std::sync::atomic::Ordering::SeqCst);
         match moved {
             Ok(Ok(_)) => tracing::info!(node = %self.inner.cfg.node_id, "leadership handed over"),

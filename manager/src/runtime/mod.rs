@@ -16,7 +16,8 @@
 //! - `admission`: the `Join` and `RenewCert` RPCs, driving [`ca::admit`](crate::ca::admit).
 //! - `dispatch`: the node session RPCs (heartbeat, assignments long poll, task status) and the loops behind them,
 //!   driving the [`dispatcher`](crate::dispatcher).
-//! - `election`: a follower's election timer, checked more finely than openraft's own.
+//! - `election`: a follower's election timer, in place of openraft's own.
+//! - `prevote`: the pre-vote a manager asks for before it campaigns, and its answer.
 //! - `leader`: the leader's periodic duties: liveness verdicts and the role manager's demotions.
 //! - `metrics`: what the manager measures of itself for the daemon's `/metrics` ([`Manager::raft_status`],
 //!   [`ManagerMetrics`]).
@@ -48,6 +49,7 @@ mod election;
 mod leader;
 mod membership;
 mod metrics;
+mod prevote;
 mod reconcile;
 mod serve;
 
@@ -116,6 +118,8 @@ pub struct Manager {
 struct Inner {
     cfg: ManagerConfig,
     raft: Raft,
+    /// The log store openraft runs on (a clone: its last log ID for pre-votes).
+    log: LogStore,
     /// Group commit in front of `raft` for every proposal.
     batch: Batcher,
     sm: StateMachine,
@@ -164,7 +168,7 @@ impl Manager {
         );
         let network = Network::new(endpoint.clone());
         let greater_log = network.greater_log();
-        let raft = Raft::new(cfg.raft_id, config, network, log, sm.clone())
+        let raft = Raft::new(cfg.raft_id, config, network, log.clone(), sm.clone())
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let ttl = Duration::from_millis(3 * skep_api::docker::defaults::HEARTBEAT_PERIOD_NS as u64 / 1_000_000);
@@ -177,6 +181,7 @@ impl Manager {
                 cfg,
                 batch: Batcher::start(raft.clone(), metrics.proposal_duration.clone()),
                 raft,
+                log,
                 sm,
                 endpoint,
                 live: Mutex::new(Liveness::new(ttl)),

@@ -5,7 +5,7 @@
 
 use super::Manager;
 use crate::rpc;
-use skep_api::wire::{ErrorKind, Request, Response, WireError};
+use skep_api::wire::{ErrorKind, RaftKind, Request, Response, WireError};
 use skep_pki::PeerIdentity;
 use std::net::SocketAddr;
 
@@ -30,6 +30,7 @@ impl Manager {
     async fn route(&self, identity: Option<PeerIdentity>, from: SocketAddr, req: Request) -> Result<Response, WireError> {
         let node = move || identity.ok_or_else(|| WireError::new(ErrorKind::Unauthorized, rpc::NEED_CERTIFICATE));
         Ok(match req {
+            Request::Raft { kind: RaftKind::PreVote, payload } => self.serve_pre_vote(&payload).await,
             Request::Raft { kind, payload } => crate::raft::network::serve(&self.inner.raft, kind, &payload).await,
             Request::Join(j) => self.handle_join(j, from).await,
             Request::Heartbeat(hb) => self.handle_heartbeat(node()?, hb, from).await,

@@ -1,0 +1,199 @@
+//! Pre-vote (Ongaro's thesis, §9.6): before a manager raises its term to campaign, it asks the other voters whether
+//! they would vote for it, and campaigns only when a majority would.
+//!
+//! openraft 0.9 has no pre-vote. Without it, a manager cut off from a live leader (a partition, a long pause)
+//! campaigned again and again on its side, raising its term each time; when it came back, the leader saw the higher
+//! term in a replication answer and stepped down, and the cluster paid an election for a manager that could not win
+//! (docs/design/faults.md, finding 1). With it, the cut-off manager's term stays where it was: the others refuse its
+//! pre-vote while they hear from their leader, and at the heal it simply follows that leader again.
+//!
+//! A voter grants a pre-vote when it is not the leader, has not heard from a leader within the leader lease (a
+//! committed vote refreshed less than `election_max` ago: the same lease openraft applies to real votes), and the
+//! candidate's last log ID is at least its own. The real vote that follows keeps all of Raft's rules; a pre-vote
+//! changes nothing in the voter. openraft's own election timer is off (`RaftTiming::config`): every election starts
+//! in [`super::election`] after a pre-vote, or at once for a lone voter.
+
+use super::Manager;
+use crate::raft::{decode, encode, LogId};
+use futures::stream::{FuturesUnordered, StreamExt as _};
+use openraft::storage::RaftLogStorage as _;
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+use skep_api::wire::{ErrorKind, RaftKind, Request, Response, WireError};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What a candidate asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreVoteRequest {
+    /// The term it would campaign in.
+    pub term: u64,
+    /// Its Raft ID.
+    pub candidate: u64,
+    /// Its last log ID.
+    pub last_log_id: Option<LogId<u64>>,
+}
+
+/// The answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreVoteResponse {
+    /// Whether the voter would vote for it now.
+    pub granted: bool,
+}
+
+/// What a voter knows when it answers a pre-vote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VoterView {
+    /// It is the leader.
+    pub leader: bool,
+    /// Its vote is committed (a leader was elected with it).
+    pub committed: bool,
+    /// Since its vote was last changed or refreshed by the leader (`None`: not since it started).
+    pub since_refresh: Option<Duration>,
+    /// Its last log ID.
+    pub last_log_id: Option<LogId<u64>>,
+}
+
+/// Whether a voter in state `me` grants `req`, with leader lease `lease`.
+pub fn grants(req: &PreVoteRequest, me: &VoterView, lease: Duration) -> bool {
+    if me.leader {
+        return false;
+    }
+    if me.committed && me.since_refresh.is_some_and(|d| d < lease) {
+        return false;
+    }
+    req.last_log_id >= me.last_log_id
+}
+
+impl Manager {
+    /// This manager's last log ID (from the log store; entries appended and not yet flushed included).
+    async fn last_log_id(&self) -> Option<LogId<u64>> {
+        let mut log = self.inner.log.clone();
+        log.get_log_state().await.ok().and_then(|s| s.last_log_id)
+    }
+
+    /// Answer a pre-vote (`Request::Raft` of kind [`RaftKind::PreVote`]).
+    pub(super) async fn serve_pre_vote(&self, payload: &[u8]) -> Response {
+        let req: PreVoteRequest = match decode(payload) {
+            Ok(r) => r,
+            Err(e) => return Response::Error(WireError::new(ErrorKind::InvalidArgument, format!("bad pre-vote: {e}"))),
+        };
+        let state = self.inner.raft.with_raft_state(|st| {
+            let v = st.vote_ref();
+            (st.server_state == ServerState::Leader, v.is_committed(), st.vote_last_modified())
+        });
+        let Ok((leader, committed, utime)) = state.await else {
+            return Response::Error(WireError::new(ErrorKind::Unavailable, "raft is shut down"));
+        };
+        let me = VoterView { leader, committed, since_refresh: utime.map(|u| u.elapsed()), last_log_id: self.last_log_id().await };
+        let granted = grants(&req, &me, self.inner.cfg.timing.election_max);
+        tracing::debug!(candidate = req.candidate, term = req.term, granted, ?me, "pre-vote");
+        match encode(&PreVoteResponse { granted }) {
+            Ok(payload) => Response::Raft { payload },
+            Err(e) => Response::Error(WireError::new(ErrorKind::Internal, e.to_string())),
+        }
+    }
+
+    /// Ask every other voter for a pre-vote, each within `within`; true once a majority of the voters (this one
+    /// included) would vote for this manager. A voter that does not answer, or an older manager that does not know
+    /// pre-votes, counts as a refusal.
+    pub(super) async fn pre_vote(&self, within: Duration) -> bool {
+        let me = self.inner.cfg.raft_id;
+        let (term, peers, voters) = {
+            let m = self.inner.raft.metrics().borrow().clone();
+            let membership = m.membership_config.membership();
+            let voters: Vec<u64> = membership.voter_ids().collect();
+            let peers: Vec<SocketAddr> = voters
+                .iter()
+                .filter(|&&id| id != me)
+                .filter_map(|id| membership.get_node(id).and_then(|n| n.addr.parse().ok()))
+                .collect();
+            (m.current_term + 1, peers, voters.len())
+        };
+        let need = voters / 2 + 1;
+        let mut granted = usize::from(true); // this manager's own
+        if granted >= need {
+            return true;
+        }
+        let req = PreVoteRequest { term, candidate: me, last_log_id: self.last_log_id().await };
+        let Ok(payload) = encode(&req) else { return false };
+        let req = Request::Raft { kind: RaftKind::PreVote, payload };
+        let deadline = Instant::now() + within;
+        let mut calls: FuturesUnordered<_> = peers
+            .into_iter()
+            .map(|addr| {
+                let endpoint = self.inner.endpoint.clone();
+                let req = req.clone();
+                async move {
+                    match endpoint.call_until::<Request, Response>(addr, skep_pki::NODE_SAN, &req, deadline).await {
+                        Ok(Response::Raft { payload }) => decode::<PreVoteResponse>(&payload).is_ok_and(|r| r.granted),
+                        _ => false,
+                    }
+                }
+            })
+            .collect();
+        while let Some(yes) = calls.next().await {
+            granted += usize::from(yes);
+            if granted >= need {
+                return true;
+            }
+        }
+        tracing::debug!(term, granted, need, "pre-vote lost: not campaigning");
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::CommittedLeaderId;
+
+    fn log(term: u64, index: u64) -> Option<LogId<u64>> {
+        Some(LogId::new(CommittedLeaderId::new(term, 1), index))
+    }
+
+    fn req(last: Option<LogId<u64>>) -> PreVoteRequest {
+        PreVoteRequest { term: 5, candidate: 2, last_log_id: last }
+    }
+
+    const LEASE: Duration = Duration::from_millis(500);
+
+    #[test]
+    fn a_voter_that_hears_from_its_leader_refuses_and_one_that_lost_it_grants() {
+        let heard = VoterView {
+            leader: false,
+            committed: true,
+            since_refresh: Some(Duration::from_millis(100)),
+            last_log_id: log(4, 10),
+        };
+        assert!(!grants(&req(log(4, 10)), &heard, LEASE));
+        let lost = VoterView { since_refresh: Some(Duration::from_millis(600)), ..heard };
+        assert!(grants(&req(log(4, 10)), &lost, LEASE));
+        // a vote granted to a candidate, not yet committed: no lease to respect
+        let granted = VoterView { committed: false, since_refresh: Some(Duration::from_millis(10)), ..heard };
+        assert!(grants(&req(log(4, 10)), &granted, LEASE));
+        // restarted, not refreshed since: no lease known
+        let restarted = VoterView { since_refresh: None, ..heard };
+        assert!(grants(&req(log(4, 10)), &restarted, LEASE));
+    }
+
+    #[test]
+    fn the_leader_refuses_and_a_shorter_log_is_refused() {
+        let leader = VoterView { leader: true, committed: true, since_refresh: None, last_log_id: log(4, 10) };
+        assert!(!grants(&req(log(9, 99)), &leader, LEASE));
+        let follower = VoterView { leader: false, committed: false, since_refresh: None, last_log_id: log(4, 10) };
+        assert!(!grants(&req(log(4, 9)), &follower, LEASE));
+        assert!(!grants(&req(log(3, 20)), &follower, LEASE));
+        assert!(!grants(&req(None), &follower, LEASE));
+        assert!(grants(&req(log(5, 1)), &follower, LEASE));
+    }
+
+    #[test]
+    fn a_pre_vote_round_trips_through_the_wire_encoding() {
+        let r = req(log(4, 10));
+        assert_eq!(decode::<PreVoteRequest>(&encode(&r).unwrap()).unwrap(), r);
+        let a = PreVoteResponse { granted: true };
+        assert_eq!(decode::<PreVoteResponse>(&encode(&a).unwrap()).unwrap(), a);
+    }
+}
