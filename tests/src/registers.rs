@@ -120,15 +120,16 @@ impl Registers {
         });
     }
 
-    /// Clients on `hosts` for [`BEFORE`] + `hold` + [`AFTER`]; `fault` runs after [`BEFORE`], and every link
-    /// ([`Cluster::heal_links`]) heals `hold` after it returned. Returns the fault's window `(from, to)` in the
-    /// history's time: from when `fault` returned to just before the heal.
-    pub fn during(
+    /// Clients on `hosts` for [`BEFORE`] + `hold` + [`AFTER`]; `fault` runs after [`BEFORE`], and `hold` after it
+    /// returned, what it returned is dropped (a guard such as a [`crate::delay::DelayedLink`] undoes its fault then)
+    /// and every link heals ([`Cluster::heal_links`]). Returns the fault's window `(from, to)` in the history's time:
+    /// from when `fault` returned to just before the heal.
+    pub fn during<G>(
         &self,
         c: &Cluster,
         hosts: &[usize],
         hold: Duration,
-        fault: impl FnOnce() -> anyhow::Result<()>,
+        fault: impl FnOnce() -> anyhow::Result<G>,
     ) -> anyhow::Result<(Duration, Duration)> {
         std::thread::scope(|s| {
             s.spawn(|| self.clients(c, hosts, BEFORE + hold + AFTER, "w"));
@@ -139,6 +140,8 @@ impl Registers {
                 std::thread::sleep(hold);
             }
             let to = self.now();
+            // the guard, if any, undoes its fault here
+            let fault = fault.map(drop);
             let healed = c.heal_links();
             fault?;
             healed?;
@@ -223,6 +226,16 @@ impl Registers {
                 _ => None,
             })
             .collect()
+    }
+
+    /// How long each acknowledged write invoked at or after `from` and returned by `to` took (through any host),
+    /// shortest first.
+    pub fn write_latencies(&self, from: Duration, to: Duration) -> Vec<Duration> {
+        let ops = self.ops.lock().unwrap();
+        let acked = ops.iter().filter(|o| o.call >= from && matches!(o.output, Some(RegisterOut::Written)));
+        let mut took: Vec<Duration> = acked.filter_map(|o| o.ret.filter(|&r| r <= to).map(|r| r - o.call)).collect();
+        took.sort();
+        took
     }
 
     /// Time since the history's start (to mark fault windows).
