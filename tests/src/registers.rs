@@ -12,6 +12,7 @@ use crate::linearizability::{check, Model, Operation, Register, RegisterOp, Regi
 use crate::Cluster;
 use anyhow::Context as _;
 use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -42,12 +43,24 @@ pub struct Registers {
     t0: Instant,
     /// The operations recorded so far.
     ops: Mutex<Vec<Op>>,
+    /// Writes refused as out of sequence, `(client, call, return)`: not in the history (they took no effect), but an
+    /// answer, counted by [`Registers::write_latencies`].
+    refused: Mutex<Vec<(usize, Duration, Duration)>>,
+    /// Pause of each client after each operation, in microseconds (0 unless [`Registers::pace`] set it).
+    pace_us: AtomicU64,
 }
 
 impl Registers {
     /// An empty history over the labels of node `node`.
     pub fn new(node: &str) -> Registers {
-        Registers { node: node.to_owned(), t0: Instant::now(), ops: Mutex::new(Vec::new()) }
+        let (ops, refused, pace_us) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()), AtomicU64::new(0));
+        Registers { node: node.to_owned(), t0: Instant::now(), ops, refused, pace_us }
+    }
+
+    /// Makes each client pause `pause` after each operation from now on. Unpaced, a client on a quick manager uses its
+    /// [`MAX_OPS`] within a few seconds and stops; paced, the clients spread them over a long fault.
+    pub fn pace(&self, pause: Duration) {
+        self.pace_us.store(pause.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Writes `value` to `key` through host `i` and records it. `Some(true)`: acknowledged; `Some(false)`: refused as
@@ -70,7 +83,10 @@ impl Registers {
         .unwrap_or(None);
         let (ret, output) = match answer {
             Some(true) => (Some(self.t0.elapsed()), Some(RegisterOut::Written)),
-            Some(false) => return Some(false),
+            Some(false) => {
+                self.refused.lock().unwrap().push((i, call, self.t0.elapsed()));
+                return Some(false);
+            }
             // 503, a timeout, a lost connection: it may or may not have taken effect
             None => (None, None),
         };
@@ -107,6 +123,7 @@ impl Registers {
             } else {
                 self.read(c, i);
             }
+            std::thread::sleep(Duration::from_micros(self.pace_us.load(Ordering::Relaxed)));
         }
     }
 
@@ -228,14 +245,22 @@ impl Registers {
             .collect()
     }
 
-    /// How long each acknowledged write invoked at or after `from` and returned by `to` took (through any host),
-    /// shortest first.
-    pub fn write_latencies(&self, from: Duration, to: Duration) -> Vec<Duration> {
+    /// How long the writes through host `i` (any host: `None`) invoked at or after `from` and answered by `to` took,
+    /// shortest first: `(acknowledged, refused as out of sequence)`.
+    pub fn write_latencies(&self, i: Option<usize>, from: Duration, to: Duration) -> (Vec<Duration>, Vec<Duration>) {
+        let within = |client: usize, call: Duration, ret: Duration| {
+            i.is_none_or(|i| i == client) && call >= from && ret <= to
+        };
         let ops = self.ops.lock().unwrap();
-        let acked = ops.iter().filter(|o| o.call >= from && matches!(o.output, Some(RegisterOut::Written)));
-        let mut took: Vec<Duration> = acked.filter_map(|o| o.ret.filter(|&r| r <= to).map(|r| r - o.call)).collect();
-        took.sort();
-        took
+        let acked = ops.iter().filter(|o| matches!(o.output, Some(RegisterOut::Written)));
+        let mut acked: Vec<Duration> =
+            acked.filter_map(|o| o.ret.filter(|&r| within(o.client, o.call, r)).map(|r| r - o.call)).collect();
+        let refused = self.refused.lock().unwrap();
+        let mut refused: Vec<Duration> =
+            refused.iter().filter(|&&(c, call, ret)| within(c, call, ret)).map(|&(_, call, ret)| ret - call).collect();
+        acked.sort();
+        refused.sort();
+        (acked, refused)
     }
 
     /// Time since the history's start (to mark fault windows).

@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 const RECOVER_BOUND: Duration = Duration::from_secs(30);
 /// How long each cluster case keeps its links delayed.
 const HOLD: Duration = Duration::from_secs(10);
+/// Each client's pause after each operation: about 20 operations a second and client, so that each one's
+/// `skep_tests::registers::MAX_OPS` last from before the fault to after it.
+const PACE: Duration = Duration::from_millis(40);
 const ALL: [usize; 3] = [0, 1, 2];
 /// The echo's port on the second host (any port: the relay is told which).
 const ECHO_PORT: u16 = 7007;
@@ -167,10 +170,17 @@ fn the_relay_delays_and_drops_datagrams_as_asked_and_leaves_nothing_behind() -> 
     Ok(())
 }
 
-/// Median and 99th percentile of sorted `took`, as text.
+/// Count, median and 99th percentile of sorted `took`, as text.
 fn latencies(took: &[Duration]) -> String {
-    let at = |p: usize| took.get((took.len().saturating_sub(1) * p).div_ceil(100)).copied();
-    format!("{} writes, median {:?}, p99 {:?}", took.len(), at(50).unwrap_or_default(), at(99).unwrap_or_default())
+    let at = |p: usize| took.get((took.len().saturating_sub(1) * p).div_ceil(100)).copied().unwrap_or_default();
+    format!("{} (median {:?}, p99 {:?})", took.len(), at(50), at(99))
+}
+
+/// What the writes invoked in `from..to` did, through `i` or through all managers (`None`): the acknowledged ones and
+/// those refused as out of sequence (another client's write to the node came first: an answer, and no effect).
+fn writes(h: &Registers, i: Option<usize>, from: Duration, to: Duration) -> String {
+    let (acked, refused) = h.write_latencies(i, from, to);
+    format!("{} acknowledged, {} refused as out of sequence", latencies(&acked), latencies(&refused))
 }
 
 /// Delays links with `delay_links` for [`HOLD`] under clients on every manager, prints what the writes did meanwhile
@@ -180,14 +190,14 @@ fn delayed<'c>(
     h: &Registers,
     delay_links: impl FnOnce() -> Result<Vec<DelayedLink<'c>>>,
 ) -> Result<()> {
+    // spread each client's operations over the whole fault
+    h.pace(PACE);
     let (from, to) = h.during(c, &ALL, HOLD, delay_links)?;
-    let before = h.write_latencies(Duration::ZERO, from.min(BEFORE));
-    let during = h.write_latencies(from, to);
-    let through: Vec<String> =
-        ALL.iter().map(|&i| format!("{} {}", c.host(i).name, h.acknowledged_writes_through(i, from, to).len())).collect();
-    eprintln!("writes acknowledged while delayed: {} (through {})", during.len(), through.join(", "));
-    eprintln!("write latency before: {}", latencies(&before));
-    eprintln!("write latency while delayed: {}", latencies(&during));
+    eprintln!("writes before the delay: {}", writes(h, None, Duration::ZERO, from.min(BEFORE)));
+    eprintln!("writes while delayed: {}", writes(h, None, from, to));
+    for i in ALL {
+        eprintln!("  through {}: {}", c.host(i).name, writes(h, Some(i), from, to));
+    }
     h.settle(c, &ALL, to, RECOVER_BOUND)
 }
 
