@@ -200,7 +200,8 @@ impl Path {
         let (src, dst) = (c.host(from), c.host(to));
         let n = NEXT_PATH.fetch_add(1, Ordering::Relaxed);
         let dev = format!("skd{n}");
-        let (table, mark) = (format!("{}", 0x5ec00 + n), format!("{:#x}", 0x5ec0_0000 + n));
+        let mark_value = 0x5ec0_0000 + n;
+        let (table, mark) = ((0x5ec00 + n).to_string(), format!("{mark_value:#x}"));
         let stats = Arc::new(PathStats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let mut path = Path {
@@ -211,7 +212,6 @@ impl Path {
             thread: None,
             stats: stats.clone(),
         };
-        let mark_value = 0x5ec0_0000 + n;
         let (tun, raw) = in_netns(src.ns.name(), || Ok((open_tun(&dev)?, raw_socket(mark_value)?)))?;
         let mut rng = Rng::new(seed);
         path.thread = Some(std::thread::spawn(move || relay(&tun, &raw, delay, &mut rng, &stop, &stats)));
