@@ -1,7 +1,7 @@
 //! Faults a test injects into a running cluster besides killing daemons and unplugging hosts: a daemon frozen with
 //! `SIGSTOP` (a long GC pause, a VM stall, a swapped-out process), and links between two hosts cut or made lossy with
 //! nftables rules inside the hosts' own namespaces (`tc netem` is not available in every kernel these tests run on;
-//! nftables' `numgen random` gives loss, not delay).
+//! nftables' `numgen random` gives loss, not delay: delay is [`crate::delay`], a relay in the test process).
 //!
 //! Every fault is undone when the test fails too: a [`Paused`] guard sends `SIGCONT` when dropped (and the cluster's
 //! drop kills the daemon anyway), and the nftables table lives in the host's namespace, which the cluster deletes.

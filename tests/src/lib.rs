@@ -27,6 +27,8 @@
 //! - [`cluster`]: [`Host`] and [`Cluster`]: hosts on a switch, daemons, `skep`/`docker` clients, swarm helpers;
 //!   [`cluster::slot`] caps how many clusters run daemons at once (env `SKEP_TEST_MAX_CLUSTERS`, default 2).
 //! - [`faults`]: a daemon frozen with `SIGSTOP` ([`faults::Paused`]), links between two hosts cut or lossy (nftables).
+//! - [`delay`]: delay, jitter and loss on the UDP traffic between two hosts ([`Cluster::delay_link`]), by a relay in
+//!   the test process behind a TUN device in the sending host.
 //! - [`engine`]: the machine's Docker engine and the test image, for tests of the `docker` engine.
 //! - [`files`]: where daemons put their tasks' secret and config files (tmpfs mounts, `/dev/shm`).
 //! - [`json`]: small helpers to read the CLI's JSON output.
@@ -34,6 +36,7 @@
 //!   [`linearizability`].
 //! - [`relay`]: [`relay::LoopbackRelay`], a port of the root namespace's loopback reachable on a host's loopback
 //!   (a registry both the machine's Docker engine and the hosts pull from by one address).
+//! - [`rng`]: [`rng::Rng`], the seedable generator behind the harness's random choices (printed seeds replay them).
 //! - [`services`]: the daemon's HTTP API over its socket, services and tasks (waits, counts, duplicate slots), and
 //!   the processes a host's `process` engine runs for tasks.
 //! - [`wait`]: [`wait_until`], the only way tests wait (bounded in time and tries).
@@ -47,6 +50,7 @@
 pub mod browser;
 pub mod cluster;
 pub mod daemon;
+pub mod delay;
 pub mod engine;
 pub mod faults;
 pub mod files;
@@ -57,6 +61,7 @@ pub mod netns;
 pub mod process;
 pub mod registers;
 pub mod relay;
+pub mod rng;
 pub mod services;
 pub mod wait;
 

@@ -89,6 +89,27 @@ pub fn require_root_and_netns() -> bool {
     }
 }
 
+/// Runs `f` on a new thread that first moved into network namespace `ns` (a name under `/run/netns`), and returns
+/// its result. Sockets and devices `f` creates belong to that namespace for good, whichever thread uses them later;
+/// the calling thread's own namespace never changes.
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+            // SAFETY: setns on a descriptor this thread owns; it changes only this thread's network namespace, and the
+            // thread ends with `f`
+            #[allow(unsafe_code)]
+            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error()).with_context(|| format!("setns into {path}"));
+            }
+            f().with_context(|| format!("in namespace {ns}"))
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread that moved into {path} panicked"))?
+    })
+}
+
 /// A network namespace, deleted on drop together with every process still inside it.
 #[derive(Debug)]
 pub struct Netns {

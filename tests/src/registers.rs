@@ -13,7 +13,7 @@ use crate::linearizability::{check, Model, Operation, Register, RegisterOp, Regi
 use crate::Cluster;
 use anyhow::Context as _;
 use serde_json::Value;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -44,12 +44,24 @@ pub struct Registers {
     t0: Instant,
     /// The operations recorded so far.
     ops: Mutex<Vec<Op>>,
+    /// Writes refused as out of sequence, `(client, call, return)`: not in the history (they took no effect), but an
+    /// answer, counted by [`Registers::write_latencies`].
+    refused: Mutex<Vec<(usize, Duration, Duration)>>,
+    /// Pause of each client after each operation, in microseconds (0 unless [`Registers::pace`] set it).
+    pace_us: AtomicU64,
 }
 
 impl Registers {
     /// An empty history over the labels of node `node`.
     pub fn new(node: &str) -> Registers {
-        Registers { node: node.to_owned(), t0: Instant::now(), ops: Mutex::new(Vec::new()) }
+        let (ops, refused, pace_us) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()), AtomicU64::new(0));
+        Registers { node: node.to_owned(), t0: Instant::now(), ops, refused, pace_us }
+    }
+
+    /// Makes each client pause `pause` after each operation from now on. Unpaced, a client on a quick manager uses its
+    /// [`MAX_OPS`] within a few seconds and stops; paced, the clients spread them over a long fault.
+    pub fn pace(&self, pause: Duration) {
+        self.pace_us.store(pause.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Writes `value` to `key` through host `i` and records it. `Some(true)`: acknowledged; `Some(false)`: refused as
@@ -72,7 +84,10 @@ impl Registers {
         .unwrap_or(None);
         let (ret, output) = match answer {
             Some(true) => (Some(self.t0.elapsed()), Some(RegisterOut::Written)),
-            Some(false) => return Some(false),
+            Some(false) => {
+                self.refused.lock().unwrap().push((i, call, self.t0.elapsed()));
+                return Some(false);
+            }
             // 503, a timeout, a lost connection: it may or may not have taken effect
             None => (None, None),
         };
@@ -109,6 +124,7 @@ impl Registers {
             } else {
                 self.read(c, i);
             }
+            std::thread::sleep(Duration::from_micros(self.pace_us.load(Ordering::Relaxed)));
         }
     }
 
@@ -122,15 +138,16 @@ impl Registers {
         });
     }
 
-    /// Clients on `hosts` for [`BEFORE`] + `hold` + [`AFTER`]; `fault` runs after [`BEFORE`], and every link
-    /// ([`Cluster::heal_links`]) heals `hold` after it returned. Returns the fault's window `(from, to)` in the
-    /// history's time: from when `fault` returned to just before the heal.
-    pub fn during(
+    /// Clients on `hosts` for [`BEFORE`] + `hold` + [`AFTER`]; `fault` runs after [`BEFORE`], and `hold` after it
+    /// returned, what it returned is dropped (a guard such as a [`crate::delay::DelayedLink`] undoes its fault then)
+    /// and every link heals ([`Cluster::heal_links`]). Returns the fault's window `(from, to)` in the history's time:
+    /// from when `fault` returned to just before the heal.
+    pub fn during<G>(
         &self,
         c: &Cluster,
         hosts: &[usize],
         hold: Duration,
-        fault: impl FnOnce() -> anyhow::Result<()>,
+        fault: impl FnOnce() -> anyhow::Result<G>,
     ) -> anyhow::Result<(Duration, Duration)> {
         std::thread::scope(|s| {
             s.spawn(|| self.clients(c, hosts, BEFORE + hold + AFTER, "w"));
@@ -141,6 +158,8 @@ impl Registers {
                 std::thread::sleep(hold);
             }
             let to = self.now();
+            // the guard, if any, undoes its fault here
+            let fault = fault.map(drop);
             let healed = c.heal_links();
             fault?;
             healed?;
@@ -225,6 +244,24 @@ impl Registers {
                 _ => None,
             })
             .collect()
+    }
+
+    /// How long the writes through host `i` (any host: `None`) invoked at or after `from` and answered by `to` took,
+    /// shortest first: `(acknowledged, refused as out of sequence)`.
+    pub fn write_latencies(&self, i: Option<usize>, from: Duration, to: Duration) -> (Vec<Duration>, Vec<Duration>) {
+        let within = |client: usize, call: Duration, ret: Duration| {
+            i.is_none_or(|i| i == client) && call >= from && ret <= to
+        };
+        let ops = self.ops.lock().unwrap();
+        let acked = ops.iter().filter(|o| matches!(o.output, Some(RegisterOut::Written)));
+        let mut acked: Vec<Duration> =
+            acked.filter_map(|o| o.ret.filter(|&r| within(o.client, o.call, r)).map(|r| r - o.call)).collect();
+        let refused = self.refused.lock().unwrap();
+        let mut refused: Vec<Duration> =
+            refused.iter().filter(|&&(c, call, ret)| within(c, call, ret)).map(|&(_, call, ret)| ret - call).collect();
+        acked.sort();
+        refused.sort();
+        (acked, refused)
     }
 
     /// Time since the history's start (to mark fault windows).

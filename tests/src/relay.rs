@@ -22,22 +22,12 @@ pub struct LoopbackRelay {
 impl LoopbackRelay {
     /// Relays `127.0.0.1:port` in network namespace `ns` (a name under `/run/netns`) to `127.0.0.1:port` here.
     pub fn start(ns: &str, port: u16) -> anyhow::Result<LoopbackRelay> {
-        let path = format!("/run/netns/{ns}");
         // a socket stays in the namespace it was made in: make the listener in a thread that moved there
-        let listener = std::thread::spawn(move || -> anyhow::Result<TcpListener> {
-            let f = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-            // SAFETY: setns on a descriptor this thread owns; it changes only this thread's network namespace
-            #[allow(unsafe_code)]
-            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error()).context("setns");
-            }
-            let l = TcpListener::bind(("127.0.0.1", port))
-                .with_context(|| format!("binding 127.0.0.1:{port} in {path}"))?;
+        let listener = crate::netns::in_netns(ns, || {
+            let l = TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding 127.0.0.1:{port}"))?;
             l.set_nonblocking(true)?;
             Ok(l)
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("the relay's setns thread panicked"))??;
+        })?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let accept = std::thread::spawn(move || {

@@ -8,9 +8,11 @@
 //! `SKEP_CHAOS` the test prints how to run it and passes.
 
 use anyhow::{Context as _, Result};
+use skep_tests::delay::Delay;
 use skep_tests::faults::Link;
 use skep_tests::invariants::ServiceWatch;
 use skep_tests::registers::{Registers, SERVICE_SETTLE};
+use skep_tests::rng::Rng;
 use skep_tests::{require_root_and_netns, Cluster};
 use std::time::{Duration, Instant};
 
@@ -21,24 +23,6 @@ const CALM: Duration = Duration::from_secs(2);
 /// Longest hold of one fault.
 const MAX_HOLD_SECS: u64 = 15;
 const ALL: [usize; 3] = [0, 1, 2];
-
-/// splitmix64: a small, seedable generator (the run is replayed from its seed).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// In `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// One fault of a run, on a manager chosen by role.
 #[derive(Debug, Clone, Copy)]
@@ -55,9 +39,12 @@ enum Fault {
     OneWay,
     /// `SIGKILL`, then started again on its data root.
     Kill,
+    /// Its links to both other managers delayed 50 ± 20 ms each way, with 10 % loss (seeded from the run's generator).
+    Delay,
 }
 
-const FAULTS: [Fault; 6] = [Fault::Freeze, Fault::Isolate, Fault::Flap, Fault::Loss, Fault::OneWay, Fault::Kill];
+const FAULTS: [Fault; 7] =
+    [Fault::Freeze, Fault::Isolate, Fault::Flap, Fault::Loss, Fault::OneWay, Fault::Kill, Fault::Delay];
 
 /// How long the run lasts, from `SKEP_CHAOS`; `None` when chaos is off.
 fn duration() -> Result<Option<Duration>> {
@@ -73,7 +60,8 @@ fn duration() -> Result<Option<Duration>> {
 }
 
 /// Applies `fault` on host `at` for `hold` while clients run on `ALL` (on the survivors while a manager is killed).
-fn apply(c: &mut Cluster, h: &Registers, fault: Fault, at: usize, hold: Duration, tag: &str) -> Result<()> {
+/// `seed` seeds the delays and losses of [`Fault::Delay`].
+fn apply(c: &mut Cluster, h: &Registers, fault: Fault, at: usize, hold: Duration, tag: &str, seed: u64) -> Result<()> {
     if let Fault::Kill = fault {
         c.kill(at)?;
         let survivors: Vec<usize> = ALL.iter().copied().filter(|&i| i != at).collect();
@@ -104,6 +92,14 @@ fn apply(c: &mut Cluster, h: &Registers, fault: Fault, at: usize, hold: Duration
                 .try_for_each(|(a, b)| c.cut_link(a, b, Link::Lossy(10)))
                 .map(|()| std::thread::sleep(hold)),
             Fault::OneWay => c.cut_one_way(at, (at + 1) % 3).map(|()| std::thread::sleep(hold)),
+            Fault::Delay => (|| {
+                let delay = Delay::both_ways(Duration::from_millis(50), Duration::from_millis(20)).with_loss(10);
+                // the guards undo the delays when this closure returns, before the heal below
+                let _one = c.delay_link(at, (at + 1) % 3, delay.seeded(seed))?;
+                let _two = c.delay_link(at, (at + 2) % 3, delay.seeded(seed.wrapping_add(1)))?;
+                std::thread::sleep(hold);
+                Ok(())
+            })(),
             Fault::Kill => unreachable!("handled above"),
         };
         let healed = c.heal_links();
@@ -123,10 +119,10 @@ fn random_faults_for_minutes_keep_the_history_linearizable() -> Result<()> {
     }
     let seed = match std::env::var("SKEP_CHAOS_SEED") {
         Ok(s) => s.parse().with_context(|| format!("SKEP_CHAOS_SEED={s}: a u64"))?,
-        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64,
+        Err(_) => Rng::clock_seed(),
     };
     eprintln!("chaos: seed {seed} for {run_for:?} (replay with SKEP_CHAOS_SEED={seed})");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut c = Cluster::new(4)?;
     c.form(3, 1)?;
     // a service on the worker (host 4) that the faults on the managers must leave as it is
@@ -147,8 +143,9 @@ fn random_faults_for_minutes_keep_the_history_linearizable() -> Result<()> {
             (None, _) => rng.below(3) as usize,
         };
         eprintln!("chaos round {round}: {fault:?} on {} ({}) for {hold:?}", c.host(at).name, if Some(at) == leader { "leader" } else { "follower" });
+        let delay_seed = rng.next_u64();
         watch.sample(&c);
-        apply(&mut c, &h, fault, at, hold, &format!("r{round}"))?;
+        apply(&mut c, &h, fault, at, hold, &format!("r{round}"), delay_seed)?;
         watch.sample(&c);
         h.clients(&c, &ALL, CALM, &format!("r{round}-calm"));
         watch.sample(&c);
