@@ -7,7 +7,7 @@
 //! (docs/design/faults.md, finding 1). With it, the cut-off manager's term stays where it was: the others refuse its
 //! pre-vote while they hear from their leader, and at the heal it simply follows that leader again.
 //!
-//! A voter grants a pre-vote when it is not the leader, has not heard from a leader within the leader lease (a
+//! A voter grants a pre-vote when it is not the leader (or is a demoted leader handing over), has not heard from a leader within the leader lease (a
 //! committed vote refreshed less than `election_max` ago: the same lease openraft applies to real votes), and the
 //! candidate's last log ID is at least its own. The real vote that follows keeps all of Raft's rules; a pre-vote
 //! changes nothing in the voter. openraft's own election timer is off (`RaftTiming::config`): every election starts
@@ -45,7 +45,7 @@ pub struct PreVoteResponse {
 /// What a voter knows when it answers a pre-vote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VoterView {
-    /// It is the leader.
+    /// It is the leader (and not handing leadership over after its demotion).
     pub leader: bool,
     /// Its vote is committed (a leader was elected with it).
     pub committed: bool,
@@ -86,6 +86,9 @@ impl Manager {
         let Ok((leader, committed, utime)) = state.await else {
             return Response::Error(WireError::new(ErrorKind::Unavailable, "raft is shut down"));
         };
+        // a demoted leader handing over wants a successor elected: neither its leadership nor its lease counts
+        let handing_over = self.handing_over();
+        let (leader, committed) = (leader && !handing_over, committed && !handing_over);
         let me = VoterView { leader, committed, since_refresh: utime.map(|u| u.elapsed()), last_log_id: self.last_log_id().await };
         let granted = grants(&req, &me, self.inner.cfg.timing.election_max);
         tracing::debug!(candidate = req.candidate, term = req.term, granted, ?me, "pre-vote");
