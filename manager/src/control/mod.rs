@@ -180,6 +180,14 @@ fn check_spec(spec: &SwarmSpec) -> Result<(), ControlError> {
     if spec.raft.election_tick != 0 && spec.raft.heartbeat_tick != 0 && spec.raft.election_tick <= spec.raft.heartbeat_tick {
         return Err(invalid("ElectionTick must be greater than HeartbeatTick"));
     }
+    // every manager runs Raft with the default ticks (`RaftTiming::default`): other values would be stored and not
+    // carried out
+    if !matches!(spec.raft.heartbeat_tick, 0 | defaults::HEARTBEAT_TICK) {
+        return unsupported(&format!("Raft.HeartbeatTick other than {}", defaults::HEARTBEAT_TICK));
+    }
+    if !matches!(spec.raft.election_tick, 0 | defaults::ELECTION_TICK) {
+        return unsupported(&format!("Raft.ElectionTick other than {}", defaults::ELECTION_TICK));
+    }
     Ok(())
 }
 
@@ -377,5 +385,20 @@ mod tests {
         external.ca_config.external_cas = Some(serde_json::json!([{"Protocol": "cfssl", "URL": "https://ca"}]));
         let e = update_swarm(&s, 0, external, Rotation::default(), &mut String::new, &mut String::new, &mut no_root);
         assert_eq!(e.unwrap_err().status(), 501);
+    }
+
+    #[test]
+    fn raft_ticks_other_than_the_defaults_are_refused_since_no_manager_would_run_them() {
+        let mut s = SwarmSpec::default();
+        s.raft.heartbeat_tick = defaults::HEARTBEAT_TICK;
+        s.raft.election_tick = defaults::ELECTION_TICK;
+        assert!(validate_spec(s.clone()).is_ok(), "the defaults, as the docker CLI sends them back");
+        assert!(validate_spec(SwarmSpec::default()).is_ok(), "unset");
+        let slow = SwarmSpec { raft: skep_api::docker::RaftConfig { heartbeat_tick: 3, ..s.raft.clone() }, ..s.clone() };
+        let e = validate_spec(slow).unwrap_err();
+        assert_eq!(e.status(), 501);
+        assert!(e.to_string().contains("Raft.HeartbeatTick"), "{e}");
+        let long = SwarmSpec { raft: skep_api::docker::RaftConfig { election_tick: 30, ..s.raft.clone() }, ..s };
+        assert!(validate_spec(long).unwrap_err().to_string().contains("Raft.ElectionTick"));
     }
 }
