@@ -164,7 +164,7 @@ impl Manager {
                 refused,
                 "election timeout passed, pre-vote won: campaigning"
             );
-            if self.inner.raft.trigger().elect().await.is_err() {
+            if !self.campaign().await {
                 return;
             }
         }

@@ -17,7 +17,7 @@
 //! - `dispatch`: the node session RPCs (heartbeat, assignments long poll, task status) and the loops behind them,
 //!   driving the [`dispatcher`](crate::dispatcher).
 //! - `election`: a follower's election timer, in place of openraft's own.
-//! - `prevote`: the pre-vote a manager asks for before it campaigns, and its answer.
+//! - `prevote`: the pre-vote a manager asks for before it campaigns, its answer, and the vote gate (one vote per term).
 //! - `leader`: the leader's periodic duties: liveness verdicts and the role manager's demotions.
 //! - `metrics`: what the manager measures of itself for the daemon's `/metrics` ([`Manager::raft_status`],
 //!   [`ManagerMetrics`]).
@@ -120,6 +120,8 @@ struct Inner {
     raft: Raft,
     /// The log store openraft runs on (a clone: its last log ID for pre-votes).
     log: LogStore,
+    /// Held while a vote request is answered or this manager starts a campaign (`prevote`: one vote per term).
+    vote_gate: tokio::sync::Mutex<()>,
     /// Group commit in front of `raft` for every proposal.
     batch: Batcher,
     sm: StateMachine,
@@ -182,6 +184,7 @@ impl Manager {
                 batch: Batcher::start(raft.clone(), metrics.proposal_duration.clone()),
                 raft,
                 log,
+                vote_gate: Default::default(),
                 sm,
                 endpoint,
                 live: Mutex::new(Liveness::new(ttl)),

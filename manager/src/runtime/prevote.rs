@@ -7,17 +7,26 @@
 //! (docs/design/faults.md, finding 1). With it, the cut-off manager's term stays where it was: the others refuse its
 //! pre-vote while they hear from their leader, and at the heal it simply follows that leader again.
 //!
-//! A voter grants a pre-vote when it is not the leader (or is a demoted leader handing over), has not heard from a leader within the leader lease (a
-//! committed vote refreshed less than `election_max` ago: the same lease openraft applies to real votes), and the
-//! candidate's last log ID is at least its own. The real vote that follows keeps all of Raft's rules; a pre-vote
-//! changes nothing in the voter. openraft's own election timer is off (`RaftTiming::config`): every election starts
-//! in [`super::election`] after a pre-vote, or at once for a lone voter.
+//! The vote gate: at most one vote per term. openraft 0.9 (built without its `single-term-leader` feature) orders
+//! leader IDs by (term, node), so a voter that granted T-N4 grants T-N5 too, and two leaders in one term were seen
+//! (docs/design/faults.md, finding 3). Every vote request passes [`Manager::serve_vote`] first, which refuses one for
+//! a term this manager already voted in for another candidate; requests and this manager's own campaigns go through
+//! one lock, and each reads the vote openraft holds after everything sent to it before, so no request slips in
+//! between a check and the vote it guards. Entries and votes keep openraft's format.
+//!
+//! A voter grants a pre-vote when it is not the leader (or is a demoted leader handing over), has not heard from a
+//! leader within the leader lease (a committed vote refreshed less than `election_max` ago: the same lease openraft
+//! applies to real votes), and the candidate's last log ID is at least its own. The real vote that follows keeps all
+//! of Raft's rules; a pre-vote changes nothing in the voter. openraft's own election timer is off
+//! (`RaftTiming::config`): every election starts in [`super::election`] after a pre-vote, or at once for a lone
+//! voter.
 
 use super::Manager;
 use crate::raft::{decode, encode, LogId};
 use futures::stream::{FuturesUnordered, StreamExt as _};
 use openraft::storage::RaftLogStorage as _;
-use openraft::ServerState;
+use openraft::raft::{VoteRequest, VoteResponse};
+use openraft::{ServerState, Vote};
 use serde::{Deserialize, Serialize};
 use skep_api::wire::{ErrorKind, RaftKind, Request, Response, WireError};
 use std::net::SocketAddr;
@@ -66,7 +75,46 @@ pub fn grants(req: &PreVoteRequest, me: &VoterView, lease: Duration) -> bool {
     req.last_log_id >= me.last_log_id
 }
 
+/// Whether a vote request for `req` must be refused because this manager voted for another candidate in its term.
+pub fn voted_for_another(mine: &Vote<u64>, req: &Vote<u64>) -> bool {
+    let (m, r) = (mine.leader_id(), req.leader_id());
+    m.get_term() == r.get_term() && m.voted_for().is_some() && m.voted_for() != r.voted_for()
+}
+
 impl Manager {
+    /// Answer a vote request (`Request::Raft` of kind [`RaftKind::Vote`]): refused if this manager voted for another
+    /// candidate in that term, else openraft's answer. Under the vote gate.
+    pub(super) async fn serve_vote(&self, payload: &[u8]) -> Response {
+        let req: VoteRequest<u64> = match decode(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                return Response::Error(WireError::new(ErrorKind::InvalidArgument, format!("bad raft message: {e}")))
+            }
+        };
+        let _gate = self.inner.vote_gate.lock().await;
+        let Ok(mine) = self.inner.raft.with_raft_state(|st| *st.vote_ref()).await else {
+            return Response::Error(WireError::new(ErrorKind::Unavailable, "raft is shut down"));
+        };
+        type Answer = Result<VoteResponse<u64>, openraft::error::RaftError<u64>>;
+        let answer: Answer = if voted_for_another(&mine, &req.vote) {
+            tracing::info!(candidate = %req.vote, mine = %mine, "vote refused: already voted in this term");
+            Ok(VoteResponse { vote: mine, vote_granted: false, last_log_id: self.last_log_id().await })
+        } else {
+            self.inner.raft.vote(req).await
+        };
+        match encode(&answer) {
+            Ok(payload) => Response::Raft { payload },
+            Err(e) => Response::Error(WireError::new(ErrorKind::Internal, e.to_string())),
+        }
+    }
+
+    /// Start an election (this manager votes for itself in the next term) under the vote gate, and wait until
+    /// openraft has taken it, so that a vote request served next sees the new vote. `false`: Raft has stopped.
+    pub(super) async fn campaign(&self) -> bool {
+        let _gate = self.inner.vote_gate.lock().await;
+        self.inner.raft.trigger().elect().await.is_ok() && self.inner.raft.with_raft_state(|_| ()).await.is_ok()
+    }
+
     /// This manager's last log ID (from the log store; entries appended and not yet flushed included).
     async fn last_log_id(&self) -> Option<LogId<u64>> {
         let mut log = self.inner.log.clone();
@@ -89,7 +137,8 @@ impl Manager {
         // a demoted leader handing over wants a successor elected: neither its leadership nor its lease counts
         let handing_over = self.handing_over();
         let (leader, committed) = (leader && !handing_over, committed && !handing_over);
-        let me = VoterView { leader, committed, since_refresh: utime.map(|u| u.elapsed()), last_log_id: self.last_log_id().await };
+        let since_refresh = utime.map(|u| u.elapsed());
+        let me = VoterView { leader, committed, since_refresh, last_log_id: self.last_log_id().await };
         let granted = grants(&req, &me, self.inner.cfg.timing.election_max);
         tracing::debug!(candidate = req.candidate, term = req.term, granted, ?me, "pre-vote");
         match encode(&PreVoteResponse { granted }) {
@@ -190,6 +239,17 @@ mod tests {
         assert!(!grants(&req(log(3, 20)), &follower, LEASE));
         assert!(!grants(&req(None), &follower, LEASE));
         assert!(grants(&req(log(5, 1)), &follower, LEASE));
+    }
+
+    #[test]
+    fn a_second_candidate_of_a_term_is_refused_and_a_later_term_or_the_same_candidate_is_not() {
+        use openraft::Vote;
+        let mine = Vote::new(22, 4);
+        assert!(voted_for_another(&mine, &Vote::new(22, 5)));
+        assert!(voted_for_another(&Vote::new_committed(22, 4), &Vote::new(22, 5)));
+        assert!(!voted_for_another(&mine, &Vote::new(22, 4)), "the same candidate asking again");
+        assert!(!voted_for_another(&mine, &Vote::new(23, 5)), "a later term");
+        assert!(!voted_for_another(&mine, &Vote::new(21, 5)), "an earlier term: openraft refuses it");
     }
 
     #[test]

@@ -31,6 +31,7 @@ impl Manager {
         let node = move || identity.ok_or_else(|| WireError::new(ErrorKind::Unauthorized, rpc::NEED_CERTIFICATE));
         Ok(match req {
             Request::Raft { kind: RaftKind::PreVote, payload } => self.serve_pre_vote(&payload).await,
+            Request::Raft { kind: RaftKind::Vote, payload } => self.serve_vote(&payload).await,
             Request::Raft { kind, payload } => crate::raft::network::serve(&self.inner.raft, kind, &payload).await,
             Request::Join(j) => self.handle_join(j, from).await,
             Request::Heartbeat(hb) => self.handle_heartbeat(node()?, hb, from).await,
