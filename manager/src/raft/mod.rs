@@ -25,7 +25,9 @@ macro_rules! failpoint {
     ($name:literal, $map:expr) => {
         #[cfg(test)]
         #[allow(clippy::result_large_err)] // openraft's StorageError, in the functions that return it anyway
-        fail::fail_point!($name, |arg: Option<String>| Err(($map)($crate::raft::injected($name, arg.as_deref()))));
+        {
+            fail::fail_point!($name, |arg: Option<String>| Err(($map)($crate::raft::injected($name, arg.as_deref()))));
+        }
     };
 }
 pub(crate) use failpoint;
