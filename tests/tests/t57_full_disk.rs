@@ -6,7 +6,8 @@
 //! of the data root, the daemon's log included, stays on the machine's disk, so that the operator's message can be
 //! read. After formation the test fills one manager's tmpfs with a file until `ENOSPC`, holds it full
 //! for [`FULL`], and deletes the file. Asserted: the manager says in its log that its disk is full (the operator's
-//! message, `raft::space::NO_SPACE`) and acknowledges no write through it from then until space returns; the two
+//! message, `raft::space::NO_SPACE`), answers its API clients 503 with that message, and acknowledges no write
+//! through it from then until space returns; the two
 //! others go on acknowledging writes meanwhile (when the leader is the full one, after electing another); once space
 //! returns the same daemon, never restarted, serves writes again within [`RECOVER_BOUND`], and the settle holds
 //! (writes through every manager, one leader, final reads, the history linearizable: nothing acknowledged was lost).
@@ -135,6 +136,11 @@ fn fill_while_writing(victim: Victim) -> Result<()> {
             says_full(&c, at).then_some(()).ok_or("not yet")
         })?;
         let full_at = h.now();
+        wait_until("a request through the full manager to be answered 503, saying why", FULL, || -> Result<()> {
+            let r = c.api(at, "GET", "/nodes", None)?;
+            anyhow::ensure!(r.status == 503 && r.body.contains("disk is full"), "{} {}", r.status, r.body);
+            Ok(())
+        })?;
         if victim == Victim::Leader {
             wait_until("another leader", Duration::from_secs(20), || -> Result<()> {
                 let now = c.leader_id(others[0])?;
