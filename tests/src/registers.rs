@@ -65,12 +65,16 @@ impl Registers {
     }
 
     /// Writes `value` to `key` through host `i` and records it. `Some(true)`: acknowledged; `Some(false)`: refused as
-    /// out of sequence (no effect, not recorded); `None`: unknown outcome.
+    /// out of sequence (no effect, not recorded); `None`: unknown outcome, or the version could not be read (nothing
+    /// sent, not recorded).
     pub fn write(&self, c: &Cluster, i: usize, key: &str, value: &str) -> Option<bool> {
         let call = self.t0.elapsed();
         let node = &self.node;
+        // a write whose read of the version failed sent nothing: no operation to record (recording it as one of
+        // unknown outcome would only make the check longer: a manager refusing every request at once, as one whose
+        // disk is full does, made t57's histories too long to check in time)
+        let Ok((version, v)) = read_node(c, i, node) else { return None };
         let answer = (|| -> anyhow::Result<Option<bool>> {
-            let (version, v) = read_node(c, i, node)?;
             let mut spec = v["Spec"].clone();
             spec["Labels"][key] = Value::String(value.to_owned());
             let r = c.api(i, "POST", &format!("/nodes/{node}/update?version={version}"), Some(&spec.to_string()))?;

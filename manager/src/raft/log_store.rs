@@ -18,13 +18,19 @@
 //! The newest entries are also kept in memory (`Tail`, bounded in bytes): openraft reads every entry back right
 //! after appending it, once per follower to replicate it and once to apply it, and decoding those from disk was most
 //! of a busy leader's work.
+//!
+//! A write refused for want of space is tried again until it goes through rather than failed (openraft would stop
+//! for good on the error): see [`super::space`].
 
+use super::space::{self, Space};
+use super::state_machine::DurableSnapshot;
 use super::wal::{self, Cipher, Meta, Wal, WalError};
-use super::{decode, encode, TypeConfig};
+use super::{decode, encode, failpoint, TypeConfig};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
 use skep_pki::SecretKey;
 use std::fmt::Debug;
+use std::future::Future;
 use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
@@ -73,6 +79,13 @@ pub enum LogStoreError {
     /// The log is encrypted and no data key was given, or an entry does not decrypt with it.
     #[error("{0}")]
     Key(String),
+}
+
+impl LogStoreError {
+    /// A write refused for want of space that changed nothing (see [`WalError::is_full`]).
+    pub fn is_full(&self) -> bool {
+        matches!(self, LogStoreError::Wal(e) if e.is_full())
+    }
 }
 
 fn legacy_err(e: impl std::fmt::Display) -> LogStoreError {
@@ -185,6 +198,11 @@ struct Shared {
     /// Flush callbacks to the sync thread; taken on drop, which ends the thread.
     sync_tx: Option<Mutex<mpsc::Sender<LogFlushed<TypeConfig>>>>,
     syncer: Option<std::thread::JoinHandle<()>>,
+    /// Whether a write waits for space (shared with the state machine and the manager).
+    space: Arc<Space>,
+    /// How far the state machine's snapshot on disk reaches, once [`LogStore::follow_snapshots`] linked them: a
+    /// purge waits for it to cover what it deletes.
+    snapshots: std::sync::OnceLock<tokio::sync::watch::Receiver<DurableSnapshot>>,
 }
 
 impl Drop for Shared {
@@ -228,6 +246,14 @@ fn open_entry(dek: Option<&SecretKey>, index: u64, stored: &[u8]) -> Result<Entr
     }
 }
 
+/// The sync thread's fsync, with its crash points.
+fn fsync(file: &std::fs::File) -> std::io::Result<()> {
+    failpoint!("log_store::sync::before", |e| e);
+    file.sync_data()?;
+    failpoint!("log_store::sync::after", |e| e);
+    Ok(())
+}
+
 /// fsync whatever was written to the log, then report every callback given so far, until the store is dropped.
 fn sync_loop(wal: Arc<Mutex<Wal>>, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
     while let Ok(first) = rx.recv() {
@@ -239,7 +265,7 @@ fn sync_loop(wal: Arc<Mutex<Wal>>, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
             w.check().map(|()| w.current())
         };
         let res = file.map_err(|e| e.to_string()).and_then(|file| {
-            file.sync_data().map_err(|e| {
+            fsync(&file).map_err(|e| {
                 let why = format!("fsync of the raft log: {e}");
                 lock(&wal).fail(why.clone());
                 why
@@ -303,8 +329,42 @@ impl LogStore {
             dek,
             sync_tx: Some(Mutex::new(tx)),
             syncer: Some(syncer),
+            space: Default::default(),
+            snapshots: Default::default(),
         };
         Ok(LogStore { shared: Arc::new(shared) })
+    }
+
+    /// Whether a write waits for space; the state machine and the manager share it (see [`super::space`]).
+    pub fn space(&self) -> Arc<Space> {
+        self.shared.space.clone()
+    }
+
+    /// Run `attempt` again, every [`space::RETRY`], while it is refused for want of space and the manager is not
+    /// shutting down (see [`super::space`]); `what` names the write for the operator.
+    async fn until_space<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, LogStoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, LogStoreError>>,
+    {
+        let space = &self.shared.space;
+        let mut waiting = None;
+        loop {
+            match attempt().await {
+                Err(e) if e.is_full() && !space.closed() => {
+                    waiting.get_or_insert_with(|| space.wait(what, &e));
+                    tokio::time::sleep(space::RETRY).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Purge no entry that the state machine's snapshot on disk does not cover (see [`super::state_machine`]): a
+    /// purge waits for the snapshot being written, and fails if writing it failed. Without it (tests, tools that
+    /// own both), a purge deletes at once.
+    pub fn follow_snapshots(&self, durable: tokio::sync::watch::Receiver<DurableSnapshot>) {
+        let _ = self.shared.snapshots.set(durable);
     }
 
     /// Whether entries are encrypted.
@@ -332,18 +392,24 @@ impl LogStore {
     async fn update_meta(
         &self,
         sync: bool,
-        f: impl FnOnce(&mut Meta) + Send + 'static,
+        f: impl Fn(&mut Meta) + Clone + Send + 'static,
     ) -> Result<(), LogStoreError> {
         let apply = move |w: &mut Wal| {
             let mut meta = w.meta().clone();
             f(&mut meta);
             w.set_meta(meta, sync)
         };
-        if !sync {
-            return Ok(apply(&mut self.wal())?);
-        }
-        let wal = self.shared.wal.clone();
-        blocking(move || Ok(apply(&mut lock(&wal))?)).await
+        self.until_space("writing the Raft log's vote and indexes", || {
+            let apply = apply.clone();
+            let wal = self.shared.wal.clone();
+            async move {
+                if !sync {
+                    return Ok(apply(&mut lock(&wal))?);
+                }
+                blocking(move || Ok(apply(&mut lock(&wal))?)).await
+            }
+        })
+        .await
     }
 
     /// Entries in `start..end`: from the in-memory tail where it covers them, the rest from disk.
@@ -412,12 +478,15 @@ impl LogStore {
     }
 
     /// Write sealed entries to the log (a full segment is closed first, off the async workers).
-    async fn write_entries(&self, rows: Vec<(u64, Vec<u8>)>) -> Result<(), LogStoreError> {
-        if self.wal().roll_due() {
-            let wal = self.shared.wal.clone();
-            blocking(move || Ok(lock(&wal).roll()?)).await?;
-        }
-        Ok(self.wal().append(rows.iter().map(|(i, b)| (*i, b.as_slice())))?)
+    async fn write_entries(&self, rows: &[(u64, Vec<u8>)]) -> Result<(), LogStoreError> {
+        self.until_space("appending to the Raft log", || async {
+            if self.wal().roll_due() {
+                let wal = self.shared.wal.clone();
+                blocking(move || Ok(lock(&wal).roll()?)).await?;
+            }
+            Ok(self.wal().append(rows.iter().map(|(i, b)| (*i, b.as_slice())))?)
+        })
+        .await
     }
 }
 
@@ -544,6 +613,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), SErr> {
         let vote = *vote;
+        failpoint!("log_store::vote::before", |e| StorageIOError::write_vote(AnyError::error(e)).into());
         self.update_meta(true, move |m| m.vote = Some(vote))
             .await
             .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
@@ -585,7 +655,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // readable at once (openraft may read an entry before it is flushed); gone again if the write fails
         let from = kept.first().map(|(e, _)| e.log_id.index);
         self.lock_tail().push(kept);
-        match self.write_entries(rows).await {
+        match self.write_entries(&rows).await {
             Ok(()) => {
                 // flushed (reported) by the sync thread's next fsync
                 let sent = match &self.shared.sync_tx {
@@ -609,17 +679,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
         self.lock_tail().truncate(log_id.index);
-        let wal = self.shared.wal.clone();
-        blocking(move || Ok(lock(&wal).truncate(log_id.index)?))
-            .await
-            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
+        self.until_space("truncating the Raft log", || {
+            let wal = self.shared.wal.clone();
+            blocking(move || Ok(lock(&wal).truncate(log_id.index)?))
+        })
+        .await
+        .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
-        let wal = self.shared.wal.clone();
-        blocking(move || Ok(lock(&wal).purge(log_id)?))
-            .await
-            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
+        if let Some(rx) = self.shared.snapshots.get() {
+            let mut rx = rx.clone();
+            let covered =
+                rx.wait_for(|d| d.failed || d.index >= Some(log_id.index)).await.is_ok_and(|d| !d.failed);
+            if !covered {
+                let why = format!("not purging the Raft log up to {log_id}: no snapshot on disk covers it");
+                return Err(StorageIOError::write_logs(AnyError::error(why)).into());
+            }
+        }
+        self.until_space("purging the Raft log", || {
+            let wal = self.shared.wal.clone();
+            blocking(move || Ok(lock(&wal).purge(log_id)?))
+        })
+        .await
+        .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
         self.lock_tail().purge(log_id.index);
         Ok(())
     }

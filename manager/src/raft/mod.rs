@@ -13,8 +13,44 @@
 pub mod force;
 pub mod log_store;
 pub mod network;
+pub mod space;
 pub mod state_machine;
 pub mod wal;
+
+/// A named crash point at a persistence step, for the storage tests (the `fail` crate, configured with
+/// `fail::cfg(name, "return")`, `"return(enospc)"` or `"panic"`; see docs/design/faults.md). `$map` turns the
+/// injected `std::io::Error` into the function's error. Compiled into this crate's unit tests only: `fail` is a
+/// dev-dependency, so no other build (the skep binary the multi-host tests run included) has a failpoint.
+macro_rules! failpoint {
+    ($name:literal, $map:expr) => {
+        #[cfg(test)]
+        #[allow(clippy::result_large_err)] // openraft's StorageError, in the functions that return it anyway
+        {
+            fail::fail_point!($name, |arg: Option<String>| Err(($map)($crate::raft::injected($name, arg.as_deref()))));
+        }
+    };
+}
+pub(crate) use failpoint;
+
+/// Failpoints that fired, in order, so that a test knows its crash happened (see `crash_tests`).
+#[cfg(test)]
+pub(crate) static FIRED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Record that failpoint `name` fired.
+#[cfg(test)]
+pub(crate) fn fired(name: &str) {
+    FIRED.lock().unwrap_or_else(|p| p.into_inner()).push(name.to_string());
+}
+
+/// The error a [`failpoint`] returns: a full disk for `return(enospc)`, any other I/O error otherwise.
+#[cfg(test)]
+pub(crate) fn injected(name: &str, arg: Option<&str>) -> std::io::Error {
+    fired(name);
+    match arg {
+        Some("enospc") => std::io::Error::new(std::io::ErrorKind::StorageFull, format!("{name}: no space (injected)")),
+        _ => std::io::Error::other(format!("{name}: injected failure")),
+    }
+}
 
 /// A Raft log entry's ID (term, leader, index), as backups and snapshots record it.
 pub use openraft::LogId;
@@ -302,6 +338,9 @@ mod tests {
         assert!(c.validate().is_ok());
     }
 }
+
+#[cfg(test)]
+mod crash_tests;
 
 #[cfg(test)]
 mod suite {

@@ -5,8 +5,19 @@
 //! On restart the last snapshot is loaded and openraft re-applies the committed log after it, so the state survives a
 //! full-cluster restart. A snapshot file whose checksum does not match is refused (the manager then fails to start
 //! rather than serve corrupted state).
+//!
+//! A snapshot is written to a temporary file, fsynced, renamed over the last one and the directory fsynced: a crash
+//! at any step leaves the old snapshot or the new one, whole (a temporary file left over is removed on open). A write
+//! refused for want of space removes its temporary file and is tried again until it goes through (see
+//! [`super::space`]).
+//!
+//! The log store purges no entry that a snapshot on disk does not cover ([`DurableSnapshot`]): openraft 0.9, when
+//! it installs a snapshot a leader sent, purges the log as soon as it has handed the snapshot to the state machine,
+//! without waiting for it to be written; a crash in between left a manager with neither the entries nor the
+//! snapshot (found by `crash_tests`).
 
-use super::{EntryResult, Member, TypeConfig};
+use super::space::{self, Space};
+use super::{failpoint, EntryResult, Member, TypeConfig};
 use crate::store::{Applied, ClusterState};
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -43,6 +54,26 @@ struct Inner {
     snapshot_seq: u64,
 }
 
+/// How far the snapshot on disk reaches, for the log store (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DurableSnapshot {
+    /// The last log index the snapshot file covers (fsynced and renamed into place).
+    pub index: Option<u64>,
+    /// Writing a snapshot failed (Raft stops on that): a purge waiting for it gives up.
+    pub failed: bool,
+}
+
+/// Marks the snapshot write failed unless disarmed: an error and a panic alike end a purge's wait.
+struct FailUnlessDone<'a>(&'a watch::Sender<DurableSnapshot>, bool);
+
+impl Drop for FailUnlessDone<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.send_modify(|d| d.failed = true);
+        }
+    }
+}
+
 /// The state machine. Cheap to clone; clones share state.
 #[derive(Clone)]
 pub struct StateMachine {
@@ -51,6 +82,10 @@ pub struct StateMachine {
     path: PathBuf,
     /// The data key snapshots are written with (`None`: plaintext).
     dek: Option<Arc<SecretKey>>,
+    /// Whether a write waits for space (the log store's, once [`StateMachine::with_space`] shares it).
+    space: Arc<Space>,
+    /// How far the snapshot on disk reaches (the log store follows it).
+    durable: Arc<watch::Sender<DurableSnapshot>>,
 }
 
 /// Snapshot file errors.
@@ -92,6 +127,11 @@ impl StateMachine {
             snapshot_seq: 0,
         };
         let mut state = ClusterState::default();
+        let tmp = path.with_extension("tmp");
+        if tmp.exists() {
+            // a snapshot whose writing a crash interrupted: never renamed, so never in force
+            std::fs::remove_file(&tmp)?;
+        }
         if path.exists() {
             let f = read_snapshot_file(path, dek.as_ref())?;
             inner.last_applied = f.meta.last_log_id;
@@ -101,7 +141,26 @@ impl StateMachine {
         }
         let (tx, _) = watch::channel(Arc::new(state));
         let dek = dek.map(Arc::new);
-        Ok(StateMachine { inner: Arc::new(Mutex::new(inner)), state: Arc::new(tx), path: path.to_path_buf(), dek })
+        let durable = DurableSnapshot { index: inner.last_applied.map(|l| l.index), failed: false };
+        Ok(StateMachine {
+            inner: Arc::new(Mutex::new(inner)),
+            state: Arc::new(tx),
+            path: path.to_path_buf(),
+            dek,
+            space: Default::default(),
+            durable: Arc::new(watch::channel(durable).0),
+        })
+    }
+
+    /// Follow how far the snapshot on disk reaches (for `LogStore::follow_snapshots`).
+    pub fn durable(&self) -> watch::Receiver<DurableSnapshot> {
+        self.durable.subscribe()
+    }
+
+    /// Share `space` (the log store's: see [`super::space`]).
+    pub fn with_space(mut self, space: Arc<Space>) -> StateMachine {
+        self.space = space;
+        self
     }
 
     /// The current state (cheap: a pointer clone).
@@ -120,9 +179,25 @@ impl StateMachine {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Write the snapshot file (blocking), again every [`space::RETRY`] while the disk is full.
     fn write_snapshot(&self, meta: &SnapshotMeta<NodeId, Member>, state: &ClusterState) -> Result<Vec<u8>, SnapshotError> {
-        write_snapshot_file(&self.path, meta, state, self.dek.as_deref())?;
-        Ok(serde_json::to_vec(state)?)
+        let mut waiting = None;
+        let mut done = FailUnlessDone(&self.durable, false);
+        loop {
+            match write_snapshot_file(&self.path, meta, state, self.dek.as_deref()) {
+                Err(SnapshotError::Io(e)) if space::is_full(&e) && !self.space.closed() => {
+                    waiting.get_or_insert_with(|| self.space.wait("writing a Raft snapshot", &e));
+                    std::thread::sleep(space::RETRY);
+                }
+                r => {
+                    r?;
+                    done.1 = true;
+                    let index = meta.last_log_id.map(|l| l.index);
+                    self.durable.send_modify(|d| d.index = d.index.max(index));
+                    return Ok(serde_json::to_vec(state)?);
+                }
+            }
+        }
     }
 
     /// The last applied log ID and the state as of it, read together.
@@ -154,11 +229,29 @@ pub(crate) fn write_snapshot_file(
 
 fn write_atomically(path: &Path, magic: &[u8; 8], body: &[u8]) -> Result<(), SnapshotError> {
     let tmp = path.with_extension("tmp");
+    failpoint!("snapshot::write::before_tmp", SnapshotError::Io);
+    let written = write_tmp(&tmp, magic, body);
+    if written.is_err() {
+        // never renamed, so never read: removed so that a full disk gets its space back
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    failpoint!("snapshot::write::before_rename", SnapshotError::Io);
+    std::fs::rename(&tmp, path)?;
+    failpoint!("snapshot::write::after_rename", SnapshotError::Io);
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The snapshot file under its temporary name, fsynced.
+fn write_tmp(tmp: &Path, magic: &[u8; 8], body: &[u8]) -> Result<(), SnapshotError> {
     {
         // the snapshot holds the CA key and the join tokens: 0600 from creation, never wider
         let mut f = {
             use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-            let f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&tmp)?;
+            let f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(tmp)?;
             f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             f
         };
@@ -167,10 +260,6 @@ fn write_atomically(path: &Path, magic: &[u8; 8], body: &[u8]) -> Result<(), Sna
         f.write_all(&(body.len() as u64).to_le_bytes())?;
         f.write_all(body)?;
         f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
 }
@@ -282,6 +371,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<NodeId, Member>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), SErr> {
+        failpoint!("snapshot::install::before", sm_err);
         let data = snapshot.into_inner();
         let state: ClusterState = serde_json::from_slice(&data).map_err(sm_err)?;
         let this = self.clone();
@@ -290,6 +380,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(|e| StorageIOError::write_snapshot(None, AnyError::error(e.to_string())))?
             .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)))?;
+        failpoint!("snapshot::install::after_write", sm_err);
         {
             let mut i = self.lock();
             i.last_applied = meta.last_log_id;

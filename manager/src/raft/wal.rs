@@ -25,7 +25,15 @@
 //! write the crash interrupted). The file is then cut before it, since what it held was never fsynced and so never
 //! acknowledged. Anywhere else, or not torn, it is a [`WalError::Corrupt`]: the manager does not start on a damaged
 //! log.
+//!
+//! # A full disk
+//!
+//! A write refused for want of space (`ENOSPC`, a quota) is undone: the file is cut back to where the write began, so
+//! that no part of it remains, and the error comes back as [`WalError::is_full`] without failing the log; the log
+//! store tries it again once there is room (see [`super::space`]). A segment that cannot be made for want of space
+//! is removed likewise. Any other failed write or fsync fails the log for good ([`WalError::Failed`]).
 
+use super::failpoint;
 use openraft::{LogId, Vote};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -121,6 +129,13 @@ pub enum WalError {
     Encode(#[from] bincode::error::EncodeError),
 }
 
+impl WalError {
+    /// Whether this is a write refused for want of space that left the log as it was: it may be tried again.
+    pub fn is_full(&self) -> bool {
+        matches!(self, WalError::Io { source, .. } if super::space::is_full(source))
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
     move |source| WalError::Io { path: path.display().to_string(), source }
 }
@@ -209,16 +224,31 @@ fn create_segment(dir: &Path, seq: u64, cipher: Cipher, meta: &Meta) -> Result<(
     let tmp = path.with_extension("tmp");
     let mut buf = header(cipher).to_vec();
     state_record(&mut buf, meta)?;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(&buf).and_then(|()| f.sync_all()).map_err(io_err(&tmp))?;
+    let made = (|| -> Result<File, WalError> {
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        failpoint!("wal::segment::before_write", io_err(&tmp));
+        f.write_all(&buf).and_then(|()| f.sync_all()).map_err(io_err(&tmp))?;
+        Ok(f)
+    })();
+    let f = match made {
+        Ok(f) => f,
+        Err(e) => {
+            // never renamed, so never read: removed so that a full disk gets its space back (`open` removes one a
+            // crash left)
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    failpoint!("wal::segment::before_rename", io_err(&tmp));
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    failpoint!("wal::segment::after_rename", io_err(&path));
     sync_dir(dir)?;
     Ok((f, buf.len() as u64))
 }
@@ -403,6 +433,9 @@ impl Wal {
 
     /// Whether the current segment is full, so that the next write should [`Wal::roll`] first (which fsyncs).
     pub fn roll_due(&self) -> bool {
+        // tests roll a segment at every write without writing 64 MiB
+        #[cfg(test)]
+        fail::fail_point!("wal::roll_due", |_| true);
         self.len >= SEGMENT_BYTES
     }
 
@@ -410,8 +443,11 @@ impl Wal {
     pub fn roll(&mut self) -> Result<(), WalError> {
         self.check()?;
         let res = self.roll_inner();
-        if let Err(e) = &res {
-            self.fail(e.to_string());
+        match &res {
+            // no new segment was made: the current one stays as it was
+            Err(e) if e.is_full() => {}
+            Err(e) => self.fail(e.to_string()),
+            Ok(()) => {}
         }
         res
     }
@@ -434,16 +470,34 @@ impl Wal {
     /// Write `buf` at the end of the current segment (not fsynced).
     fn write(&mut self, buf: &[u8]) -> Result<(), WalError> {
         self.check()?;
+        let path = segment_path(&self.dir, self.cur);
+        failpoint!("wal::write::before", io_err(&path));
+        // a crash part-way through the write: half of it reached the file
+        #[cfg(test)]
+        fail::fail_point!("wal::write::torn", |_| {
+            super::fired("wal::write::torn");
+            let _ = self.current().write_all_at(&buf[..buf.len() / 2], self.len);
+            Err(io_err(&path)(std::io::Error::other("wal::write::torn: crashed part-way (injected)")))
+        });
         let res = self.current().write_all_at(buf, self.len);
+        #[cfg(test)]
+        let res = res.and_then(|()| {
+            fail::fail_point!("wal::write::enospc_after_part", |_| Err(super::injected("wal::write::enospc_after_part", Some("enospc"))));
+            Ok(())
+        });
         match res {
             Ok(()) => {
                 self.len += buf.len() as u64;
                 Ok(())
             }
+            Err(e) if super::space::is_full(&e) && self.current().set_len(self.len).is_ok() => {
+                // whatever part of it reached the file is cut off again: the log is as it was before the write
+                Err(io_err(&path)(e))
+            }
             Err(e) => {
                 // a partial write may have reached the file: nothing may be written after it
                 self.fail(e.to_string());
-                Err(io_err(&segment_path(&self.dir, self.cur))(e))
+                Err(io_err(&path)(e))
             }
         }
     }
@@ -477,6 +531,7 @@ impl Wal {
         state_record(&mut buf, &meta)?;
         self.write(&buf)?;
         self.meta = meta;
+        failpoint!("wal::meta::before_sync", io_err(&self.dir));
         if sync {
             self.sync()?;
         }
@@ -488,7 +543,9 @@ impl Wal {
         let mut buf = Vec::new();
         put_record(&mut buf, KIND_TRUNCATE, &[&from.to_le_bytes()])?;
         self.write(&buf)?;
+        failpoint!("wal::truncate::before_sync", io_err(&self.dir));
         self.sync()?;
+        failpoint!("wal::truncate::after_sync", io_err(&self.dir));
         drop(self.index.split_off(&from));
         Ok(())
     }
@@ -497,6 +554,7 @@ impl Wal {
     pub fn purge(&mut self, purged: LogId<NodeId>) -> Result<(), WalError> {
         let meta = Meta { purged: Some(purged), ..self.meta.clone() };
         self.set_meta(meta, true)?;
+        failpoint!("wal::purge::before_delete", io_err(&self.dir));
         self.index = self.index.split_off(&(purged.index + 1));
         let gone: Vec<u64> = self
             .segments
@@ -509,6 +567,7 @@ impl Wal {
             let p = segment_path(&self.dir, *seq);
             std::fs::remove_file(&p).map_err(io_err(&p))?;
             self.segments.remove(seq);
+            failpoint!("wal::purge::after_one_delete", io_err(&p));
         }
         if !gone.is_empty() {
             sync_dir(&self.dir)?;

@@ -5,6 +5,7 @@
 use super::batch::WriteError;
 use super::{now_string, werr, Manager};
 use crate::control::{ControlError, MANAGER_NOT_READY, NO_LEADER};
+use crate::raft::space::NO_SPACE;
 use crate::raft::{decode, encode};
 use crate::store::{Applied, ApplyResult, ClusterState, Command, Op};
 use skep_api::wire::{ErrorKind, Request, Response};
@@ -151,6 +152,7 @@ impl Manager {
 
     /// A linearizable view of the store.
     pub async fn read(&self) -> Result<Arc<ClusterState>, ControlError> {
+        self.refuse_when_disk_full()?;
         let deadline = Instant::now() + LEADER_WAIT;
         let mut failed = None;
         loop {
@@ -194,6 +196,7 @@ impl Manager {
     /// applies it once and answers every copy with that result. While no leader is known the write is held (up to
     /// `LEADER_WAIT`), then forwarded; it is refused only when no leader appeared in that time.
     pub async fn propose(&self, op: Op) -> Result<Applied, ControlError> {
+        self.refuse_when_disk_full()?;
         let request = rand::random::<u64>();
         let cmd = Command { at: now_string(), op: Op::Once { request, op: Box::new(op) } };
         let deadline = Instant::now() + LEADER_WAIT;
@@ -205,7 +208,14 @@ impl Manager {
             if leader == self.inner.cfg.raft_id && self.handing_over() {
                 // a demoted leader on its way out: wait for its successor
             } else if leader == self.inner.cfg.raft_id {
-                match self.inner.batch.write(cmd.clone()).await {
+                let mut full = self.inner.space.subscribe();
+                let written = tokio::select! {
+                    r = self.inner.batch.write(cmd.clone()) => r,
+                    // held by Raft until space returns: answered now, as a write of unknown outcome (it goes as
+                    // `Op::Once`, so a retry is applied at most once)
+                    _ = full.wait_for(|f| *f) => return Err(ControlError::Unavailable(NO_SPACE.into())),
+                };
+                match written {
                     Ok(r) => return r.map_err(ControlError::from),
                     Err(WriteError::Refused(e)) => return Err(ControlError::InvalidArgument(e.to_string())),
                     Err(e) => tracing::debug!("proposal not taken here: {e}"),
@@ -239,6 +249,15 @@ impl Manager {
         }
     }
 
+    /// While this manager's disk is full it acknowledges nothing: 503 at once, rather than a request held until space
+    /// returns (see `raft::space`).
+    fn refuse_when_disk_full(&self) -> Result<(), ControlError> {
+        if self.disk_full() {
+            return Err(ControlError::Unavailable(NO_SPACE.into()));
+        }
+        Ok(())
+    }
+
     /// The leader's side of a forwarded proposal (`Request::Propose`): apply it here, or say who leads.
     pub(super) async fn serve_propose(&self, command: &[u8]) -> Response {
         if !self.is_leader() || self.handing_over() {
@@ -248,7 +267,12 @@ impl Manager {
             Ok(c) => c,
             Err(e) => return werr(ErrorKind::InvalidArgument, format!("bad command: {e}")),
         };
-        match self.inner.batch.write(cmd).await {
+        let mut full = self.inner.space.subscribe();
+        let written = tokio::select! {
+            r = self.inner.batch.write(cmd) => r,
+            _ = full.wait_for(|f| *f) => return werr(ErrorKind::Unavailable, NO_SPACE),
+        };
+        match written {
             Ok(r) => match encode(&r) {
                 Ok(result) => Response::Proposed { result },
                 Err(e) => werr(ErrorKind::Internal, e.to_string()),
@@ -263,6 +287,9 @@ impl Manager {
     pub(super) async fn serve_read_index(&self) -> Response {
         if !self.is_leader() || self.handing_over() {
             return self.not_leader();
+        }
+        if self.disk_full() {
+            return werr(ErrorKind::Unavailable, NO_SPACE);
         }
         match self.inner.raft.get_read_log_id().await {
             Ok((read, _)) => Response::ReadIndex { index: read.map(|l| l.index).unwrap_or(0) },

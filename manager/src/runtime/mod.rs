@@ -143,6 +143,9 @@ struct Inner {
     handing_over: std::sync::atomic::AtomicBool,
     /// Leader changes, proposal and assignment latency, recorded as they happen (the daemon's `/metrics` reads them).
     metrics: ManagerMetrics,
+    /// Whether the Raft directory's disk is full: a write of the log or a snapshot waits for space meanwhile, and the
+    /// manager refuses its clients (503) and does not act as leader (see `raft::space`).
+    space: Arc<crate::raft::space::Space>,
 }
 
 fn now_string() -> String {
@@ -164,7 +167,9 @@ impl Manager {
     pub async fn start(cfg: ManagerConfig, endpoint: Endpoint) -> Result<Manager, StartError> {
         std::fs::create_dir_all(&cfg.dir)?;
         let log = LogStore::open(&cfg.dir, cfg.dek.clone())?;
-        let sm = StateMachine::open(&cfg.dir.join("snapshot.json"), cfg.dek.clone())?;
+        let space = log.space();
+        let sm = StateMachine::open(&cfg.dir.join("snapshot.json"), cfg.dek.clone())?.with_space(space.clone());
+        log.follow_snapshots(sm.durable());
         let config = Arc::new(
             cfg.timing.config("skep").validate().map_err(|e| StartError::Raft(e.to_string()))?,
         );
@@ -195,6 +200,7 @@ impl Manager {
                 dispatched,
                 handing_over: Default::default(),
                 metrics,
+                space,
             }),
         };
         tokio::spawn(m.clone().leader_loop());
@@ -265,6 +271,12 @@ impl Manager {
             && m.last_applied.is_some_and(|l| l.leader_id.get_term() == m.current_term)
             && m.millis_since_quorum_ack.is_some_and(|ms| ms <= QUORUM_ACK_FRESH.as_millis() as u64)
             && !self.handing_over()
+            && !self.disk_full()
+    }
+
+    /// Whether a write of this manager's Raft log or snapshot waits for space (see `raft::space`).
+    pub fn disk_full(&self) -> bool {
+        self.inner.space.is_full()
     }
 
     /// Whether this (demoted) leader is handing leadership over (see `leader.rs`).
@@ -277,6 +289,9 @@ impl Manager {
     /// leader has reached it and it has caught up, and is not listed as reachable meanwhile (see the dispatcher).
     pub fn caught_up(&self) -> bool {
         let m = self.inner.raft.metrics().borrow().clone();
+        if self.disk_full() {
+            return false;
+        }
         match m.current_leader {
             None => false,
             Some(l) if l == self.inner.cfg.raft_id => self.leader_ready(),
@@ -302,6 +317,8 @@ impl Manager {
     /// Stop Raft and the loops.
     pub async fn shutdown(&self) {
         let _ = self.inner.stop.send(true);
+        // a write waiting for space would hold Raft's core, and its shutdown, forever
+        self.inner.space.close();
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
         }
