@@ -205,6 +205,7 @@ impl Manager {
             if leader == self.inner.cfg.raft_id && self.handing_over() {
                 // a demoted leader on its way out: wait for its successor
             } else if leader == self.inner.cfg.raft_id {
+                self.check_proposal(&cmd.op)?;
                 match self.inner.batch.write(cmd.clone()).await {
                     Ok(r) => return r.map_err(ControlError::from),
                     Err(WriteError::Refused(e)) => return Err(ControlError::InvalidArgument(e.to_string())),
@@ -248,6 +249,9 @@ impl Manager {
             Ok(c) => c,
             Err(e) => return werr(ErrorKind::InvalidArgument, format!("bad command: {e}")),
         };
+        if let Err(e) = self.check_proposal(&cmd.op) {
+            return werr(ErrorKind::InvalidArgument, e.to_string());
+        }
         match self.inner.batch.write(cmd).await {
             Ok(r) => match encode(&r) {
                 Ok(result) => Response::Proposed { result },

@@ -121,6 +121,8 @@ struct Inner {
     handing_over: std::sync::atomic::AtomicBool,
     /// Leader changes, proposal and assignment latency, recorded as they happen (the daemon's `/metrics` reads them).
     metrics: ManagerMetrics,
+    /// When each Raft peer last answered this manager (see [`Network::answered`]): which voters a leader reaches.
+    answered: crate::raft::network::Answered,
 }
 
 fn now_string() -> String {
@@ -148,6 +150,7 @@ impl Manager {
         );
         let network = Network::new(endpoint.clone());
         let greater_log = network.greater_log();
+        let answered = network.answered();
         let raft = Raft::new(cfg.raft_id, config, network, log, sm.clone())
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -171,6 +174,7 @@ impl Manager {
                 dispatched,
                 handing_over: Default::default(),
                 metrics,
+                answered,
             }),
         };
         tokio::spawn(m.clone().leader_loop());
