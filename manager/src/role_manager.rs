@@ -105,8 +105,8 @@ mod tests {
         assert!(removal_keeps_quorum(&[1, 2, 3, 4].into(), 1, |v| v != 4));
         // not a voter: nothing changes
         assert!(removal_keeps_quorum(&voters, 9, |_| false));
-        // the last voter: nothing remains to keep a quorum (the API refuses demoting the last manager before this)
-        assert!(removal_keeps_quorum(&[1].into(), 1, |_| false));
+        // the last voter: no quorum remains without it (the API refuses demoting the last manager before this)
+        assert!(!removal_keeps_quorum(&[1].into(), 1, |_| true));
     }
 
     #[test]
