@@ -89,6 +89,8 @@ pub struct Scrape {
 pub struct ManagerScrape {
     /// Raft's figures.
     pub raft: RaftStatus,
+    /// The node IDs of the Raft voters this manager knows (see [`skep_manager::runtime::Manager::raft_voters`]).
+    pub voters: Vec<String>,
     /// What the manager records as it runs.
     pub metrics: ManagerMetrics,
     /// Heartbeats received and missed per node, as the manager counted them as leader.
@@ -104,6 +106,7 @@ impl Scrape {
             None => None,
             Some(m) => Some(ManagerScrape {
                 raft: m.raft_status().await,
+                voters: m.raft_voters(),
                 metrics: m.metrics().clone(),
                 beats: m.heartbeat_counts(),
                 store: m.local_state(),
@@ -205,6 +208,9 @@ fn register_raft(r: &mut Registry, m: &ManagerScrape) {
     r.register("raft_term", "The current Raft term", ConstGauge::new(raft.term as i64));
     r.register("raft_leader", "1 if this manager is the Raft leader", flag(raft.leader));
     r.register("raft_has_leader", "1 if this manager knows a Raft leader", flag(raft.has_leader));
+    let voters = m.voters.iter().map(|node| (label("node", node.as_str()), 1));
+    let help = "1 for each Raft voter (by node ID) in the membership this manager knows";
+    r.register("raft_voter", help, gauges(voters));
     let (last_log, applied) = (ConstGauge::new(raft.last_log as i64), ConstGauge::new(raft.applied as i64));
     r.register("raft_last_log_index", "Index of the last entry in this manager's Raft log", last_log);
     r.register("raft_applied_index", "Index of the last Raft entry applied to this manager's store", applied);

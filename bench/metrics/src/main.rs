@@ -65,6 +65,7 @@ fn main() {
                 applied: 20_000,
                 committed: Some(20_000),
             },
+            voters: (0..3).map(|n| format!("node{n:05}")).collect(),
             metrics: ManagerMetrics::default(),
             beats: (0..nodes)
                 .map(|n| (format!("node{n:05}"), BeatCounts { received: 1000, missed: n as u64 % 2 }))

@@ -82,6 +82,15 @@ impl From<StoreError> for ControlError {
     }
 }
 
+/// Docker's text (swarmkit's `ErrCannotRemoveMember`, as `FailedPrecondition`) when removing a Raft member would
+/// leave fewer reachable members than a quorum of the rest.
+pub const LOSS_OF_QUORUM: &str = "can't remove member from the raft: this would result in a loss of quorum";
+
+/// [`LOSS_OF_QUORUM`] as the error the API answers (400), naming what was asked.
+pub fn loss_of_quorum(what: &str) -> ControlError {
+    precondition(format!("{LOSS_OF_QUORUM} ({what})"))
+}
+
 /// Docker's message when no leader is elected (too few managers for a quorum, or an election that did not end in
 /// time).
 pub const NO_LEADER: &str =

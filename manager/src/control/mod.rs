@@ -21,7 +21,7 @@ pub mod networks;
 pub mod payloads;
 pub mod services;
 
-pub use error::{ControlError, MANAGER_NOT_READY, NO_LEADER};
+pub use error::{loss_of_quorum, ControlError, LOSS_OF_QUORUM, MANAGER_NOT_READY, NO_LEADER};
 
 use crate::ca::{self, rotation::RootChange, rotation::RootTarget};
 use crate::store::{ClusterRecord, ClusterState, Op, RootCaChange, RootRotation};
@@ -60,9 +60,7 @@ pub fn update_node(state: &ClusterState, reference: &str, version: u64, req: Nod
         let reachable_after =
             voters.iter().filter(|m| m.node.id != id && m.node.status.state == NodeState::Ready).count();
         if rec.raft_id.is_some() && reachable_after < quorum(voters.len().saturating_sub(1)) {
-            return Err(precondition(format!(
-                "can't remove member from the raft: this would result in a loss of quorum (demoting node {id})"
-            )));
+            return Err(loss_of_quorum(&format!("demoting node {id}")));
         }
     }
     Ok((id.clone(), Op::UpdateNodeSpec { id, version, spec }))

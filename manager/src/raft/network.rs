@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use skep_api::wire::{RaftKind, Request, Response};
 use skep_transport::Endpoint;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 type NodeId = u64;
@@ -37,15 +38,27 @@ pub const MAX_RAFT_PAYLOAD: usize = skep_transport::codec::DEFAULT_MAX_FRAME - 6
 pub struct Network {
     endpoint: Endpoint,
     greater_log: GreaterLog,
+    answered: Answered,
 }
 
 /// See [`Network::greater_log`].
 pub type GreaterLog = Arc<Mutex<Option<tokio::time::Instant>>>;
 
+/// See [`Network::answered`].
+pub type Answered = Arc<Mutex<BTreeMap<NodeId, tokio::time::Instant>>>;
+
 impl Network {
     /// Over this endpoint.
     pub fn new(endpoint: Endpoint) -> Network {
-        Network { endpoint, greater_log: Default::default() }
+        Network { endpoint, greater_log: Default::default(), answered: Default::default() }
+    }
+
+    /// When each peer last answered a Raft call of this manager's (any answer: the peer is reachable). A leader calls
+    /// every member several times a second (its heartbeats), so a leader's view is current: a membership change
+    /// reads it before it removes a voter (`runtime::membership`), as swarmkit's `CanRemoveMember` reads whether its
+    /// Raft peers are active, and not the nodes' heartbeats, which take 3 s to mark a manager down.
+    pub fn answered(&self) -> Answered {
+        self.answered.clone()
     }
 
     /// When a voter last refused a vote request of this manager's and its log was longer: the next election waits
@@ -62,7 +75,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Peer {
-        Peer { endpoint: self.endpoint.clone(), target, member: node.clone(), greater_log: self.greater_log.clone() }
+        let (greater_log, answered) = (self.greater_log.clone(), self.answered.clone());
+        Peer { endpoint: self.endpoint.clone(), target, member: node.clone(), greater_log, answered }
     }
 }
 
@@ -73,6 +87,8 @@ pub struct Peer {
     member: Member,
     /// See [`Network::greater_log`].
     greater_log: GreaterLog,
+    /// See [`Network::answered`].
+    answered: Answered,
 }
 
 impl Peer {
@@ -103,6 +119,7 @@ impl Peer {
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
             Ok(r) => r,
         };
+        self.answered.lock().unwrap_or_else(|p| p.into_inner()).insert(self.target, tokio::time::Instant::now());
         match resp {
             Response::Raft { payload } => {
                 let r: Result<Resp, RaftError<NodeId, E>> =

@@ -208,6 +208,7 @@ impl Manager {
             if leader == self.inner.cfg.raft_id && self.handing_over() {
                 // a demoted leader on its way out: wait for its successor
             } else if leader == self.inner.cfg.raft_id {
+                self.check_proposal(&cmd.op)?;
                 let mut full = self.inner.space.subscribe();
                 let written = tokio::select! {
                     r = self.inner.batch.write(cmd.clone()) => r,
@@ -267,6 +268,9 @@ impl Manager {
             Ok(c) => c,
             Err(e) => return werr(ErrorKind::InvalidArgument, format!("bad command: {e}")),
         };
+        if let Err(e) = self.check_proposal(&cmd.op) {
+            return werr(ErrorKind::InvalidArgument, e.to_string());
+        }
         let mut full = self.inner.space.subscribe();
         let written = tokio::select! {
             r = self.inner.batch.write(cmd) => r,

@@ -85,6 +85,7 @@ impl Manager {
                 return Ok(());
             }
         }
+        self.removal_keeps_quorum(raft_id)?;
         let mut set = BTreeSet::new();
         set.insert(raft_id);
         self.inner
@@ -194,6 +195,41 @@ impl Manager {
         {
             Ok(_) => Response::Ok,
             Err(e) => werr(ErrorKind::Unavailable, e.to_string()),
+        }
+    }
+}
+
+/// How recently a voter must have answered this leader's Raft calls to count as reachable for a membership change: a
+/// few of openraft's heartbeats (one every 375 ms by default, see [`crate::raft::RaftTiming`]), well below the 3 s
+/// the nodes' own heartbeats take to mark a manager down.
+const ANSWERED_FRESH: Duration = Duration::from_millis(1500);
+
+impl Manager {
+    /// Refuses (Docker's [`LOSS_OF_QUORUM`](crate::control::LOSS_OF_QUORUM)) to take voter `raft_id` out of the
+    /// membership unless the remaining voters keep a quorum this leader reaches (see [`crate::role_manager`]).
+    pub(super) fn removal_keeps_quorum(&self, raft_id: u64) -> Result<(), ControlError> {
+        let me = self.inner.cfg.raft_id;
+        let answered = super::lock(&self.inner.answered).clone();
+        let now = tokio::time::Instant::now();
+        let fresh = |at: &tokio::time::Instant| now.duration_since(*at) <= ANSWERED_FRESH;
+        let reachable = |v: u64| v == me || answered.get(&v).is_some_and(fresh);
+        if crate::role_manager::removal_keeps_quorum(&self.voters(), raft_id, reachable) {
+            return Ok(());
+        }
+        let unreachable: Vec<u64> = self.voters().into_iter().filter(|&v| v != raft_id && !reachable(v)).collect();
+        tracing::info!(raft_id, ?unreachable, "not removing a voter: the others would not keep a reachable quorum");
+        Err(crate::control::loss_of_quorum(&format!("removing raft member {raft_id}; unreachable: {unreachable:?}")))
+    }
+
+    /// On the leader, before a proposal goes into the log: a demotion of a voter is refused while the other voters
+    /// would not keep a reachable quorum (the same check the removal makes later, made while the client waits).
+    pub(super) fn check_proposal(&self, op: &Op) -> Result<(), ControlError> {
+        let state = self.local_state();
+        match crate::role_manager::demoted_voter(&state, op, &self.voters()) {
+            Some((node, raft_id)) => self.removal_keeps_quorum(raft_id).map_err(|_| {
+                crate::control::loss_of_quorum(&format!("demoting node {node}"))
+            }),
+            None => Ok(()),
         }
     }
 }

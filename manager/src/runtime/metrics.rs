@@ -80,6 +80,17 @@ impl Manager {
         self.lock_live().counts().map(|(id, c)| (id.to_string(), c)).collect()
     }
 
+    /// The swarm node IDs of the Raft voters in the membership this manager knows (the union of both configurations
+    /// while a change is in progress), sorted: what an operator compares with the managers the store lists.
+    pub fn raft_voters(&self) -> Vec<String> {
+        let m = self.inner.raft.metrics().borrow().membership_config.clone();
+        let membership = m.membership();
+        let name = |id: u64| membership.get_node(&id).map_or_else(|| format!("raft-{id}"), |n| n.node_id.clone());
+        let mut ids: Vec<String> = membership.voter_ids().map(name).collect();
+        ids.sort();
+        ids
+    }
+
     /// The measurements this manager records.
     pub fn metrics(&self) -> &ManagerMetrics {
         &self.inner.metrics

@@ -146,6 +146,8 @@ struct Inner {
     /// Whether the Raft directory's disk is full: a write of the log or a snapshot waits for space meanwhile, and the
     /// manager refuses its clients (503) and does not act as leader (see `raft::space`).
     space: Arc<crate::raft::space::Space>,
+    /// When each Raft peer last answered this manager (see [`Network::answered`]): which voters a leader reaches.
+    answered: crate::raft::network::Answered,
 }
 
 fn now_string() -> String {
@@ -175,6 +177,7 @@ impl Manager {
         );
         let network = Network::new(endpoint.clone());
         let greater_log = network.greater_log();
+        let answered = network.answered();
         let raft = Raft::new(cfg.raft_id, config, network, log.clone(), sm.clone())
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -201,6 +204,7 @@ impl Manager {
                 handing_over: Default::default(),
                 metrics,
                 space,
+                answered,
             }),
         };
         tokio::spawn(m.clone().leader_loop());

@@ -66,7 +66,13 @@ fn manager_scrape(raft: RaftStatus) -> Scrape {
         MeshConnections { proto: Proto::Tcp, port: 9000, via: MeshPath::Proxy, count: 2 },
     ];
     Scrape {
-        manager: Some(ManagerScrape { raft, metrics, beats, store: Arc::new(store()) }),
+        manager: Some(ManagerScrape {
+            raft,
+            voters: vec!["n1".into(), "n2".into()],
+            metrics,
+            beats,
+            store: Arc::new(store()),
+        }),
         local_tasks: Some(BTreeMap::from([(TaskState::Running, 3), (TaskState::Failed, 1)])),
         engine_start: Histogram::new([0.1, 1.0]),
         dns_queries: Some(dns),
@@ -85,6 +91,8 @@ fn a_managers_scrape_shows_raft_and_the_stores_counts() {
         ("skep_raft_term", 7.0),
         ("skep_raft_leader", 1.0),
         ("skep_raft_has_leader", 1.0),
+        ("skep_raft_voter{node=\"n1\"}", 1.0),
+        ("skep_raft_voter{node=\"n2\"}", 1.0),
         ("skep_raft_last_log_index", 42.0),
         ("skep_raft_applied_index", 41.0),
         ("skep_raft_leader_changes_seen_total", 1.0),
