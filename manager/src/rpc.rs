@@ -9,8 +9,15 @@
 //!
 //! A certificate says what the node was when it was issued, for 90 days; the store says what it is now. So the
 //! manager calls also need the store's word: `Propose`, `ReadIndex`, `RaftJoin` and `RaftReseat` a node whose current
-//! role in the store is manager, and `Raft` a node that is in the current Raft membership. A demoted manager loses
-//! them when its demotion (or its removal from the Raft membership) is applied, not when its certificate expires.
+//! role in the store is manager, and a Raft vote or pre-vote a node that is in this replica's Raft membership. A
+//! demoted manager loses them when its demotion (or its removal from the Raft membership) is applied, not when its
+//! certificate expires.
+//!
+//! Raft entries and snapshots (`RaftKind::Append`, `Snapshot`) need only the manager certificate. A replica that was
+//! down while the membership changed knows only the old one, and a leader elected from the new voters must still
+//! reach it: refusing it left such a replica behind for as long as that leader led (docs/design/faults.md, finding 7).
+//! Raft's terms guard these calls: a leader that is not the current one has an older term and is refused by openraft,
+//! and a removed node can no longer be elected, since votes and pre-votes still need the membership.
 //!
 //! One call is the node's own, not its manager's: `TaskLogs` (a manager reading the output of this node's tasks for
 //! `docker service logs`) goes to the node's [`TaskLogSource`] on workers and managers alike, and needs a manager
@@ -18,7 +25,7 @@
 
 use crate::runtime::Manager;
 use crate::store::ClusterState;
-use skep_api::wire::{ErrorKind, Request, Response, WireError};
+use skep_api::wire::{ErrorKind, RaftKind, Request, Response, WireError};
 use skep_api::docker::NodeRole;
 use skep_pki::PeerIdentity;
 use skep_transport::{Handler, Peer};
@@ -126,7 +133,7 @@ pub fn authorize(
         return refuse(ErrorKind::Unauthorized, "this call needs a manager certificate");
     }
     match req {
-        Request::Raft { .. } if !in_raft(&id.node_id) => {
+        Request::Raft { kind: RaftKind::Vote | RaftKind::PreVote, .. } if !in_raft(&id.node_id) => {
             refuse(ErrorKind::Unauthorized, "this node is not a member of the Raft cluster")
         }
         Request::Propose { .. } | Request::ReadIndex | Request::RaftJoin { .. } | Request::RaftReseat { .. } => {
@@ -198,6 +205,15 @@ mod tests {
         // Raft follows the membership: still a member until it is removed from it
         assert_eq!(kind(authorize(&s, &members, Some(&manager), &vote)), None);
         assert_eq!(kind(authorize(&s, &|_: &str| false, Some(&manager), &vote)), Some(ErrorKind::Unauthorized));
+        let pre_vote = Request::Raft { kind: RaftKind::PreVote, payload: vec![] };
+        assert_eq!(kind(authorize(&s, &|_: &str| false, Some(&manager), &pre_vote)), Some(ErrorKind::Unauthorized));
+        // entries and snapshots from a manager this replica's (perhaps stale) membership does not list: a new voter
+        // that leads must reach a replica that was down while it was added
+        for kind_ in [RaftKind::Append, RaftKind::Snapshot] {
+            let req = Request::Raft { kind: kind_, payload: vec![] };
+            assert_eq!(kind(authorize(&s, &|_: &str| false, Some(&manager), &req)), None, "{req:?}");
+            assert_eq!(kind(authorize(&s, &|_: &str| false, Some(&worker), &req)), Some(ErrorKind::Unauthorized));
+        }
         // a node the store does not know
         let stranger = id("m9", NodeRole::Manager, "c1");
         assert_eq!(kind(authorize(&s, &members, Some(&stranger), &Request::ReadIndex)), Some(ErrorKind::Unauthorized));

@@ -185,11 +185,10 @@ fn manager_status(c: &Cluster, via: usize, id: &str) -> Result<String> {
     Ok(str_at(n, "ManagerStatus").unwrap_or("").to_string())
 }
 
-/// Ignored: fails when the promoted worker becomes leader before the killed follower comes back (docs/design/faults.md,
-/// finding 5: the restarted follower refuses the Raft calls of a voter its stale membership does not list). Run it
-/// with `--run-ignored all`.
+/// A worker promoted while a follower is down becomes a voter, also when it becomes leader before the killed follower
+/// comes back: the restarted follower, whose membership does not list it, takes its entries (docs/design/faults.md,
+/// finding 7).
 #[test]
-#[ignore = "finding 5 in docs/design/faults.md: a restarted follower refuses a new voter that leads"]
 fn a_worker_promoted_while_a_follower_is_down_becomes_a_voter() -> Result<()> {
     let Some((mut c, h, leader)) = start(4, 3, 1)? else { return Ok(()) };
     let (down, other, worker) = ((leader + 1) % 3, (leader + 2) % 3, 3);
