@@ -26,6 +26,8 @@ const NETWORK: &str = "inv-net";
 const MARKER: &str = "86400";
 /// Replicas of the watched service.
 pub const REPLICAS: usize = 3;
+/// How long the watched service may take to settle after a case.
+const SETTLE: Duration = Duration::from_secs(60);
 /// How often the worker's task programs are counted.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
@@ -81,9 +83,9 @@ impl ServiceWatch {
         self.samples.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// After the case: the sampled maximum, then (waiting up to `bound` for the swarm to settle) exactly
+    /// After the case: the sampled maximum, then (waiting up to [`SETTLE`] for the swarm to settle) exactly
     /// [`REPLICAS`] running, matching the programs, on distinct addresses, none on a drained node.
-    pub fn check(&self, c: &Cluster, bound: Duration) -> anyhow::Result<()> {
+    pub fn check(&self, c: &Cluster) -> anyhow::Result<()> {
         let max = self.max_seen.load(Ordering::Relaxed);
         let samples = self.samples.load(Ordering::Relaxed);
         eprintln!("service invariants: at most {max} of {REPLICAS} task programs at once in {samples} samples");
@@ -94,7 +96,7 @@ impl ServiceWatch {
         }
         let drained: Vec<&String> = self.managers.iter().map(|&m| &ids[m]).collect();
         let via = self.managers[0];
-        crate::wait_until("the watched service to settle with its invariants", bound, || -> anyhow::Result<()> {
+        crate::wait_until("the watched service to settle with its invariants", SETTLE, || -> anyhow::Result<()> {
             let tasks = c.tasks(via, SERVICE)?;
             ensure!(running(&tasks).len() == REPLICAS, "{} running", running(&tasks).len());
             let live: Vec<&Value> = tasks.iter().filter(|t| is_live(t)).collect();

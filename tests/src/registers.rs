@@ -317,13 +317,10 @@ pub fn managers(n: usize, case: impl FnOnce(&Cluster, &Registers, usize) -> anyh
         let _stop = StopOnDrop(&stop);
         case(&c, &h, leader)
     })?;
-    watch.check(&c, SERVICE_SETTLE)?;
+    watch.check(&c)?;
     c.pass();
     Ok(())
 }
-
-/// How long the watched service may take to settle after a case.
-pub const SERVICE_SETTLE: Duration = Duration::from_secs(60);
 
 /// Sets its flag when dropped.
 struct StopOnDrop<'a>(&'a AtomicBool);

@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use skep_tests::delay::Delay;
 use skep_tests::faults::Link;
 use skep_tests::invariants::ServiceWatch;
-use skep_tests::registers::{Registers, SERVICE_SETTLE};
+use skep_tests::registers::Registers;
 use skep_tests::rng::Rng;
 use skep_tests::{require_root_and_netns, Cluster};
 use std::time::{Duration, Instant};
@@ -152,7 +152,7 @@ fn random_faults_for_minutes_keep_the_history_linearizable() -> Result<()> {
     }
     let healed = h.now();
     h.settle(&c, &ALL, healed, RECOVER_BOUND)?;
-    watch.check(&c, SERVICE_SETTLE)?;
+    watch.check(&c)?;
     eprintln!("chaos: seed {seed}, {round} faults, history linearizable");
     c.pass();
     Ok(())

@@ -193,14 +193,17 @@ impl RaftNetwork<TypeConfig> for Peer {
 /// See [`Peer::backoff`].
 const REPLICATION_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Serve one Raft request on the receiving manager: decode, hand to openraft, encode the result.
-pub async fn serve(raft: &super::Raft, kind: RaftKind, payload: &[u8]) -> Response {
-    fn reply<T: Serialize>(r: &T) -> Response {
-        match encode(r) {
-            Ok(payload) => Response::Raft { payload },
-            Err(e) => Response::Error(skep_api::wire::WireError::new(skep_api::wire::ErrorKind::Internal, e.to_string())),
-        }
+/// The answer to a Raft call: `r` encoded, or an internal error if it cannot be.
+pub fn reply<T: Serialize>(r: &T) -> Response {
+    match encode(r) {
+        Ok(payload) => Response::Raft { payload },
+        Err(e) => Response::Error(skep_api::wire::WireError::new(skep_api::wire::ErrorKind::Internal, e.to_string())),
     }
+}
+
+/// Serve one Raft entries or snapshot request on the receiving manager: decode, hand to openraft, encode the result.
+/// Votes and pre-votes go to `runtime::prevote` instead.
+pub async fn serve(raft: &super::Raft, kind: RaftKind, payload: &[u8]) -> Response {
     let bad = |e: bincode::error::DecodeError| {
         Response::Error(skep_api::wire::WireError::new(skep_api::wire::ErrorKind::InvalidArgument, format!("bad raft message: {e}")))
     };
@@ -219,18 +222,15 @@ pub async fn serve(raft: &super::Raft, kind: RaftKind, payload: &[u8]) -> Respon
                 bad(e)
             }
         },
-        RaftKind::Vote => match decode::<VoteRequest<NodeId>>(payload) {
-            Ok(req) => reply(&raft.vote(req).await),
-            Err(e) => bad(e),
-        },
         RaftKind::Snapshot => match decode::<InstallSnapshotRequest<TypeConfig>>(payload) {
             Ok(req) => reply(&raft.install_snapshot(req).await),
             Err(e) => bad(e),
         },
-        // answered by the manager around openraft (`runtime::prevote`), which knows its log store
-        RaftKind::PreVote => Response::Error(skep_api::wire::WireError::new(
+        // answered by the manager around openraft (`runtime::prevote`): votes pass its one-vote-per-term gate, and
+        // pre-votes need its log store; handing either to openraft here would bypass that
+        RaftKind::Vote | RaftKind::PreVote => Response::Error(skep_api::wire::WireError::new(
             skep_api::wire::ErrorKind::Internal,
-            "pre-votes are not openraft's",
+            "votes and pre-votes are answered by the manager, not here",
         )),
     }
 }

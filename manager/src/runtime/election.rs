@@ -112,7 +112,7 @@ impl Manager {
                 }
                 // a lone voter elects itself at once, as openraft's timer did (one round, no pre-vote to ask)
                 if voters.len() == 1 {
-                    if m.state != ServerState::Candidate && self.inner.raft.trigger().elect().await.is_err() {
+                    if m.state != ServerState::Candidate && !self.campaign().await {
                         return;
                     }
                     continue;

@@ -148,7 +148,8 @@ impl Manager {
             Some(_) => return Response::Ok,
             None => return werr(ErrorKind::InvalidArgument, "this node has no raft id"),
         }
-        if self.voters().len() <= 1 && self.voters().contains(&old) {
+        let voters = self.voters();
+        if voters.len() <= 1 && voters.contains(&old) {
             return werr(ErrorKind::InvalidArgument, "the only voter cannot be reseated");
         }
         if let Err(e) = self.remove_voter(old).await {
@@ -213,10 +214,11 @@ impl Manager {
         let now = tokio::time::Instant::now();
         let fresh = |at: &tokio::time::Instant| now.duration_since(*at) <= ANSWERED_FRESH;
         let reachable = |v: u64| v == me || answered.get(&v).is_some_and(fresh);
-        if crate::role_manager::removal_keeps_quorum(&self.voters(), raft_id, reachable) {
+        let voters = self.voters();
+        if crate::role_manager::removal_keeps_quorum(&voters, raft_id, reachable) {
             return Ok(());
         }
-        let unreachable: Vec<u64> = self.voters().into_iter().filter(|&v| v != raft_id && !reachable(v)).collect();
+        let unreachable: Vec<u64> = voters.into_iter().filter(|&v| v != raft_id && !reachable(v)).collect();
         tracing::info!(raft_id, ?unreachable, "not removing a voter: the others would not keep a reachable quorum");
         Err(crate::control::loss_of_quorum(&format!("removing raft member {raft_id}; unreachable: {unreachable:?}")))
     }

@@ -22,6 +22,7 @@
 //! voter.
 
 use super::Manager;
+use crate::raft::network::reply;
 use crate::raft::{decode, encode, LogId};
 use futures::stream::{FuturesUnordered, StreamExt as _};
 use openraft::storage::RaftLogStorage as _;
@@ -102,10 +103,7 @@ impl Manager {
         } else {
             self.inner.raft.vote(req).await
         };
-        match encode(&answer) {
-            Ok(payload) => Response::Raft { payload },
-            Err(e) => Response::Error(WireError::new(ErrorKind::Internal, e.to_string())),
-        }
+        reply(&answer)
     }
 
     /// Start an election (this manager votes for itself in the next term) under the vote gate, and wait until
@@ -141,10 +139,7 @@ impl Manager {
         let me = VoterView { leader, committed, since_refresh, last_log_id: self.last_log_id().await };
         let granted = grants(&req, &me, self.inner.cfg.timing.election_max);
         tracing::debug!(candidate = req.candidate, term = req.term, granted, ?me, "pre-vote");
-        match encode(&PreVoteResponse { granted }) {
-            Ok(payload) => Response::Raft { payload },
-            Err(e) => Response::Error(WireError::new(ErrorKind::Internal, e.to_string())),
-        }
+        reply(&PreVoteResponse { granted })
     }
 
     /// Ask every other voter for a pre-vote, each within `within`; true once a majority of the voters (this one
