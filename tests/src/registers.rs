@@ -25,6 +25,10 @@ pub const MAX_OPS: usize = 400;
 pub const BEFORE: Duration = Duration::from_secs(2);
 /// [`Registers::during`]: clients go on this long after the heal.
 pub const AFTER: Duration = Duration::from_secs(5);
+/// [`managers`]: each client's pause after each operation, about 20 operations a second and client, so that its
+/// [`MAX_OPS`] last from before a 15 s fault to after its heal. Unpaced, a client on a quick manager used them up in
+/// about 5 s, and the first write after a heal was the settle's, seconds later (docs/design/faults.md, finding 5).
+pub const PACE: Duration = Duration::from_millis(40);
 
 /// One recorded operation: `(key, op)` in, the register's answer out.
 pub type Op = Operation<(String, RegisterOp), RegisterOut>;
@@ -295,9 +299,9 @@ impl Registers {
 }
 
 /// Forms `n` managers and one worker, starts the watched service on the worker (the managers drained,
-/// [`crate::invariants`]), runs `case` with the cluster, an empty history over node 0's labels and the leader's host
-/// while the worker's task programs are counted, checks the service's invariants, and marks the test passed when all
-/// of it is `Ok`. The managers are hosts `0..n`, the worker host `n`. Skips (returns `Ok`) without namespaces.
+/// [`crate::invariants`]), runs `case` with the cluster, an empty history over node 0's labels (its clients paced by
+/// [`PACE`]) and the leader's host while the worker's task programs are counted, checks the service's invariants, and
+/// marks the test passed when all of it is `Ok`. The managers are hosts `0..n`, the worker host `n`. Skips (returns `Ok`) without namespaces.
 pub fn managers(n: usize, case: impl FnOnce(&Cluster, &Registers, usize) -> anyhow::Result<()>) -> anyhow::Result<()> {
     if !crate::require_root_and_netns() {
         return Ok(());
@@ -307,6 +311,7 @@ pub fn managers(n: usize, case: impl FnOnce(&Cluster, &Registers, usize) -> anyh
     let hosts: Vec<usize> = (0..n).collect();
     let watch = ServiceWatch::start(&c, &hosts, n)?;
     let h = Registers::new(&c.node_id(0)?);
+    h.pace(PACE);
     let leader = c.leader_id(0)?;
     let leader = c.host_of(&leader).context("the leader's host")?;
     eprintln!("leader before the fault: {} ({})", c.host(leader).name, c.node_id(leader)?);

@@ -1,6 +1,7 @@
 //! Membership changes while a manager is down or cut off: a worker promoted and a manager joining while a follower
 //! is killed, a follower demoted and a manager leaving while another is cut off, the leader demoted while a follower
-//! is down, and a down manager removed. Clients read and write registers through the managers all along
+//! is down, a follower back from down whose leader was promoted meanwhile (finding 7 of docs/design/faults.md), and
+//! a down manager removed. Clients read and write registers through the managers all along
 //! (`skep_tests::registers`).
 //!
 //! Asserted in every case: the change takes effect, or is refused with Docker's text where Docker refuses it (a
@@ -17,6 +18,7 @@
 use anyhow::{ensure, Context as _, Result};
 use skep_tests::json::{find_by, str_at};
 use skep_tests::registers::{Registers, BEFORE};
+use skep_tests::faults::Link;
 use skep_tests::{require_root_and_netns, wait_until, Cluster, Role};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -185,9 +187,7 @@ fn manager_status(c: &Cluster, via: usize, id: &str) -> Result<String> {
     Ok(str_at(n, "ManagerStatus").unwrap_or("").to_string())
 }
 
-/// A worker promoted while a follower is down becomes a voter, also when it becomes leader before the killed follower
-/// comes back: the restarted follower, whose membership does not list it, takes its entries (docs/design/faults.md,
-/// finding 7).
+/// A worker promoted while a follower is down becomes a voter, and the follower, restarted, catches up.
 #[test]
 fn a_worker_promoted_while_a_follower_is_down_becomes_a_voter() -> Result<()> {
     let Some((mut c, h, leader)) = start(4, 3, 1)? else { return Ok(()) };
@@ -360,4 +360,50 @@ fn the_leader_demoted_while_a_follower_is_down_hands_over_and_the_down_one_is_re
     figures("demotion and removal of the down manager", start.elapsed(), 0);
     let managers = ids(&c, &rest)?;
     end(c, &h, &rest, &managers)
+}
+
+/// Finding 7 forced (docs/design/faults.md): a follower is down while a worker is promoted, and the promoted worker
+/// then leads. The leader is demoted and, once that is committed, cut off from the other follower: of the four
+/// voters, the cut-off follower can reach only the promoted worker (two of four, no majority) and the down one
+/// cannot campaign, so the promoted worker is the only one that can win the election after the hand-over. Restarted,
+/// the down follower knows a membership without the new leader; it has to take that leader's entries and serve
+/// writes (before the fix it refused them and campaigned for ever).
+#[test]
+fn a_follower_back_from_down_follows_a_leader_promoted_while_it_was_down() -> Result<()> {
+    let Some((mut c, h, leader)) = start(4, 3, 1)? else { return Ok(()) };
+    let (down, other, worker) = ((leader + 1) % 3, (leader + 2) % 3, 3);
+    let (lid, wid) = (c.node_id(leader)?, c.node_id(worker)?);
+    let name = |i: usize| c.host(i).name.clone();
+    let (n_down, n_other, n_worker, n_leader) = (name(down), name(other), name(worker), name(leader));
+    c.kill(down)?;
+    eprintln!("killed follower {n_down}; promoting {n_worker} ({wid}) through {n_other}");
+    node_update(&c, other, &["node", "promote", &wid])?.ok()?;
+    becomes_voter(&c, leader, &wid)?;
+    eprintln!("demoting the leader {n_leader} through {n_worker}, then cutting {n_leader} off from {n_other}");
+    // clients through the promoted worker only: writes through the cut-off follower would end unknown for seconds
+    let (took, writes) = while_writing(&c, &h, &[worker], || {
+        let start = Instant::now();
+        node_update(&c, worker, &["node", "demote", &lid])?.ok()?;
+        // at once: the hand-over waits out the followers' leases (over a second) before anyone can be elected
+        c.cut_link(leader, other, Link::Cut)?;
+        wait_until("the promoted worker leading, the old leader out of the voters", CHANGE_BOUND, || -> Result<()> {
+            let now = c.leader_id(worker)?;
+            ensure!(now == wid, "{now} leads");
+            ensure!(!voters(&c, worker)?.contains(&lid), "the old leader is still a voter");
+            Ok(())
+        })?;
+        Ok(start.elapsed())
+    })?;
+    figures("the promoted worker leading after the leader's demotion", took, writes);
+    ensure!(writes > 0, "no write acknowledged through the promoted worker while it took over");
+    c.heal_links()?;
+    eprintln!("{n_worker} leads; restarting {n_down}, whose membership does not list it");
+    c.start(down)?;
+    let up = [down, other, worker];
+    let managers = ids(&c, &up)?;
+    h.settle(&c, &up, h.now(), RECOVER_BOUND)?;
+    membership_agrees(&c, &up, &managers)?;
+    let now = c.leader_id(down)?;
+    ensure!(now == wid, "{now} took over from the promoted worker before {n_down} caught up: the case did not test it");
+    end(c, &h, &up, &managers)
 }

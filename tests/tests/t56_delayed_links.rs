@@ -25,9 +25,6 @@ use std::time::{Duration, Instant};
 const RECOVER_BOUND: Duration = Duration::from_secs(30);
 /// How long each cluster case keeps its links delayed.
 const HOLD: Duration = Duration::from_secs(10);
-/// Each client's pause after each operation: about 20 operations a second and client, so that each one's
-/// `skep_tests::registers::MAX_OPS` last from before the fault to after it.
-const PACE: Duration = Duration::from_millis(40);
 const ALL: [usize; 3] = [0, 1, 2];
 /// The echo's port on the second host (any port: the relay is told which).
 const ECHO_PORT: u16 = 7007;
@@ -191,8 +188,6 @@ fn delayed<'c>(
     h: &Registers,
     delay_links: impl FnOnce() -> Result<Vec<DelayedLink<'c>>>,
 ) -> Result<()> {
-    // spread each client's operations over the whole fault
-    h.pace(PACE);
     let (from, to) = h.during(c, &ALL, HOLD, delay_links)?;
     eprintln!("writes before the delay: {}", writes(h, None, Duration::ZERO, from.min(BEFORE)));
     eprintln!("writes while delayed: {}", writes(h, None, from, to));
