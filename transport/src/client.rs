@@ -148,7 +148,7 @@ impl Endpoint {
         // the queue of the task that reads it, so the probe is taken again shortly, up to the call's deadline. A
         // starved worker used to drop healthy connections to its managers this way, and redial them (a TLS
         // handshake each) just when the managers were busiest.
-        let mut probe = (Instant::now() + self.inner.cfg.silence_timeout).min(deadline);
+        let mut probe = first_probe(Instant::now(), self.inner.cfg.silence_timeout, deadline);
         let res = loop {
             tokio::select! {
                 res = &mut call => break Some(res),
@@ -194,6 +194,23 @@ impl Endpoint {
     }
 }
 
+/// When a call made now and bounded by `deadline` first judges the peer's silence: after `silence` (see
+/// [`crate::TransportConfig::silence_timeout`]), but for a call shorter than that at 7/8 of it, not at its deadline. A
+/// caller that also bounds the call with a timeout of its own drops it as the deadline passes, which can come before
+/// the check at the deadline runs: openraft bounds each AppendEntries by the heartbeat interval and passes that same
+/// bound down, so a connection that went silent under a network cut was never closed by those calls. It stayed cached
+/// with QUIC's loss backoff grown over the cut, and the leader's replication to that follower went on timing out for
+/// seconds after the cut healed (until QUIC's next probe: 5 s in docs/design/faults.md, finding 2). A call shorter
+/// than [`MIN_SILENCE`] is judged at its deadline, as before: a live peer's acknowledgement may take its ACK delay.
+fn first_probe(now: Instant, silence: Duration, deadline: Instant) -> Instant {
+    let left = deadline.saturating_duration_since(now);
+    let early = (left - left / 8).max(MIN_SILENCE).min(left);
+    now + silence.min(early)
+}
+
+/// See [`first_probe`]: QUIC's default maximum ACK delay (25 ms) and a round trip on a busy host, with room to spare.
+const MIN_SILENCE: Duration = Duration::from_millis(100);
+
 /// A silence probe that fires later than this was late because this process was busy: it is taken again this much
 /// later.
 const PROBE_SLACK: Duration = Duration::from_millis(100);
@@ -216,4 +233,23 @@ async fn exchange<Resp: DeserializeOwned>(conn: &quinn::Connection, frame: &[u8]
     // Fails only if the stream is already reset; the read below reports why.
     let _ = send.finish();
     codec::read_frame(&mut recv, max).await.map_err(TransportError::from_read)
+}
+
+#[cfg(test)]
+mod probe_tests {
+    use super::*;
+
+    #[test]
+    fn silence_is_judged_before_a_short_calls_deadline_and_after_the_silence_timeout_of_a_long_one() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        // openraft's AppendEntries: 250 ms, judged at 7/8 of it, before the caller's own timeout drops the call
+        assert_eq!(first_probe(now, ms(1000), now + ms(250)) - now, ms(218) + Duration::from_micros(750));
+        // a long call: after the silence timeout
+        assert_eq!(first_probe(now, ms(1000), now + ms(5000)) - now, ms(1000));
+        // a short one: no earlier than MIN_SILENCE, and never past its deadline
+        assert_eq!(first_probe(now, ms(1000), now + ms(110)) - now, MIN_SILENCE);
+        assert_eq!(first_probe(now, ms(1000), now + ms(60)) - now, ms(60));
+        assert_eq!(first_probe(now, ms(1000), now) - now, Duration::ZERO);
+    }
 }

@@ -181,6 +181,31 @@ async fn a_silent_peer_fails_a_call_after_the_silence_timeout_and_a_slow_one_doe
     assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
 }
 
+/// A caller that bounds a call by a timeout of its own at the call's deadline, as openraft bounds each AppendEntries,
+/// still has a silent connection closed, so that its next call redials: the silence is judged before the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_closed_before_a_callers_own_timeout_drops_the_call() {
+    let pki = Pki::new();
+    let server = Server::start(&pki, TransportConfig::default());
+    let proxy = Proxy::start(free_udp_port(), server.addr).await;
+    let client = Endpoint::client(pki.client_tls(true), TransportConfig::default()).unwrap();
+    let _: Resp = client.call(proxy.addr, NAME, &Req::Whoami).await.unwrap();
+    // the server's last packets reach the client first (see `silent_peer_connection_is_replaced`)
+    sleep(Duration::from_millis(300)).await;
+    let nowhere = Server::start(&pki, TransportConfig::default());
+    let nowhere_addr = nowhere.addr;
+    nowhere.stop().await;
+    let proxy = proxy.redirect(nowhere_addr).await;
+    let bound = Duration::from_millis(250);
+    let call = client.call_until::<_, Resp>(proxy.addr, NAME, &Req::Whoami, Instant::now() + bound);
+    let res = tokio::time::timeout(bound, call).await;
+    assert!(matches!(res, Ok(Err(TransportError::Timeout))), "{res:?}");
+    // the link is back: the next call redials rather than wait on the old connection
+    let proxy = proxy.redirect(server.addr).await;
+    let _: Resp = client.call(proxy.addr, NAME, &Req::Whoami).await.unwrap();
+    assert_eq!(dials(&client), 2, "the silent connection was kept");
+}
+
 /// A client too busy to read its socket when the silence probe is due (its only thread blocked by other work) does not
 /// take a live peer for a silent one: the call gets its answer and the connection is kept.
 #[test]
