@@ -137,6 +137,7 @@ impl Endpoint {
         frame: &[u8],
     ) -> Result<Resp, TransportError> {
         let received_before = heard_from(conn);
+        self.note_heard(conn, received_before);
         let call = exchange(conn, frame, self.inner.cfg.max_frame);
         tokio::pin!(call);
         // A live peer acknowledges our request within milliseconds, even when its handler is slow. Total silence
@@ -167,8 +168,19 @@ impl Endpoint {
             if heard() {
                 break timeout_at(deadline, &mut call).await.ok();
             }
-            if (!late && !busy) || Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 break None;
+            }
+            if !late && !busy {
+                // before the deadline (a call shorter than `silence_timeout`, see `first_probe`), only a peer that has
+                // said nothing on this connection for `silence_timeout` across calls is given up: one slow to
+                // acknowledge (a saturated host) keeps its connection, and this call waits for its deadline
+                let silent = self.note_heard(conn, heard_from(conn)).elapsed();
+                if silent >= self.inner.cfg.silence_timeout || probe >= deadline {
+                    break None;
+                }
+                probe = deadline;
+                continue;
             }
             probe = (Instant::now() + PROBE_SLACK).min(deadline);
         };
@@ -178,10 +190,30 @@ impl Endpoint {
                 if heard_from(conn) == received_before {
                     tracing::debug!(peer = %conn.remote_address(), "peer silent; dropping connection");
                     conn.close(quinn::VarInt::from_u32(CLOSE_UNRESPONSIVE), b"peer unresponsive");
+                    lock(&self.inner.heard).remove(&conn.stable_id());
                 }
                 Err(TransportError::Timeout)
             }
         }
+    }
+
+    /// Records that `count` (see [`heard_from`]) was heard from the peer on `conn` by now; returns since when the
+    /// count has been seen unchanged (now, if it changed or the connection is new here).
+    fn note_heard(&self, conn: &quinn::Connection, count: u64) -> Instant {
+        let now = Instant::now();
+        let mut heard = lock(&self.inner.heard);
+        if heard.len() >= HEARD_PRUNE_AT && !heard.contains_key(&conn.stable_id()) {
+            // connections unused for longer than any call lasts are closed or idle; forgetting one only makes the
+            // next call count its silence from then
+            let keep = self.inner.cfg.rpc_timeout.max(self.inner.cfg.idle_timeout);
+            heard.retain(|_, h| now.saturating_duration_since(h.looked) < keep);
+        }
+        let h = heard.entry(conn.stable_id()).or_insert(Heard { count, since: now, looked: now });
+        if h.count != count {
+            *h = Heard { count, since: now, looked: now };
+        }
+        h.looked = now;
+        h.since
     }
 
     /// Failures caused by our own `close` read as `Closed`.
@@ -195,13 +227,14 @@ impl Endpoint {
 }
 
 /// When a call made now and bounded by `deadline` first judges the peer's silence: after `silence` (see
-/// [`crate::TransportConfig::silence_timeout`]), but for a call shorter than that at 7/8 of it, not at its deadline. A
-/// caller that also bounds the call with a timeout of its own drops it as the deadline passes, which can come before
-/// the check at the deadline runs: openraft bounds each AppendEntries by the heartbeat interval and passes that same
-/// bound down, so a connection that went silent under a network cut was never closed by those calls. It stayed cached
-/// with QUIC's loss backoff grown over the cut, and the leader's replication to that follower went on timing out for
-/// seconds after the cut healed (until QUIC's next probe: 5 s in docs/design/faults.md, finding 2). A call shorter
-/// than [`MIN_SILENCE`] is judged at its deadline, as before: a live peer's acknowledgement may take its ACK delay.
+/// [`crate::TransportConfig::silence_timeout`]), but for a call shorter than that at 7/8 of it, not at its deadline,
+/// where it gives up the connection only if the peer has said nothing on it for `silence` across calls. A caller that
+/// also bounds the call with a timeout of its own drops it as the deadline passes, which can come before the check at
+/// the deadline runs: openraft bounds each AppendEntries by the heartbeat interval and passes that same bound down, so
+/// a connection that went silent under a network cut was never closed by those calls. It stayed cached with QUIC's
+/// loss backoff grown over the cut, and the leader's replication to that follower went on timing out for seconds after
+/// the cut healed (until QUIC's next probe: 5 s in docs/design/faults.md, finding 2). A call shorter than
+/// [`MIN_SILENCE`] is judged at its deadline, as before: a live peer's acknowledgement may take its ACK delay.
 fn first_probe(now: Instant, silence: Duration, deadline: Instant) -> Instant {
     let left = deadline.saturating_duration_since(now);
     let early = (left - left / 8).max(MIN_SILENCE).min(left);
@@ -210,6 +243,20 @@ fn first_probe(now: Instant, silence: Duration, deadline: Instant) -> Instant {
 
 /// See [`first_probe`]: QUIC's default maximum ACK delay (25 ms) and a round trip on a busy host, with room to spare.
 const MIN_SILENCE: Duration = Duration::from_millis(100);
+
+/// What a call last saw of one connection's peer (`Inner::heard`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Heard {
+    /// [`heard_from`] then.
+    count: u64,
+    /// Since when `count` has been seen unchanged.
+    since: Instant,
+    /// When a call last looked.
+    looked: Instant,
+}
+
+/// Entries of `Inner::heard` at which unused ones are dropped (a leader holds a connection per node: thousands).
+const HEARD_PRUNE_AT: usize = 4096;
 
 /// A silence probe that fires later than this was late because this process was busy: it is taken again this much
 /// later.

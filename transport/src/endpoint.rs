@@ -42,6 +42,9 @@ pub(crate) struct Inner {
     pub(crate) served: Mutex<HashMap<u64, (crate::Peer, quinn::Connection)>>,
     /// Key of the next entry of `served`.
     pub(crate) next_served: std::sync::atomic::AtomicU64,
+    /// Per connection a call was made on (by `stable_id`): what had been heard from the peer when a call last looked,
+    /// and since when that count was seen unchanged (see `client::Heard`).
+    pub(crate) heard: Mutex<HashMap<usize, crate::client::Heard>>,
     /// Handshakes started by `call`/`call_with` (tests check connection reuse with it).
     #[cfg(test)]
     pub(crate) dials: std::sync::atomic::AtomicUsize,
@@ -93,6 +96,7 @@ impl Endpoint {
                 closed: AtomicBool::new(false),
                 served: Mutex::new(HashMap::new()),
                 next_served: Default::default(),
+                heard: Mutex::new(HashMap::new()),
                 #[cfg(test)]
                 dials: Default::default(),
             }),
