@@ -19,7 +19,7 @@ use anyhow::{ensure, Context as _, Result};
 use skep_tests::json::{find_by, str_at};
 use skep_tests::registers::{Registers, BEFORE};
 use skep_tests::faults::Link;
-use skep_tests::{require_root_and_netns, wait_until, Cluster, Role};
+use skep_tests::{require_root_and_netns, wait_until, wait_until_every, Cluster, Role};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -363,7 +363,7 @@ fn the_leader_demoted_while_a_follower_is_down_hands_over_and_the_down_one_is_re
 }
 
 /// Finding 7 forced (docs/design/faults.md): a follower is down while a worker is promoted, and the promoted worker
-/// then leads. The leader is demoted and, once that is committed, cut off from the other follower: of the four
+/// then leads. The leader is demoted and, once it hands over, cut off from the other follower: of the four
 /// voters, the cut-off follower can reach only the promoted worker (two of four, no majority) and the down one
 /// cannot campaign, so the promoted worker is the only one that can win the election after the hand-over. Restarted,
 /// the down follower knows a membership without the new leader; it has to take that leader's entries and serve
@@ -384,7 +384,15 @@ fn a_follower_back_from_down_follows_a_leader_promoted_while_it_was_down() -> Re
     let (took, writes) = while_writing(&c, &h, &[worker], || {
         let start = Instant::now();
         node_update(&c, worker, &["node", "demote", &lid])?.ok()?;
-        // at once: the hand-over waits out the followers' leases (over a second) before anyone can be elected
+        // once the leader has begun to hand over (cut off before, it could not confirm its leadership to act on its
+        // demotion, and nobody could be elected: seen once under load), and before anyone can be elected: the
+        // hand-over waits out the followers' leases, over a second
+        let log = c.daemon(leader).context("the leader's daemon")?.log_path();
+        wait_until_every("the leader handing over", CHANGE_BOUND, Duration::from_millis(20), || -> Result<()> {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            ensure!(text.contains("handing leadership over"), "not yet");
+            Ok(())
+        })?;
         c.cut_link(leader, other, Link::Cut)?;
         wait_until("the promoted worker leading, the old leader out of the voters", CHANGE_BOUND, || -> Result<()> {
             let now = c.leader_id(worker)?;
