@@ -329,6 +329,11 @@ impl Cluster {
         self.start(i)
     }
 
+    /// Whether host `i`'s daemon log (every start of it so far) holds `text`; false when it never started.
+    pub fn log_contains(&self, i: usize, text: &str) -> bool {
+        self.daemon(i).is_some_and(|d| std::fs::read_to_string(d.log_path()).unwrap_or_default().contains(text))
+    }
+
     /// Prints the last `n` log lines of every daemon that was started.
     pub fn dump_logs(&self, n: usize) {
         for (h, d) in self.hosts.iter().zip(&self.daemons) {

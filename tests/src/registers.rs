@@ -301,7 +301,8 @@ impl Registers {
 /// Forms `n` managers and one worker, starts the watched service on the worker (the managers drained,
 /// [`crate::invariants`]), runs `case` with the cluster, an empty history over node 0's labels (its clients paced by
 /// [`PACE`]) and the leader's host while the worker's task programs are counted, checks the service's invariants, and
-/// marks the test passed when all of it is `Ok`. The managers are hosts `0..n`, the worker host `n`. Skips (returns `Ok`) without namespaces.
+/// marks the test passed when all of it is `Ok`. The managers are hosts `0..n`, the worker host `n`. Skips (returns
+/// `Ok`) without namespaces.
 pub fn managers(n: usize, case: impl FnOnce(&Cluster, &Registers, usize) -> anyhow::Result<()>) -> anyhow::Result<()> {
     if !crate::require_root_and_netns() {
         return Ok(());

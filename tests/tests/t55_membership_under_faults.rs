@@ -256,8 +256,7 @@ fn demoting_a_follower_while_the_other_is_cut_off_is_refused_as_a_loss_of_quorum
         eprintln!("demotion refused: {}", msg.trim());
         eprintln!("the cut-off follower is listed as {status:?} right after the refusal");
         // which check refused: the leader's Raft view logs its refusal, the API's check by the nodes' heartbeats not
-        let log = c.daemon(leader).map(|d| std::fs::read_to_string(d.log_path()).unwrap_or_default());
-        let by_raft = log.unwrap_or_default().contains("not removing a voter");
+        let by_raft = c.log_contains(leader, "not removing a voter");
         let by = if by_raft { "the leader's Raft view" } else { "the nodes' heartbeats (the API's check)" };
         eprintln!("refused by {by}");
         ensure!(msg.contains("would result in a loss of quorum"), "refused for another reason: {msg}");
@@ -387,10 +386,8 @@ fn a_follower_back_from_down_follows_a_leader_promoted_while_it_was_down() -> Re
         // once the leader has begun to hand over (cut off before, it could not confirm its leadership to act on its
         // demotion, and nobody could be elected: seen once under load), and before anyone can be elected: the
         // hand-over waits out the followers' leases, over a second
-        let log = c.daemon(leader).context("the leader's daemon")?.log_path();
         wait_until_every("the leader handing over", CHANGE_BOUND, Duration::from_millis(20), || -> Result<()> {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            ensure!(text.contains("handing leadership over"), "not yet");
+            ensure!(c.log_contains(leader, "handing leadership over"), "not yet");
             Ok(())
         })?;
         c.cut_link(leader, other, Link::Cut)?;

@@ -100,8 +100,7 @@ enum Victim {
 }
 
 fn says_full(c: &Cluster, i: usize) -> bool {
-    let log = c.daemon(i).map(|d| std::fs::read_to_string(d.log_path()).unwrap_or_default()).unwrap_or_default();
-    log.contains(SAYS_FULL)
+    c.log_contains(i, SAYS_FULL)
 }
 
 fn fill_while_writing(victim: Victim) -> Result<()> {

@@ -176,7 +176,7 @@ impl Endpoint {
                 // said nothing on this connection for `silence_timeout` across calls is given up: one slow to
                 // acknowledge (a saturated host) keeps its connection, and this call waits for its deadline
                 let silent = self.note_heard(conn, heard_from(conn)).elapsed();
-                if silent >= self.inner.cfg.silence_timeout || probe >= deadline {
+                if silent >= self.inner.cfg.silence_timeout {
                     break None;
                 }
                 probe = deadline;
