@@ -59,6 +59,59 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The UDP receive buffer an endpoint asks for (the kernel caps it at `net.core.rmem_max` for an unprivileged
+/// process).
+///
+/// One socket takes every node's heartbeats, status reports and long polls. The kernel's default buffer (208 KiB on
+/// Linux) holds a few hundred packets: a leader of 1000 nodes that stalled for a moment dropped a fifth of its
+/// incoming packets (the host's `RcvbufErrors` in /proc/net/snmp, in the 10k-task simulation of bench/services). A
+/// dropped packet is unacknowledged, so the callers judged the leader silent, closed their connections and redialed,
+/// each redial a TLS handshake the saturated leader had to make: their heartbeats failed and nodes were marked down.
+/// quic-go asks for 7 MiB for the same reason.
+pub const RECV_BUFFER: usize = 8 << 20;
+
+/// Set once the cap below [`RECV_BUFFER`] has been reported (it is the host's, the same for every endpoint).
+static BUFFER_CAPPED_SAID: AtomicBool = AtomicBool::new(false);
+
+/// A QUIC endpoint on a UDP socket bound to `addr` whose receive buffer is [`RECV_BUFFER`] where the host allows.
+fn quic_endpoint(addr: SocketAddr, server: Option<quinn::ServerConfig>) -> std::io::Result<quinn::Endpoint> {
+    let socket = udp_socket(addr)?;
+    let runtime = quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime found"))?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
+}
+
+/// A UDP socket bound to `addr` with a receive buffer of [`RECV_BUFFER`] where the host allows.
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+    // as root, SO_RCVBUFFORCE passes the host's cap; otherwise SO_RCVBUF, up to the cap
+    let forced = force_recv_buffer(&socket, RECV_BUFFER);
+    if !forced {
+        let _ = state.set_recv_buffer_size((&socket).into(), RECV_BUFFER);
+    }
+    // Linux reports twice what was set (it counts its own bookkeeping), so a buffer that took reads as more
+    let got = state.recv_buffer_size((&socket).into()).unwrap_or(0);
+    if got < RECV_BUFFER && !BUFFER_CAPPED_SAID.swap(true, Ordering::Relaxed) {
+        tracing::info!(
+            wanted = RECV_BUFFER,
+            got,
+            "the host caps UDP receive buffers below what a busy manager needs; raise net.core.rmem_max"
+        );
+    }
+    Ok(socket)
+}
+
+/// SO_RCVBUFFORCE (Linux, needs CAP_NET_ADMIN): whether it took.
+#[cfg(target_os = "linux")]
+fn force_recv_buffer(socket: &std::net::UdpSocket, bytes: usize) -> bool {
+    nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::RcvBufForce, &bytes).is_ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn force_recv_buffer(_: &std::net::UdpSocket, _: usize) -> bool {
+    false
+}
+
 impl Endpoint {
     /// Bind UDP `addr`, serving with `server` and calling with `client`. The rustls configs carry
     /// the ALPN (`b"skep/1"`) and must allow TLS 1.3. Must be called inside a Tokio runtime.
@@ -70,7 +123,7 @@ impl Endpoint {
     ) -> Result<Endpoint, TransportError> {
         let server = cfg.quinn_server(server)?;
         let client = cfg.quinn_client(client)?;
-        let quic = quinn::Endpoint::server(server, addr).map_err(|source| TransportError::Bind { addr, source })?;
+        let quic = quic_endpoint(addr, Some(server)).map_err(|source| TransportError::Bind { addr, source })?;
         Ok(Endpoint::from_parts(quic, client, cfg))
     }
 
@@ -80,8 +133,8 @@ impl Endpoint {
         let client = cfg.quinn_client(client)?;
         let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0));
         let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-        let quic = quinn::Endpoint::client(v6)
-            .or_else(|_| quinn::Endpoint::client(v4))
+        let quic = quic_endpoint(v6, None)
+            .or_else(|_| quic_endpoint(v4, None))
             .map_err(|source| TransportError::Bind { addr: v4, source })?;
         Ok(Endpoint::from_parts(quic, client, cfg))
     }
@@ -164,5 +217,29 @@ impl std::fmt::Debug for Endpoint {
             .field("local_addr", &self.inner.quic.local_addr().ok())
             .field("closed", &self.is_closed())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoints_socket_gets_the_receive_buffer_the_host_allows() {
+        let socket = udp_socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
+        let state = quinn::udp::UdpSocketState::new((&socket).into()).unwrap();
+        let got = state.recv_buffer_size((&socket).into()).unwrap();
+        // as root the host's cap does not apply; otherwise the cap is what can be had
+        let cap = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        let root = nix::unistd::Uid::effective().is_root();
+        let want = if root { RECV_BUFFER } else { RECV_BUFFER.min(cap) };
+        assert!(got >= want, "receive buffer {got} bytes, wanted at least {want} (root: {root}, rmem_max {cap})");
+        // far above the kernel's default of 208 KiB that dropped packets under load
+        if root {
+            assert!(got > 4 * 212_992, "{got}");
+        }
     }
 }

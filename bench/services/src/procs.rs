@@ -272,6 +272,8 @@ pub struct Meter {
     t0: Instant,
     /// Highest VmRSS seen by `sample`, MiB.
     pub rss_max: Vec<f64>,
+    /// The host's UDP receive-buffer drops at the start (see [`udp_rcvbuf_errors`]).
+    udp0: Option<u64>,
 }
 
 /// One process's figures over a phase.
@@ -292,7 +294,22 @@ impl Meter {
     pub fn start(pids: Vec<(String, u32)>) -> Meter {
         let cpu0 = pids.iter().map(|(_, p)| cpu_secs(*p).unwrap_or(0.0)).collect();
         let rss_max = pids.iter().map(|(_, p)| vm_mib(*p, "VmRSS:").unwrap_or(0.0)).collect();
-        Meter { pids, cpu0, machine0: machine_busy_secs().unwrap_or(0.0), t0: Instant::now(), rss_max }
+        let udp0 = udp_rcvbuf_errors();
+        Meter { pids, cpu0, machine0: machine_busy_secs().unwrap_or(0.0), t0: Instant::now(), rss_max, udp0 }
+    }
+
+    /// [`usage_table`] of [`Meter::finish`], and the UDP packets the host dropped meanwhile for want of room in a
+    /// socket's receive buffer (a saturated manager's callers see them as silence).
+    pub fn report(&mut self) -> String {
+        let mut s = usage_table(&self.finish());
+        if let (Some(a), Some(b)) = (self.udp0, udp_rcvbuf_errors()) {
+            s.push_str(&format!(
+                "
+UDP packets dropped by the host for full receive buffers (`RcvbufErrors`, /proc/net/snmp): {}\n",
+                b.saturating_sub(a)
+            ));
+        }
+        s
     }
 
     pub fn sample(&mut self) {
@@ -339,6 +356,16 @@ pub fn machine_busy_secs() -> Option<f64> {
     // user nice system idle iowait irq softirq steal
     let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)? + f.get(7).copied().unwrap_or(0);
     Some(busy as f64 / clk_tck())
+}
+
+/// The host's count of UDP packets dropped because a socket's receive buffer was full (`Udp: RcvbufErrors` in
+/// /proc/net/snmp; host-wide, so other sessions' traffic counts too).
+pub fn udp_rcvbuf_errors() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut udp = s.lines().filter(|l| l.starts_with("Udp: "));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let at = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    values.split_whitespace().nth(at)?.parse().ok()
 }
 
 /// Markdown table of usages.

@@ -4,7 +4,7 @@
 use crate::cluster::{secs, Cluster};
 use crate::fake::FakeEngine;
 use crate::http;
-use crate::procs::{usage_table, Meter, Scratch};
+use crate::procs::{Meter, Scratch};
 use anyhow::Context as _;
 use skep_api::docker::{Availability, EngineDescription, NodeDescription, NodeRole, NodeState, Platform, Resources};
 use skep_api::wire::{self, ErrorKind, Request, Response};
@@ -301,14 +301,14 @@ async fn sim_body(a: &SimArgs, cluster: &mut Cluster, shm: &Scratch, bound: Dura
     }
     let t_ready = t0.elapsed();
     let _ = writeln!(out, "| {} workers: all `ready` in `GET /nodes` | {} | |", a.workers, secs(t_ready));
-    let _ = writeln!(usages, "Managers during the joins ({} s):\n\n{}", secs(t_ready), usage_table(&meter.finish()));
+    let _ = writeln!(usages, "Managers during the joins ({} s):\n\n{}", secs(t_ready), meter.report());
     eprintln!("all {} workers ready in {:.1}s", a.workers, t_ready.as_secs_f64());
 
     let body = async {
         // ------------------------------------------------------------ idle: heartbeats only
         let mut idle = Meter::start(all_pids.clone());
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let _ = writeln!(usages, "Idle, {} workers heartbeating (5 s):\n\n{}", a.workers, usage_table(&idle.finish()));
+        let _ = writeln!(usages, "Idle, {} workers heartbeating (5 s):\n\n{}", a.workers, idle.report());
 
         // ------------------------------------------------------------ create → all running
         let spec = serde_json::json!({
@@ -325,7 +325,7 @@ async fn sim_body(a: &SimArgs, cluster: &mut Cluster, shm: &Scratch, bound: Dura
         let _ = writeln!(out, "| `POST /services/create` answered | {} | |", secs(t_post));
         let converged = poll_until(&poll_sock, "sim", a.replicas, &workers, &mut prog, &mut meter, bound).await;
         let t_conv = prog.t0.elapsed();
-        let _ = writeln!(usages, "Create → converged or given up ({} s):\n\n{}", secs(t_conv), usage_table(&meter.finish()));
+        let _ = writeln!(usages, "Create → converged or given up ({} s):\n\n{}", secs(t_conv), meter.report());
         let poll_errs = match converged {
             Ok(n) => n,
             Err(e) => {
@@ -369,8 +369,8 @@ async fn sim_body(a: &SimArgs, cluster: &mut Cluster, shm: &Scratch, bound: Dura
             tokio::time::sleep(Duration::from_secs(2)).await;
             let mut meter = Meter::start(all_pids.clone());
             let r = rolling_update(cluster, &poll_sock, a, &workers, &mut meter, bound).await;
-            let usage = meter.finish();
-            let _ = writeln!(usages, "Rolling update ({}):\n\n{}", if r.is_ok() { "until completed" } else { "until given up" }, usage_table(&usage));
+            let usage = meter.report();
+            let _ = writeln!(usages, "Rolling update ({}):\n\n{}", if r.is_ok() { "until completed" } else { "until given up" }, usage);
             out.push_str(&r?);
         }
 
@@ -384,11 +384,11 @@ async fn sim_body(a: &SimArgs, cluster: &mut Cluster, shm: &Scratch, bound: Dura
                 workers[v].shutdown();
             }
             let rec = recover(&poll_sock, "sim", a.replicas, &workers, &victims, &mut meter, bound).await;
-            let usage = meter.finish();
+            let usage = meter.report();
             let rec = match rec {
                 Ok(r) => r,
                 Err(e) => {
-                    let _ = writeln!(usages, "Worker loss, until given up:\n\n{}", usage_table(&usage));
+                    let _ = writeln!(usages, "Worker loss, until given up:\n\n{}", usage);
                     return Err(e);
                 }
             };
@@ -418,7 +418,7 @@ async fn sim_body(a: &SimArgs, cluster: &mut Cluster, shm: &Scratch, bound: Dura
                 secs(rec.2),
                 a.kill
             );
-            let _ = writeln!(usages, "Worker loss → recovered ({} s):\n\n{}", secs(rec.2), usage_table(&usage));
+            let _ = writeln!(usages, "Worker loss → recovered ({} s):\n\n{}", secs(rec.2), usage);
             eprintln!("lost {} workers → {} running again in {:.2}s", a.kill, a.replicas, rec.2.as_secs_f64());
         }
         anyhow::Ok(())
