@@ -66,7 +66,7 @@ impl Sent {
                 || prev.tasks.contains_key(&t.id)
                 || !task_dependencies(&now.state, t).iter().any(|k| withheld.contains(k))
         };
-        let tasks: Vec<&Task> = now.tasks.iter().filter(sendable).collect();
+        let tasks: Vec<&Task> = now.tasks().filter(sendable).collect();
         let record: BTreeMap<String, TaskState> = tasks.iter().map(|t| (t.id.clone(), t.desired_state)).collect();
         // an answer that left something out must not carry the digest of the whole: the node's next poll comes back
         // at once for the rest
@@ -113,7 +113,8 @@ mod tests {
             st.tasks.insert(t.id.clone(), t.clone());
         }
         let deps = dependency_keys(&st, tasks);
-        NodeAssignments { state: Arc::new(st), digest, tasks: Arc::new(tasks.to_vec()), view: Arc::default(), deps: Arc::new(deps) }
+        let ids = Arc::new(tasks.iter().map(|t| t.id.clone()).collect());
+        NodeAssignments { state: Arc::new(st), digest, ids, view: Arc::default(), deps: Arc::new(deps) }
     }
 
     fn ids(deps: &[Dependency]) -> Vec<(DependencyKind, &str, Option<&str>)> {
