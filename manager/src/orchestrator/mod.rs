@@ -49,12 +49,7 @@ pub fn is_up_to_date(t: &Task, svc: &Service) -> bool {
 /// [`is_up_to_date`] through the store's template indexes when both are known (no spec comparison), else by
 /// comparing specs.
 pub fn is_current(state: &ClusterState, t: &Task, svc: &Service) -> bool {
-    is_current_at(state, t, svc, state.template_index.get(&svc.id).copied())
-}
-
-/// [`is_current`] with the service's template index already looked up (once per service, not per task).
-fn is_current_at(state: &ClusterState, t: &Task, svc: &Service, now: Option<u64>) -> bool {
-    current_by(t, svc, state.task_template.get(&t.id).copied(), now)
+    current_by(t, svc, state.task_template.get(&t.id).copied(), state.template_index.get(&svc.id).copied())
 }
 
 /// Whether `t`, made at template index `made`, is up to date with `svc`, whose template index is `now`.
